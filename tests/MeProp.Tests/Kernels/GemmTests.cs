@@ -1,0 +1,66 @@
+using MeProp.Kernels;
+using MeProp.Tensors;
+using MeProp.Threading;
+
+namespace MeProp.Tests.Kernels;
+
+public class GemmTests
+{
+    public static TheoryData<int, int, int> Shapes => new()
+    {
+        { 1, 1, 1 }, { 1, 37, 5 }, { 7, 1, 300 }, { 8, 32, 256 }, { 9, 33, 257 }, { 13, 17, 19 },
+        { 97, 65, 3 }, { 200, 70, 513 }, { 10, 1024, 31 }, { 64, 100, 600 }, { 5, 3, 0 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void MatchesReferenceForAllTransposes(int m, int n, int k)
+    {
+        using var pool = new WorkerPool(3);
+        var gemm = new Gemm(pool);
+        var rng = new Rng((ulong)(m * 1000003 + n * 1009 + k));
+        foreach (bool transA in new[] { false, true })
+        foreach (bool transB in new[] { false, true })
+        foreach (bool accumulate in new[] { false, true })
+        {
+            // Leading dimensions wider than needed, to catch stride mistakes.
+            int lda = (transA ? m : k) + 3, ldb = (transB ? k : n) + 1, ldc = n + 2;
+            var a = TestData.Uniform(rng, (transA ? k : m) * lda + 1);
+            var b = TestData.Uniform(rng, (transB ? n : k) * ldb + 1);
+            var c0 = TestData.Uniform(rng, m * ldc);
+            var expected = (float[])c0.Clone();
+            var actual = (float[])c0.Clone();
+            GemmReference.Multiply(transA, transB, m, n, k, a, lda, b, ldb, expected, ldc, accumulate);
+            gemm.Multiply(transA, transB, m, n, k, a, lda, b, ldb, actual, ldc, accumulate);
+            // float32 products summed in float32: error grows like sqrt(k) * eps * magnitude.
+            TestData.AssertClose(expected, actual, 1e-5 * (k + 1), 1e-5, $"m={m} n={n} k={k} tA={transA} tB={transB} acc={accumulate}");
+        }
+    }
+
+    [Fact]
+    public void ResultDoesNotDependOnThreadCount()
+    {
+        var rng = new Rng(7);
+        int m = 301, n = 77, k = 530;
+        var a = TestData.Uniform(rng, m * k);
+        var b = TestData.Uniform(rng, k * n);
+        float[]? first = null;
+        foreach (int threads in new[] { 1, 2, 3, 5 })
+        {
+            using var pool = new WorkerPool(threads);
+            var c = new float[m * n];
+            new Gemm(pool).Multiply(false, false, m, n, k, a, k, b, n, c, n, false);
+            if (first is null) first = c;
+            else Assert.Equal(first, c);
+        }
+    }
+
+    [Fact]
+    public void RejectsTooShortSpans()
+    {
+        using var pool = new WorkerPool(1);
+        var gemm = new Gemm(pool);
+        var e = Assert.Throws<ArgumentException>(() => gemm.Multiply(false, false, 4, 4, 4, new float[15], 4, new float[16], 4, new float[16], 4, false));
+        Assert.Contains("GEMM A", e.Message);
+    }
+}
