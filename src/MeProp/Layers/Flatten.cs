@@ -1,0 +1,39 @@
+using MeProp.Tensors;
+
+namespace MeProp.Layers;
+
+/// <summary>x [N, d1, d2, ...] -> y [N, d1*d2*...] in row-major (C, H, W) order, as PyTorch; no copy.</summary>
+public sealed class Flatten(string name) : ILayer
+{
+    private Tensor? _output;
+    private Tensor? _inputGradient;
+    private int[] _inputShape = [];
+
+    public string Name { get; } = name;
+    public IReadOnlyList<Parameter> Parameters => [];
+    public bool ComputeInputGradient { get; set; } = true;
+
+    public int[] OutputShape(ReadOnlySpan<int> s)
+    {
+        if (s.Length < 2) throw new ArgumentException($"{Name}: input needs a batch dimension and at least one more");
+        return [s[0], Tensor.ElementCount(s[1..])];
+    }
+
+    public Tensor Forward(Tensor input, bool training)
+    {
+        _inputShape = input.ShapeArray();
+        _output = View(_output, input.Storage, OutputShape(input.Shape));
+        return _output;
+    }
+
+    public Tensor? Backward(Tensor outputGradient)
+    {
+        if (!ComputeInputGradient) return null;
+        _inputGradient = View(_inputGradient, outputGradient.Storage, _inputShape);
+        return _inputGradient;
+    }
+
+    /// <summary>A tensor over <paramref name="storage"/> with the given shape, reusing <paramref name="cached"/> when it already wraps that storage.</summary>
+    private static Tensor View(Tensor? cached, float[] storage, int[] shape) =>
+        cached is not null && ReferenceEquals(cached.Storage, storage) ? cached.Reshape(shape) : new Tensor(storage, shape);
+}

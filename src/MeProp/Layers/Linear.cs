@@ -1,0 +1,76 @@
+using MeProp.Tensors;
+using MeProp.Threading;
+
+namespace MeProp.Layers;
+
+/// <summary>
+/// Fully-connected layer. x [N, In] -> y [N, Out] = x · W^T + b; weight [Out, In] (PyTorch layout), bias [Out].
+/// Backward: dW += dY^T · x, db += column sums of dY, dx = dY · W.
+/// </summary>
+public sealed class Linear : ILayer
+{
+    private readonly ComputeContext _compute;
+    private readonly Tensor _output = new(0);
+    private readonly Tensor _inputGradient = new(0);
+    private Tensor? _input;
+
+    public Linear(string name, int inFeatures, int outFeatures, ComputeContext compute, Rng initRng)
+    {
+        if (inFeatures < 1 || outFeatures < 1) throw new ArgumentException($"{name}: feature counts must be positive");
+        Name = name;
+        InFeatures = inFeatures;
+        OutFeatures = outFeatures;
+        _compute = compute;
+        Weight = new Parameter(name + ".weight", outFeatures, inFeatures);
+        Bias = new Parameter(name + ".bias", outFeatures);
+        Initialization.PyTorchDefault(Weight.Value.Span, inFeatures, initRng);
+        Initialization.PyTorchDefault(Bias.Value.Span, inFeatures, initRng);
+        Parameters = [Weight, Bias];
+    }
+
+    public string Name { get; }
+    public int InFeatures { get; }
+    public int OutFeatures { get; }
+    public Parameter Weight { get; }
+    public Parameter Bias { get; }
+    public IReadOnlyList<Parameter> Parameters { get; }
+    public bool ComputeInputGradient { get; set; } = true;
+
+    public int[] OutputShape(ReadOnlySpan<int> inputShape)
+    {
+        if (inputShape.Length != 2 || inputShape[1] != InFeatures)
+            throw new ArgumentException($"{Name}: expected input [N, {InFeatures}], got [{string.Join(", ", inputShape.ToArray())}]");
+        return [inputShape[0], OutFeatures];
+    }
+
+    public Tensor Forward(Tensor input, bool training)
+    {
+        int n = OutputShape(input.Shape)[0];
+        _input = input;
+        _output.Reshape(n, OutFeatures);
+        _compute.Gemm.Multiply(false, true, n, OutFeatures, InFeatures, input.Span, InFeatures,
+            Weight.Value.Span, InFeatures, _output.Span, OutFeatures, false);
+        var bias = Bias.Value.Span;
+        for (int i = 0; i < n; i++)
+            System.Numerics.Tensors.TensorPrimitives.Add(_output.Span.Slice(i * OutFeatures, OutFeatures), bias, _output.Span.Slice(i * OutFeatures, OutFeatures));
+        return _output;
+    }
+
+    public Tensor? Backward(Tensor outputGradient)
+    {
+        var input = _input ?? throw new InvalidOperationException($"{Name}: Backward before Forward");
+        int n = input.Dim(0);
+        if (!outputGradient.SameShape([n, OutFeatures]))
+            throw new ArgumentException($"{Name}: gradient shape {outputGradient.ShapeText} does not match the output");
+        var dy = outputGradient.Span;
+        _compute.Gemm.Multiply(true, false, OutFeatures, InFeatures, n, dy, OutFeatures, input.Span, InFeatures,
+            Weight.Gradient.Span, InFeatures, true);
+        var db = Bias.Gradient.Span;
+        for (int i = 0; i < n; i++) System.Numerics.Tensors.TensorPrimitives.Add(db, dy.Slice(i * OutFeatures, OutFeatures), db);
+        if (!ComputeInputGradient) return null;
+        _inputGradient.Reshape(n, InFeatures);
+        _compute.Gemm.Multiply(false, false, n, InFeatures, OutFeatures, dy, OutFeatures, Weight.Value.Span, InFeatures,
+            _inputGradient.Span, InFeatures, false);
+        return _inputGradient;
+    }
+}

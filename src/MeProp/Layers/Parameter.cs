@@ -1,0 +1,15 @@
+using MeProp.Tensors;
+
+namespace MeProp.Layers;
+
+/// <summary>
+/// A learnable tensor and its gradient. Backward adds into <see cref="Gradient"/>; the optimizer
+/// reads it and clears it in the same pass.
+/// </summary>
+public sealed class Parameter(string name, params int[] shape)
+{
+    /// <summary>Name used in checkpoints, PyTorch style ("conv1.weight").</summary>
+    public string Name { get; } = name;
+    public Tensor Value { get; } = new(shape);
+    public Tensor Gradient { get; } = new(shape);
+}
