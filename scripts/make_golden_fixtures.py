@@ -1,0 +1,269 @@
+#!/usr/bin/python3
+"""Write PyTorch golden fixtures for the MeProp.NET layer, loss and optimizer tests.
+
+How to run (from the repository root):
+
+    /usr/bin/python3 scripts/make_golden_fixtures.py
+
+Needs Debian's PyTorch and NumPy (`apt-get install -y python3-torch python3-numpy`; Debian 12 ships
+torch 1.13). Use /usr/bin/python3 explicitly: a pyenv python3 on PATH will not see the Debian packages.
+The output is deterministic for a given torch build (everything is seeded with torch.manual_seed and
+runs on one CPU thread).
+
+Writes tests/MeProp.Tests/Fixtures/golden/*.json, one file per case. Each file is
+
+    {"description": "...",
+     "params":  {"stride": 1, ...},                       scalars only
+     "tensors": {"x": {"shape": [2, 3], "data": [...]}}}  data flat, row-major (C order), float64
+
+The reference computations run in torch.float64 (except tiny_cnn_training, which runs in float32 like
+the C# model does); the C# side computes in float32 and compares with tolerances. Integer data (class
+labels) is stored as floats too. Gradients are d(loss)/d(.) for loss = sum(y * dy), i.e. dy is the
+upstream gradient fed to backward. Layouts are PyTorch's: NCHW activations, conv weight
+[out, in, kh, kw], linear weight [out, in].
+"""
+
+import json
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "MeProp.Tests",
+                       "Fixtures", "golden")
+MAX_BYTES = 200 * 1024
+DT = torch.float64
+
+
+def tensor_entry(t):
+    t = t.detach().contiguous()
+    return {"shape": list(t.shape), "data": [float(v) for v in t.reshape(-1).tolist()]}
+
+
+def write(name, description, params, tensors):
+    doc = {"description": description + f" (torch {torch.__version__})",
+           "params": params,
+           "tensors": {k: tensor_entry(v) for k, v in tensors.items()}}
+    # One tensor per line: compact, yet diffs stay readable.
+    lines = ["{", f' "description": {json.dumps(doc["description"])},',
+             f' "params": {json.dumps(doc["params"])},', ' "tensors": {']
+    items = list(doc["tensors"].items())
+    for i, (k, v) in enumerate(items):
+        comma = "," if i < len(items) - 1 else ""
+        lines.append(f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False)}{comma}")
+    lines += [" }", "}"]
+    text = "\n".join(lines) + "\n"
+    json.loads(text)  # self-check: valid JSON
+    if len(text.encode()) > MAX_BYTES:
+        sys.exit(f"{name}: {len(text)} bytes, over the {MAX_BYTES} byte limit")
+    path = os.path.join(OUT_DIR, name)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"wrote {os.path.relpath(path)} ({len(text)} bytes)")
+
+
+def randn(*shape):
+    return torch.randn(*shape, dtype=DT)
+
+
+def leaf(t):
+    return t.clone().requires_grad_(True)
+
+
+def distinct_values(*shape):
+    """Random values, all distinct (no ties for max pooling): a shuffled grid spaced 0.01 apart."""
+    n = 1
+    for s in shape:
+        n *= s
+    return ((torch.randperm(n).to(DT) - n / 2) * 0.01 + torch.rand(n, dtype=DT) * 0.005).reshape(shape)
+
+
+def conv2d_case(name, x_shape, w_shape, stride, padding, seed):
+    torch.manual_seed(seed)
+    x, w, b = leaf(randn(*x_shape)), leaf(randn(*w_shape) * 0.3), leaf(randn(w_shape[0]))
+    y = F.conv2d(x, w, b, stride=stride, padding=padding)
+    dy = randn(*y.shape)
+    y.backward(dy)
+    write(name, f"conv2d x{list(x_shape)} weight{list(w_shape)} stride {stride} padding {padding}; "
+                "dx, dweight, dbias are the gradients for upstream gradient dy",
+          {"stride": stride, "padding": padding},
+          {"x": x, "weight": w, "bias": b, "y": y, "dy": dy, "dx": x.grad, "dweight": w.grad,
+           "dbias": b.grad})
+
+
+def linear_case(seed):
+    torch.manual_seed(seed)
+    x, w, b = leaf(randn(5, 7)), leaf(randn(3, 7) * 0.4), leaf(randn(3))
+    y = F.linear(x, w, b)
+    dy = randn(*y.shape)
+    y.backward(dy)
+    write("linear.json", "linear y = x W^T + b, weight in PyTorch layout [out, in]", {},
+          {"x": x, "weight": w, "bias": b, "y": y, "dy": dy, "dx": x.grad, "dweight": w.grad,
+           "dbias": b.grad})
+
+
+def maxpool_case(name, x_shape, seed):
+    torch.manual_seed(seed)
+    x = leaf(distinct_values(*x_shape))
+    y = F.max_pool2d(x, kernel_size=2, stride=2)  # floor mode
+    dy = randn(*y.shape)
+    y.backward(dy)
+    write(name, f"max_pool2d x{list(x_shape)} kernel 2 stride 2, floor mode, all values distinct",
+          {"kernel": 2, "stride": 2, "padding": 0},
+          {"x": x, "y": y, "dy": dy, "dx": x.grad})
+
+
+def activation_case(name, fn, seed):
+    torch.manual_seed(seed)
+    x = randn(4, 9)
+    x = x + torch.sign(x) * 0.05  # keep clear of 0 (relu's kink)
+    x = leaf(x)
+    y = fn(x)
+    dy = randn(*y.shape)
+    y.backward(dy)
+    write(name, f"{name[:-5]} elementwise on x[4,9] (no value within 0.05 of zero)", {},
+          {"x": x, "y": y, "dy": dy, "dx": x.grad})
+
+
+def cross_entropy_case(seed):
+    torch.manual_seed(seed)
+    logits = leaf(randn(6, 10) * 2)
+    labels = torch.randint(0, 10, (6,))
+    loss = F.cross_entropy(logits, labels)  # mean over the batch
+    loss.backward()
+    write("softmax_cross_entropy.json",
+          "softmax cross-entropy, loss = mean over the batch of -log softmax(logits)[label] "
+          "(F.cross_entropy default); dlogits = d(loss)/d(logits) = (softmax - onehot) / batch; "
+          "labels are class indices stored as floats",
+          {"batch": 6, "classes": 10},
+          {"logits": logits, "labels": labels.to(DT), "loss": loss.reshape(1),
+           "dlogits": logits.grad})
+
+
+def batchnorm_case(name, module_cls, x_shape, seed):
+    torch.manual_seed(seed)
+    channels = x_shape[1]
+    bn = module_cls(channels, eps=1e-5, momentum=0.1).to(DT)
+    with torch.no_grad():
+        bn.weight.copy_(1 + 0.3 * randn(channels))
+        bn.bias.copy_(0.5 * randn(channels))
+    gamma, beta = bn.weight.detach().clone(), bn.bias.detach().clone()
+    x = leaf(randn(*x_shape) * 1.5 + 0.7)
+    bn.train()
+    y = bn(x)
+    dy = randn(*y.shape)
+    y.backward(dy)
+    x2 = randn(*x_shape) * 1.2 - 0.3
+    bn.eval()
+    with torch.no_grad():
+        y_eval = bn(x2)
+    write(name,
+          f"{module_cls.__name__} x{list(x_shape)}, training mode forward/backward (batch statistics, "
+          "biased variance for normalisation); running_mean/running_var after that one forward from "
+          "init (0, 1) with momentum 0.1: running = (1 - momentum) * running + momentum * batch_stat, "
+          "where the running variance uses the UNBIASED batch variance (n / (n - 1)); then y_eval is "
+          "eval-mode output for x2 using those running statistics",
+          {"eps": 1e-5, "momentum": 0.1},
+          {"x": x, "gamma": gamma, "beta": beta, "y": y, "dy": dy, "dx": x.grad,
+           "dgamma": bn.weight.grad, "dbeta": bn.bias.grad,
+           "running_mean": bn.running_mean, "running_var": bn.running_var,
+           "x2": x2, "y_eval": y_eval})
+
+
+def optimizer_case(name, make_opt, description, params, seed):
+    torch.manual_seed(seed)
+    p0 = randn(13)
+    grads = [randn(13) * s for s in (1.0, 0.5, 2.0)]
+    p = torch.nn.Parameter(p0.clone())
+    opt = make_opt([p])
+    tensors = {"p0": p0}
+    for i, g in enumerate(grads, 1):
+        tensors[f"g{i}"] = g
+    for i, g in enumerate(grads, 1):
+        opt.zero_grad()
+        p.grad = g.clone()
+        opt.step()
+        tensors[f"p{i}"] = p.detach().clone()
+    write(name, description, params, tensors)
+
+
+class TinyCnn(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 2, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(2, 3, 3, padding=1)
+        self.fc1 = torch.nn.Linear(3 * 2 * 2, 5)
+        self.fc2 = torch.nn.Linear(5, 4)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)  # (C, H, W) order
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+def tiny_cnn_case(seed):
+    torch.manual_seed(seed)
+    model = TinyCnn()  # float32, PyTorch default init
+    steps, batch = 5, 4
+    inputs = torch.randn(steps, batch, 1, 8, 8)
+    labels = torch.randint(0, 4, (steps, batch))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, betas=(0.9, 0.999), eps=1e-8)
+    tensors = {name: p.detach().clone() for name, p in model.named_parameters()}
+    tensors["inputs"] = inputs
+    tensors["labels"] = labels.to(torch.float32)
+    losses = []
+    for s in range(steps):
+        opt.zero_grad()
+        logits = model(inputs[s])
+        if s == 0:
+            tensors["logits_step0"] = logits.detach().clone()
+        loss = F.cross_entropy(logits, labels[s])
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    tensors["losses"] = torch.tensor(losses, dtype=torch.float32)
+    for name, p in model.named_parameters():
+        tensors["final." + name] = p.detach().clone()
+    write("tiny_cnn_training.json",
+          "tiny CNN in float32: conv1(1->2,3x3,pad 1) relu maxpool2 conv2(2->3,3x3,pad 1) relu maxpool2 "
+          "flatten (C,H,W) fc1(12->5) relu fc2(5->4); 5 steps of Adam(lr 1e-2, betas 0.9/0.999, "
+          "eps 1e-8) on mean cross-entropy; inputs[s] [4,1,8,8] and labels[s] [4] are step s's batch; "
+          "losses[s] is the loss of step s's forward (before its update); logits_step0 is the first "
+          "forward's output; plain names are the initial weights, final.* the weights after 5 steps",
+          {"steps": steps, "batch": batch, "lr": 1e-2, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+          tensors)
+
+
+def main():
+    torch.set_num_threads(1)
+    os.makedirs(OUT_DIR, exist_ok=True)
+    conv2d_case("conv2d_s1_p2.json", (2, 3, 7, 6), (4, 3, 5, 5), 1, 2, seed=101)
+    conv2d_case("conv2d_s2_p1.json", (3, 2, 9, 8), (5, 2, 3, 3), 2, 1, seed=102)
+    conv2d_case("conv2d_s1_p0_odd.json", (1, 1, 5, 5), (2, 1, 3, 3), 1, 0, seed=103)
+    linear_case(seed=201)
+    maxpool_case("maxpool2d.json", (2, 3, 6, 6), seed=301)
+    maxpool_case("maxpool2d_odd.json", (1, 2, 7, 5), seed=302)
+    activation_case("relu.json", torch.relu, seed=401)
+    activation_case("sigmoid.json", torch.sigmoid, seed=402)
+    activation_case("tanh.json", torch.tanh, seed=403)
+    cross_entropy_case(seed=501)
+    batchnorm_case("batchnorm2d_train.json", torch.nn.BatchNorm2d, (4, 3, 5, 5), seed=601)
+    batchnorm_case("batchnorm1d_train.json", torch.nn.BatchNorm1d, (6, 5), seed=602)
+    optimizer_case("adam_steps.json",
+                   lambda ps: torch.optim.Adam(ps, lr=1e-3, betas=(0.9, 0.999), eps=1e-8),
+                   "torch.optim.Adam(lr 1e-3, betas (0.9, 0.999), eps 1e-8, bias-corrected, no weight "
+                   "decay) on p0 [13]; gradient gi applied at step i; pi = parameter after step i",
+                   {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, seed=701)
+    optimizer_case("sgd_momentum_steps.json",
+                   lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),
+                   "torch.optim.SGD(lr 0.1, momentum 0.9, no dampening/nesterov): v = mu*v + g "
+                   "(v = g at the first step), p -= lr*v; gradient gi applied at step i; pi = parameter "
+                   "after step i",
+                   {"lr": 0.1, "momentum": 0.9}, seed=702)
+    tiny_cnn_case(seed=801)
+
+
+if __name__ == "__main__":
+    main()
