@@ -1,0 +1,64 @@
+using System.Diagnostics;
+using MeProp.Layers;
+using MeProp.Tensors;
+
+namespace MeProp.Models;
+
+/// <summary>
+/// Layers applied in order. Backward runs them in reverse; the first layer is told not to compute
+/// dL/dx (nobody needs the gradient of the images). Keeps per-layer backward time so the cost of
+/// each layer's backward can be reported.
+/// </summary>
+public sealed class Sequential
+{
+    private readonly ILayer[] _layers;
+    private readonly long[] _backwardTicks;
+
+    public Sequential(IEnumerable<ILayer> layers)
+    {
+        _layers = layers.ToArray();
+        if (_layers.Length == 0) throw new ArgumentException("a model needs at least one layer");
+        var duplicate = _layers.GroupBy(l => l.Name).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null) throw new ArgumentException($"layer name '{duplicate.Key}' is used twice");
+        _layers[0].ComputeInputGradient = false;
+        Parameters = _layers.SelectMany(l => l.Parameters).ToArray();
+        _backwardTicks = new long[_layers.Length];
+    }
+
+    public IReadOnlyList<ILayer> Layers => _layers;
+
+    /// <summary>All learnable parameters, in layer order.</summary>
+    public IReadOnlyList<Parameter> Parameters { get; }
+
+    /// <summary>The layer with this name, or an error listing the names there are.</summary>
+    public ILayer Layer(string name) => _layers.FirstOrDefault(l => l.Name == name)
+        ?? throw new ArgumentException($"no layer named '{name}'; layers are {string.Join(", ", _layers.Select(l => l.Name))}");
+
+    public Tensor Forward(Tensor input, bool training)
+    {
+        var x = input;
+        foreach (var layer in _layers) x = layer.Forward(x, training);
+        return x;
+    }
+
+    /// <summary>Back-propagates dL/d(output) through every layer, adding into the parameter gradients.</summary>
+    public void Backward(Tensor outputGradient)
+    {
+        Tensor? dy = outputGradient;
+        for (int i = _layers.Length - 1; i >= 0 && dy is not null; i--)
+        {
+            long start = Stopwatch.GetTimestamp();
+            dy = _layers[i].Backward(dy);
+            _backwardTicks[i] += Stopwatch.GetTimestamp() - start;
+        }
+    }
+
+    /// <summary>Seconds spent in each layer's Backward since the last reset, by layer name.</summary>
+    public Dictionary<string, double> BackwardSeconds() =>
+        _layers.Select((l, i) => (l.Name, Seconds: _backwardTicks[i] / (double)Stopwatch.Frequency)).ToDictionary(x => x.Name, x => x.Seconds);
+
+    public void ResetTimings() => Array.Clear(_backwardTicks);
+
+    /// <summary>Number of learnable scalars.</summary>
+    public long ParameterCount => Parameters.Sum(p => (long)p.Value.Length);
+}
