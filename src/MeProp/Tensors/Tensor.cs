@@ -51,7 +51,7 @@ public sealed class Tensor
     /// Gives the tensor a new shape, growing the storage only when it is too small (values are then
     /// lost); when the shape is unchanged this is free. Returns this tensor.
     /// </summary>
-    public Tensor Reshape(params int[] shape)
+    public Tensor Reshape(params ReadOnlySpan<int> shape)
     {
         if (SameShape(shape)) return this;
         var checkedShape = CheckShape(shape);
@@ -81,11 +81,11 @@ public sealed class Tensor
 
     public override string ToString() => $"Tensor{ShapeText}";
 
-    private int[] CheckShape(int[] shape)
+    private int[] CheckShape(ReadOnlySpan<int> shape)
     {
         foreach (int d in shape)
-            if (d < 0) throw new ArgumentException($"negative dimension in shape [{string.Join(", ", shape)}]");
-        var copy = (int[])shape.Clone();
+            if (d < 0) throw new ArgumentException($"negative dimension in shape [{string.Join(", ", shape.ToArray())}]");
+        var copy = shape.ToArray();
         Length = ElementCount(copy);
         return copy;
     }
