@@ -1,0 +1,75 @@
+namespace MeProp.Data;
+
+/// <summary>
+/// An in-memory image classification data set: <see cref="Count"/> single-channel images of
+/// <see cref="Height"/> x <see cref="Width"/> pixels with one label byte each. <see cref="Slice"/> gives a
+/// contiguous sub-range that shares the memory, so splits copy nothing.
+/// </summary>
+public sealed class Dataset
+{
+    /// <summary>
+    /// Wraps images and labels (not copied).
+    /// </summary>
+    /// <param name="images">Count x 1 x Height x Width pixel values, NCHW, one image after another.</param>
+    /// <param name="labels">Count class labels.</param>
+    /// <param name="height">Image height in pixels, at least 1.</param>
+    /// <param name="width">Image width in pixels, at least 1.</param>
+    public Dataset(ReadOnlyMemory<float> images, ReadOnlyMemory<byte> labels, int height, int width)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(height, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(width, 1);
+        if (images.Length != (long)labels.Length * height * width)
+            throw new ArgumentException(
+                $"{labels.Length} labels of {height}x{width} images need {(long)labels.Length * height * width} pixel values, got {images.Length}");
+        Images = images;
+        Labels = labels;
+        Height = height;
+        Width = width;
+    }
+
+    /// <summary>Pixel values, Count x Channels x Height x Width, in [0, 1] when loaded from IDX files.</summary>
+    public ReadOnlyMemory<float> Images { get; }
+
+    /// <summary>One class label per image.</summary>
+    public ReadOnlyMemory<byte> Labels { get; }
+
+    /// <summary>Number of images.</summary>
+    public int Count => Labels.Length;
+
+    /// <summary>Always 1: grey-scale images.</summary>
+    public int Channels => 1;
+
+    /// <summary>Image height in pixels.</summary>
+    public int Height { get; }
+
+    /// <summary>Image width in pixels.</summary>
+    public int Width { get; }
+
+    /// <summary>Values per image: Channels x Height x Width.</summary>
+    public int ImageSize => Channels * Height * Width;
+
+    /// <summary>Images [start, start + count) and their labels, sharing this data set's memory.</summary>
+    public Dataset Slice(int start, int count)
+    {
+        if ((uint)start > (uint)Count || (uint)count > (uint)(Count - start))
+            throw new ArgumentOutOfRangeException(nameof(count), $"images [{start}, {start}+{count}) are outside a data set of {Count}");
+        return new Dataset(Images.Slice(start * ImageSize, count * ImageSize), Labels.Slice(start, count), Height, Width);
+    }
+
+    /// <summary>
+    /// Loads an IDX image file and its label file (plain or gzip), scaling pixels to [0, 1] by /255.
+    /// Throws <see cref="DataFormatException"/> when either file is bad or their counts differ.
+    /// </summary>
+    public static Dataset LoadIdx(string imagesPath, string labelsPath)
+    {
+        IdxImages images = IdxFile.ReadImages(imagesPath);
+        byte[] labels = IdxFile.ReadLabels(labelsPath);
+        if (labels.Length != images.Count)
+            throw new DataFormatException($"{labelsPath}: {labels.Length} labels, but {imagesPath} has {images.Count} images");
+
+        var pixels = new float[images.Pixels.Length];
+        byte[] source = images.Pixels;
+        for (int i = 0; i < pixels.Length; i++) pixels[i] = source[i] / 255f;
+        return new Dataset(pixels, labels, images.Height, images.Width);
+    }
+}
