@@ -7,7 +7,7 @@ namespace MeProp.Layers;
 /// 1/(1-p), so inference is the identity. Any shape. The mask comes from the layer's own seeded Rng
 /// (saved in checkpoints through <see cref="Rng"/>).
 /// </summary>
-public sealed class Dropout : ILayer
+public sealed class Dropout : ILayer, IStatefulLayer
 {
     private readonly Tensor _output = new(0);
     private readonly Tensor _inputGradient = new(0);
@@ -57,5 +57,16 @@ public sealed class Dropout : ILayer
         if (!_lastWasTraining || Probability == 0f) outputGradient.Span.CopyTo(_inputGradient.Span);
         else System.Numerics.Tensors.TensorPrimitives.Multiply(outputGradient.Span, _mask.Span, _inputGradient.Span);
         return _inputGradient;
+    }
+
+    public IEnumerable<(string Name, Tensor Tensor)> StateTensors() => [];
+
+    public IEnumerable<(string Key, string Value)> StateMetadata() =>
+        [(Name + ".rng", string.Join(",", Rng.GetState()))];
+
+    public void RestoreMetadata(IReadOnlyDictionary<string, string> metadata)
+    {
+        if (!metadata.TryGetValue(Name + ".rng", out var text)) throw new ArgumentException($"checkpoint has no '{Name}.rng' state");
+        Rng.SetState(text.Split(',').Select(ulong.Parse).ToArray());
     }
 }

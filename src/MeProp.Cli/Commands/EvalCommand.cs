@@ -1,0 +1,34 @@
+using System.CommandLine;
+using MeProp.Data;
+using MeProp.Models;
+using MeProp.Threading;
+using MeProp.Training;
+
+namespace MeProp.Cli.Commands;
+
+/// <summary>`meprop eval`: test accuracy of a checkpoint.</summary>
+internal static class EvalCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = new Option<string>("--checkpoint") { Description = "A .safetensors file written by 'meprop train'", Required = true };
+        var data = CommonOptions.DataDirectory();
+        var threads = CommonOptions.Threads();
+        var command = new Command("eval", "Report the test accuracy of a checkpoint") { checkpoint, data, threads };
+        command.SetAction(parse => CommonOptions.Run(parse, () =>
+        {
+            string path = parse.GetValue(checkpoint)!;
+            if (!File.Exists(path)) throw new ArgumentException($"--checkpoint: {path} does not exist");
+            var options = Checkpoint.ReadOptions(path);
+            var mnist = MnistFiles.Load(CommonOptions.ResolveData(parse.GetValue(data)));
+            using var compute = new ComputeContext(parse.GetValue(threads));
+            var test = mnist.Test;
+            var model = ModelBuilder.Build(options.ModelOptions, test.Channels, test.Height, test.Width, 10, compute, options.Seed);
+            Checkpoint.Load(path, model, optimizer: null);
+            double accuracy = Trainer.Evaluate(model, test, options.EvalBatchSize);
+            Console.WriteLine($"test accuracy {accuracy:F4} ({test.Count} images, {path})");
+            return 0;
+        }));
+        return command;
+    }
+}

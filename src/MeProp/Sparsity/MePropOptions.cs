@@ -1,0 +1,49 @@
+namespace MeProp.Sparsity;
+
+/// <summary>How the kept entries of dL/dy are chosen.</summary>
+public enum SelectionPolicy
+{
+    /// <summary>Conv: one pool per output channel over batch x height x width (meProp-CNN).</summary>
+    PerChannel,
+    /// <summary>Conv: one pool per example and channel (height x width).</summary>
+    PerExampleChannel,
+    /// <summary>Linear: each example keeps its own top k outputs (the original meProp).</summary>
+    PerExample,
+    /// <summary>Linear: one set of k outputs for the whole batch, chosen by summed magnitude.</summary>
+    Unified,
+    /// <summary>Baseline: k uniformly random positions per pool (the layer's default pools), seeded.</summary>
+    Random,
+}
+
+/// <summary>Shape of the running gradient of paper eq. 15.</summary>
+public enum DecayShape
+{
+    /// <summary>As dL/dy, batch slot by batch slot (the paper's reading).</summary>
+    Full,
+    /// <summary>One value per channel (or output) and position, averaged over the batch.</summary>
+    ChannelPosition,
+}
+
+/// <summary>
+/// meProp settings of one layer: keep k = ceil(Ratio x pool size) entries of each pool, chosen by |dL/dy|,
+/// or by the running average run = Decay·run + (1 - Decay)·|dL/dy| when Decay &gt; 0.
+/// </summary>
+public sealed record MePropOptions
+{
+    /// <summary>Fraction kept, in (0, 1].</summary>
+    public double Ratio { get; init; } = 0.05;
+    /// <summary>Running-average decay in [0, 1); 0 selects on the current gradient.</summary>
+    public double Decay { get; init; }
+    public DecayShape DecayShape { get; init; } = DecayShape.Full;
+    public SelectionPolicy Selection { get; init; } = SelectionPolicy.PerChannel;
+
+    /// <summary>Throws an ArgumentException naming the bad value.</summary>
+    public void Validate()
+    {
+        if (!(Ratio > 0 && Ratio <= 1)) throw new ArgumentException($"top-k ratio must be in (0, 1], got {Ratio}");
+        if (!(Decay >= 0 && Decay < 1)) throw new ArgumentException($"decay must be in [0, 1), got {Decay}");
+    }
+
+    /// <summary>k for a pool of <paramref name="poolSize"/> entries: ceil(ratio x size), at least 1, at most the size.</summary>
+    public int KeepCount(int poolSize) => poolSize == 0 ? 0 : Math.Clamp((int)Math.Ceiling(Ratio * poolSize - 1e-9), 1, poolSize);
+}

@@ -1,0 +1,32 @@
+using System.Text.Json.Serialization;
+
+namespace MeProp.Training;
+
+/// <summary>One line of metrics.jsonl. Accuracies are fractions in [0, 1]; times in seconds.</summary>
+public sealed record EpochMetrics
+{
+    [JsonPropertyName("epoch")] public int Epoch { get; init; }
+    [JsonPropertyName("train_loss")] public double TrainLoss { get; init; }
+    [JsonPropertyName("train_accuracy")] public double TrainAccuracy { get; init; }
+    [JsonPropertyName("dev_accuracy")] public double? DevAccuracy { get; init; }
+    [JsonPropertyName("test_accuracy")] public double TestAccuracy { get; init; }
+    [JsonPropertyName("epoch_seconds")] public double EpochSeconds { get; init; }
+    [JsonPropertyName("forward_seconds")] public double ForwardSeconds { get; init; }
+    [JsonPropertyName("backward_seconds")] public double BackwardSeconds { get; init; }
+    [JsonPropertyName("update_seconds")] public double UpdateSeconds { get; init; }
+    [JsonPropertyName("eval_seconds")] public double EvalSeconds { get; init; }
+    [JsonPropertyName("backward_seconds_per_layer")] public Dictionary<string, double> BackwardSecondsPerLayer { get; init; } = [];
+}
+
+/// <summary>summary.json: the configuration and the result under the paper's protocol (test accuracy at the best dev epoch).</summary>
+public sealed record TrainSummary
+{
+    [JsonPropertyName("config")] public required TrainOptions Config { get; init; }
+    [JsonPropertyName("best_epoch")] public int BestEpoch { get; init; }
+    [JsonPropertyName("dev_accuracy")] public double? DevAccuracy { get; init; }
+    [JsonPropertyName("test_accuracy")] public double TestAccuracy { get; init; }
+    [JsonPropertyName("final_test_accuracy")] public double FinalTestAccuracy { get; init; }
+    [JsonPropertyName("train_seconds")] public double TrainSeconds { get; init; }
+    [JsonPropertyName("epochs_completed")] public int EpochsCompleted { get; init; }
+    [JsonPropertyName("parameter_count")] public long ParameterCount { get; init; }
+}

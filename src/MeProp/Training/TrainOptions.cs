@@ -1,0 +1,46 @@
+using System.Text.Json.Serialization;
+using MeProp.Models;
+
+namespace MeProp.Training;
+
+/// <summary>Every option of a training run; echoed in summary.json and stored in checkpoints for resume.</summary>
+public sealed record TrainOptions
+{
+    public ModelOptions ModelOptions { get; init; } = new();
+    public int Epochs { get; init; } = 1;
+    /// <summary>Mini-batch size; the paper uses 10.</summary>
+    public int BatchSize { get; init; } = 10;
+    /// <summary>"adam" or "sgd".</summary>
+    public string Optimizer { get; init; } = "adam";
+    public float LearningRate { get; init; } = 1e-3f;
+    public float Beta1 { get; init; } = 0.9f;
+    public float Beta2 { get; init; } = 0.999f;
+    public float Epsilon { get; init; } = 1e-8f;
+    /// <summary>SGD only.</summary>
+    public float Momentum { get; init; } = 0.9f;
+    public ulong Seed { get; init; } = 1;
+    public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>Images taken from the start of the training file as the dev split.</summary>
+    public int DevSize { get; init; } = 5000;
+    /// <summary>Use only the first N training images after the dev split; null for all.</summary>
+    public int? MaxTrain { get; init; }
+    /// <summary>Batch size for evaluation, which needs no backward and so can be larger.</summary>
+    public int EvalBatchSize { get; init; } = 100;
+
+    /// <summary>Throws an ArgumentException naming the first option out of range.</summary>
+    public void Validate()
+    {
+        if (Epochs < 0) throw new ArgumentException($"--epochs must be >= 0, got {Epochs}");
+        if (BatchSize < 1) throw new ArgumentException($"--batch-size must be >= 1, got {BatchSize}");
+        if (!(LearningRate > 0) || float.IsInfinity(LearningRate)) throw new ArgumentException($"--lr must be a positive number, got {LearningRate}");
+        if (Optimizer is not ("adam" or "sgd")) throw new ArgumentException($"--optimizer must be adam or sgd, got '{Optimizer}'");
+        if (Threads < 1) throw new ArgumentException($"--threads must be >= 1, got {Threads}");
+        if (DevSize < 0) throw new ArgumentException($"--dev-size must be >= 0, got {DevSize}");
+        if (MaxTrain is < 1) throw new ArgumentException($"--max-train must be >= 1, got {MaxTrain}");
+        if (EvalBatchSize < 1) throw new ArgumentException($"eval batch size must be >= 1, got {EvalBatchSize}");
+        if (!ModelOptions.KnownModels.Contains(ModelOptions.Model))
+            throw new ArgumentException($"--model must be one of {string.Join(", ", ModelOptions.KnownModels)}, got '{ModelOptions.Model}'");
+        if (ModelOptions.HiddenSize < 1) throw new ArgumentException($"--hidden-size must be >= 1, got {ModelOptions.HiddenSize}");
+        if (ModelOptions.HiddenLayers < 0) throw new ArgumentException($"--hidden-layers must be >= 0, got {ModelOptions.HiddenLayers}");
+    }
+}

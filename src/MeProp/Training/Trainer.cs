@@ -1,0 +1,206 @@
+using System.Diagnostics;
+using System.Text.Json;
+using MeProp.Data;
+using MeProp.Losses;
+using MeProp.Models;
+using MeProp.Optimizers;
+using MeProp.Tensors;
+using MeProp.Threading;
+
+namespace MeProp.Training;
+
+/// <summary>Receives progress while training runs (the CLI draws a progress bar from it).</summary>
+public interface ITrainingObserver
+{
+    void EpochStarted(int epoch, int epochs, int steps);
+    /// <summary>Called after every step with the running mean loss of the epoch.</summary>
+    void StepCompleted(int step, double meanLoss);
+    void EpochCompleted(EpochMetrics metrics);
+}
+
+/// <summary>
+/// The training loop of the papers' protocol: per epoch, train on the shuffled training split, then
+/// measure dev and test accuracy; the best epoch is the one with the best dev accuracy and its test
+/// accuracy is the result. With an output directory it writes metrics.jsonl (one line per epoch),
+/// summary.json, best.safetensors and last.safetensors (with optimizer state for resume).
+/// </summary>
+public sealed class Trainer
+{
+    public const string LastCheckpoint = "last.safetensors";
+    public const string BestCheckpoint = "best.safetensors";
+    public const string MetricsFile = "metrics.jsonl";
+    public const string SummaryFile = "summary.json";
+
+    private readonly TrainOptions _options;
+    private readonly Sequential _model;
+    private readonly IOptimizer _optimizer;
+    private readonly ComputeContext _compute;
+    private readonly DatasetSplit _split;
+    private readonly Dataset _test;
+    private readonly string? _outDirectory;
+    private readonly SoftmaxCrossEntropy _loss = new();
+    private TrainProgress _progress = new();
+
+    public Trainer(TrainOptions options, ComputeContext compute, DatasetSplit split, Dataset test, string? outDirectory)
+    {
+        options.Validate();
+        _options = options;
+        _compute = compute;
+        _split = split;
+        _test = test;
+        _outDirectory = outDirectory;
+        var train = split.Train;
+        _model = ModelBuilder.Build(options.ModelOptions, train.Channels, train.Height, train.Width, 10, compute, options.Seed);
+        _optimizer = options.Optimizer == "sgd"
+            ? new SgdMomentum(_model.Parameters, options.LearningRate, options.Momentum)
+            : new Adam(_model.Parameters, compute.Pool, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon);
+    }
+
+    public Sequential Model => _model;
+    public IOptimizer Optimizer => _optimizer;
+    public TrainProgress Progress => _progress;
+
+    /// <summary>Continues from a checkpoint written by this trainer's configuration (the last completed epoch).</summary>
+    public void Resume(string checkpointPath)
+    {
+        _progress = Checkpoint.Load(checkpointPath, _model, _optimizer)
+            ?? throw new CheckpointFormatException($"{checkpointPath}: no training progress in the metadata; it cannot be resumed");
+        if (_outDirectory is not null) TrimMetrics(Path.Combine(_outDirectory, MetricsFile), _progress.EpochsCompleted);
+    }
+
+    /// <summary>Trains the remaining epochs and returns the summary.</summary>
+    public TrainSummary Run(ITrainingObserver? observer = null)
+    {
+        if (_outDirectory is not null) Directory.CreateDirectory(_outDirectory);
+        var loader = new BatchLoader(_split.Train, _options.BatchSize, shuffle: true, _options.Seed);
+        var images = new Tensor(0);
+        var labels = new int[_options.BatchSize];
+        double finalTest = double.NaN;
+        for (int epoch = _progress.EpochsCompleted + 1; epoch <= _options.Epochs; epoch++)
+        {
+            var metrics = TrainEpoch(epoch, loader, images, labels, observer);
+            finalTest = metrics.TestAccuracy;
+            // Without a dev split the latest epoch counts as the best: test accuracy must not pick it.
+            bool better = metrics.DevAccuracy is not double dev || _progress.BestEpoch == 0 || dev > _progress.BestDevAccuracy;
+            _progress = _progress with
+            {
+                EpochsCompleted = epoch,
+                TrainSeconds = _progress.TrainSeconds + metrics.EpochSeconds,
+            };
+            if (better)
+                _progress = _progress with { BestEpoch = epoch, BestDevAccuracy = metrics.DevAccuracy, BestTestAccuracy = metrics.TestAccuracy };
+            if (_outDirectory is not null)
+            {
+                if (better) Checkpoint.Save(Path.Combine(_outDirectory, BestCheckpoint), _model, null, _options, _progress);
+                Checkpoint.Save(Path.Combine(_outDirectory, LastCheckpoint), _model, _optimizer, _options, _progress);
+                File.AppendAllText(Path.Combine(_outDirectory, MetricsFile), JsonSerializer.Serialize(metrics, Json.Line) + "\n");
+            }
+            observer?.EpochCompleted(metrics);
+        }
+        if (double.IsNaN(finalTest)) finalTest = _progress.BestTestAccuracy;
+        var summary = new TrainSummary
+        {
+            Config = _options,
+            BestEpoch = _progress.BestEpoch,
+            DevAccuracy = _progress.BestDevAccuracy,
+            TestAccuracy = _progress.BestTestAccuracy,
+            FinalTestAccuracy = ReadFinalTestAccuracy() ?? finalTest,
+            TrainSeconds = _progress.TrainSeconds,
+            EpochsCompleted = _progress.EpochsCompleted,
+            ParameterCount = _model.ParameterCount,
+        };
+        if (_outDirectory is not null)
+            AtomicFile.WriteAllText(Path.Combine(_outDirectory, SummaryFile), JsonSerializer.Serialize(summary, Json.Options) + "\n");
+        return summary;
+    }
+
+    private EpochMetrics TrainEpoch(int epoch, BatchLoader loader, Tensor images, int[] labels, ITrainingObserver? observer)
+    {
+        loader.StartEpoch(epoch);
+        observer?.EpochStarted(epoch, _options.Epochs, loader.BatchCount);
+        _model.ResetTimings();
+        long forwardTicks = 0, backwardTicks = 0, updateTicks = 0;
+        long epochStart = Stopwatch.GetTimestamp();
+        double lossSum = 0;
+        long seen = 0, correct = 0;
+        for (int batch = 0; batch < loader.BatchCount; batch++)
+        {
+            int n = loader.FillBatch(batch, images, labels);
+            long t0 = Stopwatch.GetTimestamp();
+            var logits = _model.Forward(images, training: true);
+            double loss = _loss.Forward(logits, labels.AsSpan(0, n));
+            long t1 = Stopwatch.GetTimestamp();
+            _model.Backward(_loss.Gradient);
+            long t2 = Stopwatch.GetTimestamp();
+            _optimizer.Update();
+            long t3 = Stopwatch.GetTimestamp();
+            forwardTicks += t1 - t0; backwardTicks += t2 - t1; updateTicks += t3 - t2;
+            correct += SoftmaxCrossEntropy.CountCorrect(logits, labels.AsSpan(0, n));
+            lossSum += loss * n;
+            seen += n;
+            observer?.StepCompleted(batch + 1, lossSum / seen);
+            if (!double.IsFinite(loss))
+                throw new InvalidOperationException($"training diverged: loss is {loss} at epoch {epoch}, step {batch + 1}; try a smaller --lr");
+        }
+        double trainSeconds = Seconds(Stopwatch.GetTimestamp() - epochStart);
+        long evalStart = Stopwatch.GetTimestamp();
+        double? dev = _split.Dev is { } devSet ? Evaluate(devSet) : null;
+        double test = Evaluate(_test);
+        double evalSeconds = Seconds(Stopwatch.GetTimestamp() - evalStart);
+        return new EpochMetrics
+        {
+            Epoch = epoch,
+            TrainLoss = lossSum / seen,
+            TrainAccuracy = (double)correct / seen,
+            DevAccuracy = dev,
+            TestAccuracy = test,
+            EpochSeconds = trainSeconds + evalSeconds,
+            ForwardSeconds = Seconds(forwardTicks),
+            BackwardSeconds = Seconds(backwardTicks),
+            UpdateSeconds = Seconds(updateTicks),
+            EvalSeconds = evalSeconds,
+            BackwardSecondsPerLayer = _model.BackwardSeconds(),
+        };
+    }
+
+    /// <summary>Fraction of <paramref name="data"/> the model classifies correctly.</summary>
+    public double Evaluate(Dataset data) => Evaluate(_model, data, _options.EvalBatchSize);
+
+    public static double Evaluate(Sequential model, Dataset data, int batchSize)
+    {
+        var loader = new BatchLoader(data, batchSize, shuffle: false);
+        loader.StartEpoch(0);
+        var images = new Tensor(0);
+        var labels = new int[batchSize];
+        long correct = 0;
+        for (int batch = 0; batch < loader.BatchCount; batch++)
+        {
+            int n = loader.FillBatch(batch, images, labels);
+            var logits = model.Forward(images, training: false);
+            correct += SoftmaxCrossEntropy.CountCorrect(logits, labels.AsSpan(0, n));
+        }
+        return (double)correct / data.Count;
+    }
+
+    private static double Seconds(long ticks) => ticks / (double)Stopwatch.Frequency;
+
+    /// <summary>Keeps only the metrics lines of epochs a resumed checkpoint has completed.</summary>
+    private static void TrimMetrics(string path, int epochsCompleted)
+    {
+        if (!File.Exists(path)) return;
+        var kept = File.ReadAllLines(path)
+            .Where(line => line.Length > 0)
+            .Where(line => JsonSerializer.Deserialize<EpochMetrics>(line, Json.Line)?.Epoch <= epochsCompleted)
+            .ToList();
+        AtomicFile.WriteAllText(path, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
+    }
+
+    private double? ReadFinalTestAccuracy()
+    {
+        if (_outDirectory is null) return null;
+        string path = Path.Combine(_outDirectory, MetricsFile);
+        if (!File.Exists(path)) return null;
+        var last = File.ReadAllLines(path).LastOrDefault(l => l.Length > 0);
+        return last is null ? null : JsonSerializer.Deserialize<EpochMetrics>(last, Json.Line)?.TestAccuracy;
+    }
+}
