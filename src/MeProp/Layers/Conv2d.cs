@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using MeProp.Kernels;
+using MeProp.Sparsity;
 using MeProp.Tensors;
 using MeProp.Threading;
 
@@ -10,15 +11,19 @@ namespace MeProp.Layers;
 /// weight [OC, C, KH, KW], bias [OC]; OH = (H + 2P - KH) / S + 1.
 /// Forward: im2col into cols [N*OH*OW, C*KH*KW], then Y [N*OH*OW, OC] = cols · W^T, then
 /// transposed into NCHW with the bias added. Backward: dW += dY^T · cols, db += sums of dY, and
-/// dcols = dY · W scattered back by col2im into dx.
+/// dcols = dY · W scattered back by col2im into dx. With a <see cref="Sparsifier"/> (meProp-CNN) the
+/// backward reads only the kept entries of dY: dW[c] += v·cols[position] per entry, and dx is scattered
+/// directly from the weight (channels-last, SIMD over C) without forming dcols.
 /// </summary>
-public sealed unsafe class Conv2d : ILayer
+public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
 {
     private readonly ComputeContext _compute;
     private readonly Tensor _cols = new(0);
     private readonly Tensor _rowMajorOutput = new(0);
     private readonly Tensor _output = new(0);
     private readonly Tensor _inputGradient = new(0);
+    private readonly Tensor _weightHwc = new(0);
+    private readonly Tensor _inputGradientNhwc = new(0);
     private ConvGeometry _geometry;
 
     public Conv2d(string name, int inChannels, int outChannels, int kernelSize, int stride, int padding,
@@ -56,6 +61,19 @@ public sealed unsafe class Conv2d : ILayer
     public Parameter Bias { get; }
     public IReadOnlyList<Parameter> Parameters { get; }
     public bool ComputeInputGradient { get; set; } = true;
+    public GradientSparsifier? Sparsifier { get; set; }
+    public long BackwardMacs { get; private set; }
+    public long DenseBackwardMacs { get; private set; }
+    public bool MeasureDensity { get; set; }
+    public SparsityCounters GradientCounters => Sparsifier?.Counters ?? _denseCounters;
+    private SparsityCounters _denseCounters;
+
+    public void ResetCounters()
+    {
+        BackwardMacs = DenseBackwardMacs = 0;
+        _denseCounters = default;
+        if (Sparsifier is not null) Sparsifier.Counters = default;
+    }
 
     public int[] OutputShape(ReadOnlySpan<int> inputShape)
     {
@@ -96,6 +114,10 @@ public sealed unsafe class Conv2d : ILayer
         int positions = g.Positions, k = g.PatchLength, oc = OutChannels, plane = g.OH * g.OW;
         if (!outputGradient.SameShape([g.N, oc, g.OH, g.OW]))
             throw new ArgumentException($"{Name}: gradient shape {outputGradient.ShapeText} does not match the output");
+        long denseMacs = (long)positions * k * oc;
+        DenseBackwardMacs += ComputeInputGradient ? 2 * denseMacs : denseMacs;
+        if (Sparsifier is null && MeasureDensity) _denseCounters.Add(outputGradient.Span);
+        if (Sparsifier is not null) return SparseBackwardPass(outputGradient, g);
         // dY in the patch-row layout [positions, OC], reusing the forward's row-major output buffer.
         var dyRows = _rowMajorOutput;
         fixed (float* rows = dyRows.Storage, nchw = outputGradient.Storage)
@@ -105,12 +127,54 @@ public sealed unsafe class Conv2d : ILayer
         }
         AddChannelSums(outputGradient.Span, g.N, oc, plane, Bias.Gradient.Span);
         _compute.Gemm.Multiply(true, false, oc, k, positions, dyRows.Span, oc, _cols.Span, k, Weight.Gradient.Span, k, true);
+        BackwardMacs += denseMacs;
         if (!ComputeInputGradient) return null;
         // cols is no longer needed once dW is formed, so dcols overwrites it.
         _compute.Gemm.Multiply(false, false, positions, k, oc, dyRows.Span, oc, Weight.Value.Span, k, _cols.Span, k, false);
+        BackwardMacs += denseMacs;
         _inputGradient.Reshape(g.N, g.C, g.H, g.W);
         Im2Col.Backward(g, _cols.Span, _inputGradient.Span, _compute.Pool);
         return _inputGradient;
+    }
+
+    private Tensor? SparseBackwardPass(Tensor outputGradient, ConvGeometry g)
+    {
+        int k = g.PatchLength, plane = g.OH * g.OW;
+        var sparse = Sparsifier!.Sparsify(outputGradient.Span, g.N, OutChannels, plane, _compute.Pool);
+        long kept = sparse.Count;
+        SparseBackward.WeightGradient(sparse, _cols.Span, k, Weight.Gradient.Span, Bias.Gradient.Span, _compute.Pool);
+        BackwardMacs += kept * k;
+        if (!ComputeInputGradient) return null;
+        _weightHwc.Reshape(OutChannels, KernelSize, KernelSize, InChannels);
+        _inputGradientNhwc.Reshape(g.N, g.H, g.W, g.C);
+        _inputGradientNhwc.Clear();
+        _inputGradient.Reshape(g.N, g.C, g.H, g.W);
+        fixed (float* w = Weight.Value.Storage, whwc = _weightHwc.Storage)
+        {
+            // [OC, C, KH*KW] -> [OC, KH*KW, C]: the same transpose as NCHW -> NHWC with OC as the batch.
+            var job = new LayoutJob { Rows = whwc, Nchw = w, Channels = InChannels, Plane = KernelSize * KernelSize };
+            _compute.Pool.Run(OutChannels, &NchwToRows, &job);
+        }
+        SparseBackward.ConvInputGradient(sparse, g, _weightHwc.Span, _inputGradientNhwc.Span, _compute.Pool);
+        BackwardMacs += kept * k;
+        fixed (float* nhwc = _inputGradientNhwc.Storage, nchw = _inputGradient.Storage)
+        {
+            var job = new LayoutJob { Rows = nhwc, Nchw = nchw, Channels = g.C, Plane = g.H * g.W };
+            _compute.Pool.Run(g.N, &RowsToNchw, &job);
+        }
+        return _inputGradient;
+    }
+
+    public IEnumerable<(string Name, Tensor Tensor)> StateTensors() =>
+        Sparsifier is { Options.Decay: > 0 } s ? [(Name + ".meprop.running_grad", s.RunningGradient)] : [];
+
+    public IEnumerable<(string Key, string Value)> StateMetadata() =>
+        Sparsifier is { } s ? [(Name + ".meprop.rng", string.Join(",", s.Rng.GetState()))] : [];
+
+    public void RestoreMetadata(IReadOnlyDictionary<string, string> metadata)
+    {
+        if (Sparsifier is { } s && metadata.TryGetValue(Name + ".meprop.rng", out var text))
+            s.Rng.SetState(text.Split(',').Select(ulong.Parse).ToArray());
     }
 
     /// <summary>sums[c] += Σ over n and positions of t[n, c, position], accumulated in float64.</summary>
@@ -145,6 +209,19 @@ public sealed unsafe class Conv2d : ILayer
             float b = j.Bias[c];
             float* dst = image + (long)c * j.Plane;
             for (int p = 0; p < j.Plane; p++) dst[p] = rows[(long)p * j.Channels + c] + b;
+        }
+    }
+
+    /// <summary>One image: nchw[n, c, p] = rows[n*plane + p, c].</summary>
+    private static void RowsToNchw(void* args, int n)
+    {
+        ref LayoutJob j = ref Unsafe.AsRef<LayoutJob>(args);
+        float* rows = j.Rows + (long)n * j.Plane * j.Channels;
+        float* image = j.Nchw + (long)n * j.Plane * j.Channels;
+        for (int c = 0; c < j.Channels; c++)
+        {
+            float* dst = image + (long)c * j.Plane;
+            for (int p = 0; p < j.Plane; p++) dst[p] = rows[(long)p * j.Channels + c];
         }
     }
 

@@ -1,3 +1,5 @@
+using MeProp.Kernels;
+using MeProp.Sparsity;
 using MeProp.Tensors;
 using MeProp.Threading;
 
@@ -5,9 +7,10 @@ namespace MeProp.Layers;
 
 /// <summary>
 /// Fully-connected layer. x [N, In] -> y [N, Out] = x · W^T + b; weight [Out, In] (PyTorch layout), bias [Out].
-/// Backward: dW += dY^T · x, db += column sums of dY, dx = dY · W.
+/// Backward: dW += dY^T · x, db += column sums of dY, dx = dY · W. With a <see cref="Sparsifier"/>
+/// (meProp) only the kept entries (n, j, v) are used: dW[j] += v·x[n], db[j] += v, dx[n] += v·W[j].
 /// </summary>
-public sealed class Linear : ILayer
+public sealed class Linear : IMePropLayer, IStatefulLayer
 {
     private readonly ComputeContext _compute;
     private readonly Tensor _output = new(0);
@@ -35,6 +38,19 @@ public sealed class Linear : ILayer
     public Parameter Bias { get; }
     public IReadOnlyList<Parameter> Parameters { get; }
     public bool ComputeInputGradient { get; set; } = true;
+    public GradientSparsifier? Sparsifier { get; set; }
+    public long BackwardMacs { get; private set; }
+    public long DenseBackwardMacs { get; private set; }
+    public bool MeasureDensity { get; set; }
+    public SparsityCounters GradientCounters => Sparsifier?.Counters ?? _denseCounters;
+    private SparsityCounters _denseCounters;
+
+    public void ResetCounters()
+    {
+        BackwardMacs = DenseBackwardMacs = 0;
+        _denseCounters = default;
+        if (Sparsifier is not null) Sparsifier.Counters = default;
+    }
 
     public int[] OutputShape(ReadOnlySpan<int> inputShape)
     {
@@ -62,7 +78,12 @@ public sealed class Linear : ILayer
         int n = input.Dim(0);
         if (!outputGradient.SameShape([n, OutFeatures]))
             throw new ArgumentException($"{Name}: gradient shape {outputGradient.ShapeText} does not match the output");
+        long denseMacs = (long)n * OutFeatures * InFeatures;
+        DenseBackwardMacs += ComputeInputGradient ? 2 * denseMacs : denseMacs;
+        if (Sparsifier is null && MeasureDensity) _denseCounters.Add(outputGradient.Span);
+        if (Sparsifier is not null) return SparseBackwardPass(outputGradient, input, n);
         var dy = outputGradient.Span;
+        BackwardMacs += ComputeInputGradient ? 2 * denseMacs : denseMacs;
         _compute.Gemm.Multiply(true, false, OutFeatures, InFeatures, n, dy, OutFeatures, input.Span, InFeatures,
             Weight.Gradient.Span, InFeatures, true);
         var db = Bias.Gradient.Span;
@@ -72,5 +93,31 @@ public sealed class Linear : ILayer
         _compute.Gemm.Multiply(false, false, n, InFeatures, OutFeatures, dy, OutFeatures, Weight.Value.Span, InFeatures,
             _inputGradient.Span, InFeatures, false);
         return _inputGradient;
+    }
+
+    private Tensor? SparseBackwardPass(Tensor outputGradient, Tensor input, int n)
+    {
+        var sparse = Sparsifier!.Sparsify(outputGradient.Span, n, OutFeatures, 1, _compute.Pool);
+        long kept = sparse.Count;
+        SparseBackward.WeightGradient(sparse, input.Span, InFeatures, Weight.Gradient.Span, Bias.Gradient.Span, _compute.Pool);
+        BackwardMacs += kept * InFeatures;
+        if (!ComputeInputGradient) return null;
+        _inputGradient.Reshape(n, InFeatures);
+        _inputGradient.Clear();
+        SparseBackward.RowInputGradient(sparse, Weight.Value.Span, InFeatures, _inputGradient.Span, _compute.Pool);
+        BackwardMacs += kept * InFeatures;
+        return _inputGradient;
+    }
+
+    public IEnumerable<(string Name, Tensor Tensor)> StateTensors() =>
+        Sparsifier is { Options.Decay: > 0 } s ? [(Name + ".meprop.running_grad", s.RunningGradient)] : [];
+
+    public IEnumerable<(string Key, string Value)> StateMetadata() =>
+        Sparsifier is { } s ? [(Name + ".meprop.rng", string.Join(",", s.Rng.GetState()))] : [];
+
+    public void RestoreMetadata(IReadOnlyDictionary<string, string> metadata)
+    {
+        if (Sparsifier is { } s && metadata.TryGetValue(Name + ".meprop.rng", out var text))
+            s.Rng.SetState(text.Split(',').Select(ulong.Parse).ToArray());
     }
 }

@@ -67,7 +67,15 @@ public static class Checkpoint
         foreach (var p in model.Parameters) CopyInto(file, path, p.Name, p.Value);
         foreach (var layer in model.Layers.OfType<IStatefulLayer>())
         {
-            foreach (var (name, tensor) in layer.StateTensors()) CopyInto(file, path, name, tensor);
+            // State tensors (running statistics, running gradients) take the saved shape: a running
+            // gradient is sized by the batches it has seen.
+            foreach (var (name, tensor) in layer.StateTensors())
+            {
+                if (!file.Contains(name)) throw new CheckpointFormatException($"{path}: tensor '{name}' is missing");
+                var source = file.GetFloat32(name);
+                tensor.Reshape(source.Shape);
+                source.Span.CopyTo(tensor.Span);
+            }
             layer.RestoreMetadata(file.Metadata);
         }
         if (optimizer is not null)

@@ -16,6 +16,14 @@ public sealed record EpochMetrics
     [JsonPropertyName("update_seconds")] public double UpdateSeconds { get; init; }
     [JsonPropertyName("eval_seconds")] public double EvalSeconds { get; init; }
     [JsonPropertyName("backward_seconds_per_layer")] public Dictionary<string, double> BackwardSecondsPerLayer { get; init; } = [];
+    /// <summary>Multiply-adds performed by each conv/linear layer's backward (dW and dx) over the epoch.</summary>
+    [JsonPropertyName("backward_macs")] public Dictionary<string, long> BackwardMacs { get; init; } = [];
+    /// <summary>What the dense backward of the same layers would have performed.</summary>
+    [JsonPropertyName("dense_backward_macs")] public Dictionary<string, long> DenseBackwardMacs { get; init; } = [];
+    /// <summary>Fraction of dL/dy entries that were non-zero before selection (meProp layers).</summary>
+    [JsonPropertyName("gradient_density")] public Dictionary<string, double> GradientDensity { get; init; } = [];
+    /// <summary>Fraction of dL/dy entries kept by the selection (meProp layers).</summary>
+    [JsonPropertyName("kept_fraction")] public Dictionary<string, double> KeptFraction { get; init; } = [];
 }
 
 /// <summary>summary.json: the configuration and the result under the paper's protocol (test accuracy at the best dev epoch).</summary>

@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using MeProp.Models;
+using MeProp.Sparsity;
 
 namespace MeProp.Training;
 
@@ -27,6 +28,17 @@ public sealed record TrainOptions
     /// <summary>Batch size for evaluation, which needs no backward and so can be larger.</summary>
     public int EvalBatchSize { get; init; } = 100;
 
+    /// <summary>meProp top-k ratio in (0, 1]; null trains dense.</summary>
+    public double? TopK { get; init; }
+    /// <summary>Running-gradient decay (paper eq. 15); 0 selects on the current gradient.</summary>
+    public double Decay { get; init; }
+    public DecayShape DecayShape { get; init; } = DecayShape.Full;
+    /// <summary>Selection policy; null gives per-channel for conv layers and per-example for linear ones.
+    /// A conv policy applies to the conv layers, a linear one to the linear layers, random to both.</summary>
+    public SelectionPolicy? Selection { get; init; }
+    /// <summary>Layers whose backward is sparsified; null means every conv layer (the paper's setting).</summary>
+    public string[]? MePropLayers { get; init; }
+
     /// <summary>Throws an ArgumentException naming the first option out of range.</summary>
     public void Validate()
     {
@@ -42,5 +54,9 @@ public sealed record TrainOptions
             throw new ArgumentException($"--model must be one of {string.Join(", ", ModelOptions.KnownModels)}, got '{ModelOptions.Model}'");
         if (ModelOptions.HiddenSize < 1) throw new ArgumentException($"--hidden-size must be >= 1, got {ModelOptions.HiddenSize}");
         if (ModelOptions.HiddenLayers < 0) throw new ArgumentException($"--hidden-layers must be >= 0, got {ModelOptions.HiddenLayers}");
+        if (TopK is double k && !(k > 0 && k <= 1)) throw new ArgumentException($"--topk must be in (0, 1], got {k}");
+        if (!(Decay >= 0 && Decay < 1)) throw new ArgumentException($"--decay must be in [0, 1), got {Decay}");
+        if (TopK is null && (Decay != 0 || Selection is not null || MePropLayers is not null))
+            throw new ArgumentException("--decay, --selection and --meprop-layers need --topk");
     }
 }

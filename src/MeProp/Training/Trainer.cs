@@ -1,9 +1,11 @@
 using System.Diagnostics;
 using System.Text.Json;
 using MeProp.Data;
+using MeProp.Layers;
 using MeProp.Losses;
 using MeProp.Models;
 using MeProp.Optimizers;
+using MeProp.Sparsity;
 using MeProp.Tensors;
 using MeProp.Threading;
 
@@ -50,10 +52,19 @@ public sealed class Trainer
         _test = test;
         _outDirectory = outDirectory;
         var train = split.Train;
-        _model = ModelBuilder.Build(options.ModelOptions, train.Channels, train.Height, train.Width, 10, compute, options.Seed);
+        _model = BuildModel(options, train.Channels, train.Height, train.Width, compute);
         _optimizer = options.Optimizer == "sgd"
             ? new SgdMomentum(_model.Parameters, options.LearningRate, options.Momentum)
             : new Adam(_model.Parameters, compute.Pool, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon);
+    }
+
+    /// <summary>The model of a configuration, with meProp attached to the chosen layers when --topk is set.</summary>
+    public static Sequential BuildModel(TrainOptions options, int channels, int height, int width, ComputeContext compute)
+    {
+        var model = ModelBuilder.Build(options.ModelOptions, channels, height, width, 10, compute, options.Seed);
+        if (options.TopK is double ratio)
+            MePropSetup.Attach(model, ratio, options.Decay, options.DecayShape, options.Selection, options.MePropLayers, options.Seed);
+        return model;
     }
 
     public Sequential Model => _model;
@@ -119,6 +130,8 @@ public sealed class Trainer
         loader.StartEpoch(epoch);
         observer?.EpochStarted(epoch, _options.Epochs, loader.BatchCount);
         _model.ResetTimings();
+        var workLayers = _model.Layers.OfType<IMePropLayer>().ToArray();
+        foreach (var layer in workLayers) layer.ResetCounters();
         long forwardTicks = 0, backwardTicks = 0, updateTicks = 0;
         long epochStart = Stopwatch.GetTimestamp();
         double lossSum = 0;
@@ -160,6 +173,10 @@ public sealed class Trainer
             UpdateSeconds = Seconds(updateTicks),
             EvalSeconds = evalSeconds,
             BackwardSecondsPerLayer = _model.BackwardSeconds(),
+            BackwardMacs = workLayers.ToDictionary(l => l.Name, l => l.BackwardMacs),
+            DenseBackwardMacs = workLayers.ToDictionary(l => l.Name, l => l.DenseBackwardMacs),
+            GradientDensity = workLayers.Where(l => l.Sparsifier is not null).ToDictionary(l => l.Name, l => l.GradientCounters.DensityBefore),
+            KeptFraction = workLayers.Where(l => l.Sparsifier is not null).ToDictionary(l => l.Name, l => l.GradientCounters.KeptFraction),
         };
     }
 

@@ -1,0 +1,378 @@
+using System.Runtime.CompilerServices;
+using MeProp.Kernels;
+using MeProp.Tensors;
+using MeProp.Threading;
+
+namespace MeProp.Sparsity;
+
+/// <summary>Counts of one layer's gradient entries since the last reset: the paper's sparsity statistics.</summary>
+public struct SparsityCounters
+{
+    /// <summary>Entries of dL/dy seen.</summary>
+    public long Total;
+    /// <summary>Entries of dL/dy that were not zero before selection.</summary>
+    public long NonZero;
+    /// <summary>Entries kept by the selection.</summary>
+    public long Kept;
+
+    public readonly double DensityBefore => Total == 0 ? 0 : (double)NonZero / Total;
+
+    /// <summary>Counts a dense gradient: every entry is kept.</summary>
+    public void Add(ReadOnlySpan<float> gradient)
+    {
+        Total += gradient.Length;
+        Kept += gradient.Length;
+        NonZero += CountNonZero(gradient);
+    }
+
+    internal static long CountNonZero(ReadOnlySpan<float> values)
+    {
+        long count = 0;
+        foreach (float v in values) if (v != 0) count++;
+        return count;
+    }
+    public readonly double KeptFraction => Total == 0 ? 0 : (double)Kept / Total;
+}
+
+/// <summary>
+/// Turns a layer's dense dL/dy into a <see cref="SparseGradient"/> by meProp selection.
+/// Legend: dy is [N, U, P] (U output units: conv channels or linear outputs; P positions per example:
+/// OH·OW for conv, 1 for linear). Pools by policy: per-channel, one pool per unit over N·P entries;
+/// per-example-channel, one per (n, u) over P; per-example, one per n over U (linear); unified, one
+/// over U scored by the sum over the batch (linear); random, the layer's default pools with uniform
+/// choice. Scores are |dy|, or with decay the running average run = decay·run + (1-decay)·|dy|,
+/// shaped like dy (Full, one slot per batch position) or [U, P] averaged over the batch
+/// (ChannelPosition: positions chosen per unit are then kept for every example). Kept values are
+/// always the current dy. Work is split over units; per-worker scratch is grown once and reused.
+/// </summary>
+public sealed unsafe class GradientSparsifier
+{
+    private readonly string _layerName;
+    private readonly bool _convolutional;
+    private readonly Tensor _running = new(0);
+    private readonly Rng _rng;
+    private float[][] _scores = [];
+    private int[][] _chosen = [];
+    private long[] _nonZeroByUnit = [];
+    private float[] _unitScores = [];
+
+    public GradientSparsifier(string layerName, MePropOptions options, bool convolutional, ulong seed)
+    {
+        options.Validate();
+        bool linearPolicy = options.Selection is SelectionPolicy.PerExample or SelectionPolicy.Unified;
+        if (convolutional && linearPolicy)
+            throw new ArgumentException($"{layerName}: selection '{options.Selection}' is for linear layers; a convolution takes per-channel, per-example-channel or random");
+        if (!convolutional && options.Selection == SelectionPolicy.PerExampleChannel)
+            throw new ArgumentException($"{layerName}: selection 'per-example-channel' is for convolutions; a linear layer takes per-example, unified, per-channel or random");
+        _layerName = layerName;
+        _convolutional = convolutional;
+        Options = options;
+        _rng = Rng.ForStream(seed, 0x6D65_7072);
+    }
+
+    public MePropOptions Options { get; }
+    public SparseGradient Result { get; } = new();
+    public SparsityCounters Counters;
+
+    /// <summary>The running gradient (empty until the first step with decay &gt; 0).</summary>
+    public Tensor RunningGradient => _running;
+    public Rng Rng => _rng;
+
+    private struct Job
+    {
+        public float* Dy, Running;
+        public int N, Units, Plane, K, Capacity;
+        public float Decay;
+        public bool UseRunning;
+        public GradientSparsifier Self;
+    }
+
+    /// <summary>Selects the kept entries of dy [N, U, P]; the result stays valid until the next call.</summary>
+    public SparseGradient Sparsify(ReadOnlySpan<float> dy, int n, int units, int plane, WorkerPool pool)
+    {
+        if (dy.Length < n * units * plane) throw new ArgumentException($"{_layerName}: gradient span too short");
+        bool decay = Options.Decay > 0;
+        bool channelPosition = decay && Options.DecayShape == DecayShape.ChannelPosition;
+        if (decay) PrepareRunning(n, units, plane, channelPosition);
+        EnsureScratch(pool.ThreadCount, n * Math.Max(units, plane), units);
+        var policy = Options.Selection;
+        if (policy == SelectionPolicy.Random) policy = _convolutional ? SelectionPolicy.PerChannel : SelectionPolicy.PerExample;
+
+        bool countedPerUnit = false;
+        fixed (float* pdy = dy, prun = _running.Storage)
+        {
+            var job = new Job
+            {
+                Dy = pdy, Running = prun, N = n, Units = units, Plane = plane,
+                Decay = (float)Options.Decay, UseRunning = decay, Self = this,
+            };
+            if (Options.Selection == SelectionPolicy.Random)
+            {
+                // The baseline draws from one generator in a fixed order, so it runs on this thread.
+                job.K = policy == SelectionPolicy.PerChannel ? Options.KeepCount(n * plane) : Options.KeepCount(units);
+                SelectRandom(ref job, policy);
+            }
+            else if (channelPosition && _convolutional)
+            {
+                job.K = Options.KeepCount(plane);
+                job.Capacity = n * job.K;
+                Result.Reset(units, n * plane, job.Capacity);
+                pool.Run(units, &ChannelPositionTask, &job);
+                countedPerUnit = true;
+            }
+            else if (channelPosition)
+            {
+                // A linear layer has one position per example: the batch-averaged running gradient
+                // scores the units, and the chosen units are kept for every example.
+                SelectUnified(ref job, batchAveragedRunning: true);
+            }
+            else if (policy == SelectionPolicy.PerChannel)
+            {
+                job.K = Options.KeepCount(n * plane);
+                job.Capacity = job.K;
+                Result.Reset(units, n * plane, job.Capacity);
+                pool.Run(units, &PerChannelTask, &job);
+                countedPerUnit = true;
+            }
+            else if (policy == SelectionPolicy.PerExampleChannel)
+            {
+                job.K = Options.KeepCount(plane);
+                job.Capacity = n * job.K;
+                Result.Reset(units, n * plane, job.Capacity);
+                pool.Run(units, &PerExampleChannelTask, &job);
+                countedPerUnit = true;
+            }
+            else if (policy == SelectionPolicy.PerExample) SelectPerExample(ref job);
+            else SelectUnified(ref job, batchAveragedRunning: false);
+        }
+        long nonZero = 0;
+        if (countedPerUnit) for (int u = 0; u < units; u++) nonZero += _nonZeroByUnit[u];
+        else nonZero = SparsityCounters.CountNonZero(dy[..(n * units * plane)]);
+        Counters.Total += (long)n * units * plane;
+        Counters.NonZero += nonZero;
+        Counters.Kept += Result.Count;
+        return Result;
+    }
+
+    private void PrepareRunning(int n, int units, int plane, bool channelPosition)
+    {
+        if (channelPosition)
+        {
+            if (!_running.SameShape([units, plane])) _running.Reshape(units, plane).Clear();
+            return;
+        }
+        // Full shape: one slot per batch position. A smaller last batch uses the first n slots and leaves
+        // the others as they are; a larger batch grows the state, new slots starting from zero.
+        if (_running.Rank == 3 && _running.Dim(1) == units && _running.Dim(2) == plane && _running.Dim(0) >= n) return;
+        var old = _running.Rank == 3 && _running.Dim(1) == units && _running.Dim(2) == plane ? _running.Span.ToArray() : [];
+        _running.Reshape(n, units, plane).Clear();
+        old.CopyTo(_running.Span);
+    }
+
+    private void EnsureScratch(int workers, int poolLength, int units)
+    {
+        if (_scores.Length < workers || _scores[0].Length < poolLength)
+        {
+            _scores = new float[workers][];
+            _chosen = new int[workers][];
+            for (int w = 0; w < workers; w++)
+            {
+                _scores[w] = new float[2 * poolLength];
+                _chosen[w] = new int[poolLength];
+            }
+        }
+        if (_nonZeroByUnit.Length < units) _nonZeroByUnit = new long[units];
+        if (_unitScores.Length < units) _unitScores = new float[units];
+    }
+
+    /// <summary>Score of entry i of dy (updating the running average first when there is one).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Score(ref Job j, long i)
+    {
+        float magnitude = MathF.Abs(j.Dy[i]);
+        if (!j.UseRunning) return magnitude;
+        float r = j.Decay * j.Running[i] + (1 - j.Decay) * magnitude;
+        j.Running[i] = r;
+        return r;
+    }
+
+    private static void PerChannelTask(void* args, int u)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(args);
+        var self = j.Self;
+        int worker = u % self._scores.Length;
+        int poolSize = j.N * j.Plane;
+        var scores = self._scores[worker].AsSpan(0, poolSize);
+        long nonZero = 0;
+        for (int n = 0; n < j.N; n++)
+        {
+            long offset = ((long)n * j.Units + u) * j.Plane;
+            for (int p = 0; p < j.Plane; p++)
+            {
+                if (j.Dy[offset + p] != 0) nonZero++;
+                scores[n * j.Plane + p] = Score(ref j, offset + p);
+            }
+        }
+        self._nonZeroByUnit[u] = nonZero;
+        var chosen = self._chosen[worker].AsSpan();
+        int count = TopKSelection.Select(scores, j.K, chosen, self._scores[worker].AsSpan(poolSize));
+        self.Store(ref j, u, 0, chosen[..count], positionBase: 0);
+    }
+
+    private static void PerExampleChannelTask(void* args, int u)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(args);
+        var self = j.Self;
+        int worker = u % self._scores.Length;
+        var scores = self._scores[worker].AsSpan(0, j.Plane);
+        var chosen = self._chosen[worker].AsSpan();
+        long nonZero = 0;
+        int slot = 0;
+        for (int n = 0; n < j.N; n++)
+        {
+            long offset = ((long)n * j.Units + u) * j.Plane;
+            for (int p = 0; p < j.Plane; p++)
+            {
+                if (j.Dy[offset + p] != 0) nonZero++;
+                scores[p] = Score(ref j, offset + p);
+            }
+            int count = TopKSelection.Select(scores, j.K, chosen, self._scores[worker].AsSpan(j.Plane));
+            slot = self.Store(ref j, u, slot, chosen[..count], positionBase: n * j.Plane);
+        }
+        self._nonZeroByUnit[u] = nonZero;
+    }
+
+    private static void ChannelPositionTask(void* args, int u)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(args);
+        var self = j.Self;
+        int worker = u % self._scores.Length;
+        var scores = self._scores[worker].AsSpan(0, j.Plane);
+        float inverseN = 1f / j.N;
+        long nonZero = 0;
+        for (int p = 0; p < j.Plane; p++)
+        {
+            float mean = 0;
+            for (int n = 0; n < j.N; n++)
+            {
+                float v = j.Dy[((long)n * j.Units + u) * j.Plane + p];
+                if (v != 0) nonZero++;
+                mean += MathF.Abs(v);
+            }
+            long r = (long)u * j.Plane + p;
+            j.Running[r] = j.Decay * j.Running[r] + (1 - j.Decay) * mean * inverseN;
+            scores[p] = j.Running[r];
+        }
+        self._nonZeroByUnit[u] = nonZero;
+        var chosen = self._chosen[worker].AsSpan();
+        int count = TopKSelection.Select(scores, j.K, chosen, self._scores[worker].AsSpan(j.Plane));
+        int slot = 0;
+        for (int n = 0; n < j.N; n++) slot = self.Store(ref j, u, slot, chosen[..count], positionBase: n * j.Plane);
+    }
+
+    /// <summary>Appends the chosen plane positions (relative to <paramref name="positionBase"/>) of unit u; returns the next slot.</summary>
+    private int Store(ref Job j, int u, int slot, ReadOnlySpan<int> chosen, int positionBase)
+    {
+        int baseSlot = u * j.Capacity;
+        var positions = Result.Positions;
+        var values = Result.Values;
+        foreach (int c in chosen)
+        {
+            int position = positionBase + c;
+            int n = position / j.Plane, p = position - n * j.Plane;
+            positions[baseSlot + slot] = position;
+            values[baseSlot + slot] = j.Dy[((long)n * j.Units + u) * j.Plane + p];
+            slot++;
+        }
+        Result.Counts[u] = slot;
+        return slot;
+    }
+
+    /// <summary>Linear, per example: each row of dy [N, U] keeps its top k; entries regrouped by unit.</summary>
+    private void SelectPerExample(ref Job j)
+    {
+        int k = Options.KeepCount(j.Units);
+        Result.Reset(j.Units, j.N, j.N);
+        var scores = _scores[0].AsSpan(0, j.Units);
+        var chosen = _chosen[0].AsSpan();
+        for (int n = 0; n < j.N; n++)
+        {
+            long offset = (long)n * j.Units;
+            for (int u = 0; u < j.Units; u++) scores[u] = Score(ref j, offset + u);
+            int count = TopKSelection.Select(scores, k, chosen, _scores[0].AsSpan(j.Units));
+            AppendRow(ref j, n, chosen[..count]);
+        }
+    }
+
+    /// <summary>Linear, unified: one set of k units for the batch; kept for every example.</summary>
+    private void SelectUnified(ref Job j, bool batchAveragedRunning)
+    {
+        int k = Options.KeepCount(j.Units);
+        Result.Reset(j.Units, j.N, j.N);
+        var scores = _unitScores.AsSpan(0, j.Units);
+        scores.Clear();
+        if (batchAveragedRunning)
+        {
+            for (int u = 0; u < j.Units; u++)
+            {
+                float mean = 0;
+                for (int n = 0; n < j.N; n++) mean += MathF.Abs(j.Dy[(long)n * j.Units + u]);
+                j.Running[u] = j.Decay * j.Running[u] + (1 - j.Decay) * mean / j.N;
+                scores[u] = j.Running[u];
+            }
+        }
+        else
+        {
+            for (int n = 0; n < j.N; n++)
+                for (int u = 0; u < j.Units; u++) scores[u] += Score(ref j, (long)n * j.Units + u);
+        }
+        var chosen = _chosen[0].AsSpan();
+        int count = TopKSelection.Select(scores, k, chosen, _scores[0]);
+        for (int n = 0; n < j.N; n++) AppendRow(ref j, n, chosen[..count]);
+    }
+
+    private void AppendRow(ref Job j, int n, ReadOnlySpan<int> units)
+    {
+        foreach (int u in units)
+        {
+            int slot = u * Result.Capacity + Result.Counts[u]++;
+            Result.Positions[slot] = n;
+            Result.Values[slot] = j.Dy[(long)n * j.Units + u];
+        }
+    }
+
+    /// <summary>The random-k baseline: k uniform positions per pool (partial Fisher-Yates), sorted.</summary>
+    private void SelectRandom(ref Job j, SelectionPolicy pools)
+    {
+        var order = _chosen[0];
+        if (pools == SelectionPolicy.PerChannel)
+        {
+            int poolSize = j.N * j.Plane;
+            j.Capacity = j.K;
+            Result.Reset(j.Units, poolSize, j.K);
+            for (int u = 0; u < j.Units; u++)
+            {
+                var picked = DrawSorted(order.AsSpan(0, poolSize), j.K);
+                Store(ref j, u, 0, picked, positionBase: 0);
+            }
+        }
+        else
+        {
+            Result.Reset(j.Units, j.N, j.N);
+            for (int n = 0; n < j.N; n++) AppendRow(ref j, n, DrawSorted(order.AsSpan(0, j.Units), j.K));
+        }
+    }
+
+    private Span<int> DrawSorted(Span<int> order, int k)
+    {
+        for (int i = 0; i < order.Length; i++) order[i] = i;
+        for (int i = 0; i < k; i++)
+        {
+            int r = i + _rng.NextInt(order.Length - i);
+            (order[i], order[r]) = (order[r], order[i]);
+        }
+        var picked = order[..k];
+        picked.Sort();
+        return picked;
+    }
+}
