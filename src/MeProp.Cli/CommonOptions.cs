@@ -18,6 +18,15 @@ internal static class CommonOptions
         Description = "Directory holding the four IDX files (train-images-idx3-ubyte, ...; plain or .gz). When it lacks them, MNIST is fetched into it. Default: $MEPROP_DATA or ~/.cache/meprop/mnist",
     };
 
+    public static Option<string> Activation()
+    {
+        var option = new Option<string>("--activation") { Description = "Nonlinearity: relu, sigmoid or tanh", DefaultValueFactory = _ => "relu" };
+        option.AcceptOnlyFromAmong("relu", "sigmoid", "tanh");
+        return option;
+    }
+
+    public static MeProp.Layers.ActivationKind ParseActivation(string name) => Enum.Parse<MeProp.Layers.ActivationKind>(name, ignoreCase: true);
+
     public static Option<int> Threads() => new("--threads")
     {
         Description = "Worker threads (default: all cores)",

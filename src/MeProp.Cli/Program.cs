@@ -7,4 +7,13 @@ root.Options.Add(CommonOptions.Verbose);
 root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(DataCommand.Create());
-return root.Parse(args).Invoke();
+root.Subcommands.Add(StatsCommand.Create());
+var parse = root.Parse(args);
+if (parse.Errors.Count > 0)
+{
+    // One line per problem, not the whole help page: the user asked for a run, not for usage.
+    foreach (var error in parse.Errors) Console.Error.WriteLine("error: " + error.Message.ReplaceLineEndings(" ").Replace("\t", ""));
+    Console.Error.WriteLine("(see 'meprop <command> --help')");
+    return 2;
+}
+return parse.Invoke();

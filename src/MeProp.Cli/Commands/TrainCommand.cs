@@ -14,7 +14,7 @@ internal static class TrainCommand
     {
         var model = new Option<string>("--model") { Description = "Network: paper-cnn or mlp", DefaultValueFactory = _ => "paper-cnn" };
         model.AcceptOnlyFromAmong(ModelOptions.KnownModels);
-        var activation = new Option<ActivationKind>("--activation") { Description = "Nonlinearity: relu, sigmoid or tanh", DefaultValueFactory = _ => ActivationKind.Relu };
+        var activation = CommonOptions.Activation();
         var hiddenSize = PositiveInt("--hidden-size", "MLP hidden width", 500);
         var hiddenLayers = new Option<int>("--hidden-layers") { Description = "MLP hidden layers", DefaultValueFactory = _ => 2 };
         hiddenLayers.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--hidden-layers must be >= 0"); });
@@ -37,10 +37,14 @@ internal static class TrainCommand
         var output = new Option<string?>("--out") { Description = "Directory for metrics.jsonl, summary.json and checkpoints" };
         var resume = new Option<string?>("--resume") { Description = "Continue the run in this directory from its last.safetensors (its configuration is used; --epochs may extend it)" };
 
+        var batchNorm = new Option<bool>("--batch-norm") { Description = "Batch normalization after conv1, conv2 and fc1 (before the nonlinearity)" };
+        var mePropOptions = new MePropCliOptions();
+
         var command = new Command("train", "Train a model on MNIST (or any directory of IDX files) and report test accuracy at the best dev epoch")
         {
-            model, activation, hiddenSize, hiddenLayers, epochs, batch, lr, optimizer, momentum, seed, threads, data, devSize, maxTrain, output, resume,
+            model, activation, hiddenSize, hiddenLayers, batchNorm, epochs, batch, lr, optimizer, momentum, seed, threads, data, devSize, maxTrain, output, resume,
         };
+        mePropOptions.AddTo(command);
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
             string? resumeDirectory = parse.GetValue(resume);
@@ -65,9 +69,10 @@ internal static class TrainCommand
                     ModelOptions = new ModelOptions
                     {
                         Model = parse.GetValue(model)!,
-                        Activation = parse.GetValue(activation),
+                        Activation = CommonOptions.ParseActivation(parse.GetValue(activation)!),
                         HiddenSize = parse.GetValue(hiddenSize),
                         HiddenLayers = parse.GetValue(hiddenLayers),
+                        BatchNorm = parse.GetValue(batchNorm),
                     },
                     Epochs = parse.GetValue(epochs),
                     BatchSize = parse.GetValue(batch),
@@ -79,6 +84,7 @@ internal static class TrainCommand
                     DevSize = parse.GetValue(devSize),
                     MaxTrain = parse.GetValue(maxTrain),
                 };
+                options = mePropOptions.Apply(parse, options);
             }
             options.Validate();
             string dataDirectory = CommonOptions.ResolveData(parse.GetValue(data));

@@ -15,6 +15,8 @@ public sealed record ModelOptions
     public int HiddenSize { get; init; } = 500;
     /// <summary>MLP only: number of hidden layers (2 gives fc1, fc2, fc3, the original meProp's 3-layer MLP).</summary>
     public int HiddenLayers { get; init; } = 2;
+    /// <summary>Batch normalization after each hidden conv/linear layer, before its nonlinearity (as the meProp-CNN paper).</summary>
+    public bool BatchNorm { get; init; }
 
     public static readonly string[] KnownModels = ["paper-cnn", "mlp"];
 }
@@ -39,26 +41,30 @@ public static class ModelBuilder
 
     /// <summary>
     /// The meProp-CNN paper's network: conv 5x5x32 'same' -> act -> max-pool 2x2 -> conv 5x5x64 'same'
-    /// -> act -> max-pool 2x2 -> flatten -> fc1 1024 -> act -> fc2 classes.
+    /// -> act -> max-pool 2x2 -> flatten -> fc1 1024 -> act -> fc2 classes. With batch norm: bn1, bn2, bn3
+    /// between conv1, conv2, fc1 and their nonlinearities; meProp's selection then acts on the gradient
+    /// at the conv output, below the batch norm.
     /// </summary>
     public static Sequential PaperCnn(ModelOptions options, int channels, int height, int width, int classes, ComputeContext compute, Rng rng)
     {
         int pad = Conv2d.SamePadding(5);
         int h2 = height / 2 / 2, w2 = width / 2 / 2;
         if (h2 < 1 || w2 < 1) throw new ArgumentException($"paper-cnn needs images of at least 4x4, got {height}x{width}");
-        return new Sequential(
-        [
-            new Conv2d("conv1", channels, 32, 5, 1, pad, compute, rng),
-            new Activation("act1", options.Activation),
-            new MaxPool2d("pool1", 2, compute),
-            new Conv2d("conv2", 32, 64, 5, 1, pad, compute, rng),
-            new Activation("act2", options.Activation),
-            new MaxPool2d("pool2", 2, compute),
-            new Flatten("flatten"),
-            new Linear("fc1", 64 * h2 * w2, 1024, compute, rng),
-            new Activation("act3", options.Activation),
-            new Linear("fc2", 1024, classes, compute, rng),
-        ]);
+        var layers = new List<ILayer>();
+        layers.Add(new Conv2d("conv1", channels, 32, 5, 1, pad, compute, rng));
+        if (options.BatchNorm) layers.Add(new BatchNorm("bn1", 32, compute));
+        layers.Add(new Activation("act1", options.Activation));
+        layers.Add(new MaxPool2d("pool1", 2, compute));
+        layers.Add(new Conv2d("conv2", 32, 64, 5, 1, pad, compute, rng));
+        if (options.BatchNorm) layers.Add(new BatchNorm("bn2", 64, compute));
+        layers.Add(new Activation("act2", options.Activation));
+        layers.Add(new MaxPool2d("pool2", 2, compute));
+        layers.Add(new Flatten("flatten"));
+        layers.Add(new Linear("fc1", 64 * h2 * w2, 1024, compute, rng));
+        if (options.BatchNorm) layers.Add(new BatchNorm("bn3", 1024, compute));
+        layers.Add(new Activation("act3", options.Activation));
+        layers.Add(new Linear("fc2", 1024, classes, compute, rng));
+        return new Sequential(layers);
     }
 
     /// <summary>Flatten -> (fc_i hidden -> act) x hiddenLayers -> fc_last classes.</summary>
@@ -70,6 +76,7 @@ public static class ModelBuilder
         for (int i = 1; i <= options.HiddenLayers; i++)
         {
             layers.Add(new Linear($"fc{i}", width, options.HiddenSize, compute, rng));
+            if (options.BatchNorm) layers.Add(new BatchNorm($"bn{i}", options.HiddenSize, compute));
             layers.Add(new Activation($"act{i}", options.Activation));
             width = options.HiddenSize;
         }
