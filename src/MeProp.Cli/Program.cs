@@ -8,6 +8,7 @@ root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(DataCommand.Create());
 root.Subcommands.Add(StatsCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)
 {

@@ -57,6 +57,9 @@ public sealed class Sequential
     public Dictionary<string, double> BackwardSeconds() =>
         _layers.Select((l, i) => (l.Name, Seconds: _backwardTicks[i] / (double)Stopwatch.Frequency)).ToDictionary(x => x.Name, x => x.Seconds);
 
+    /// <summary>Stopwatch ticks spent in layer <paramref name="index"/>'s Backward since the last reset (allocation-free).</summary>
+    public long BackwardTicks(int index) => _backwardTicks[index];
+
     public void ResetTimings() => Array.Clear(_backwardTicks);
 
     /// <summary>Number of learnable scalars.</summary>

@@ -177,7 +177,7 @@ public sealed unsafe class GradientSparsifier
             _chosen = new int[workers][];
             for (int w = 0; w < workers; w++)
             {
-                _scores[w] = new float[2 * poolLength];
+                _scores[w] = new float[poolLength + TopKSelection.ScratchLength(poolLength)];
                 _chosen[w] = new int[poolLength];
             }
         }

@@ -1,0 +1,118 @@
+using System.CommandLine;
+using System.Text.Json;
+using MeProp.Cli.Benchmarking;
+using MeProp.Training;
+
+namespace MeProp.Cli.Commands;
+
+/// <summary>
+/// `meprop bench`: training-step timings of the paper's network, dense and meProp, side by side with
+/// libtorch (TorchSharp) in a child process, interleaved so every ratio is measured on the same machine
+/// state: for each batch size and thread count, TorchSharp runs before and after our configurations.
+/// </summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var batches = ListOption<int>("--batch", "Batch sizes", "10,100");
+        var threads = ListOption<int>("--threads", "Thread counts", "1,2");
+        var topks = ListOption<double>("--topk", "meProp ratios", "0.05,0.08,0.1");
+        var decays = ListOption<double>("--decay", "meProp decays", "0,0.6");
+        var batchNorm = new Option<string>("--batch-norm") { Description = "without, with or both", DefaultValueFactory = _ => "both" };
+        batchNorm.AcceptOnlyFromAmong("without", "with", "both");
+        var steps = new Option<int>("--steps") { Description = "Timed steps per configuration", DefaultValueFactory = _ => 300 };
+        var warmup = new Option<int>("--warmup") { Description = "Untimed steps first", DefaultValueFactory = _ => 30 };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of weights and synthetic data", DefaultValueFactory = _ => 1UL };
+        var json = new Option<string?>("--json") { Description = "Also write the records as a JSON list to this file" };
+        var torch = new Option<string?>("--torchsharp") { Description = $"Path of MeProp.TorchBaseline.dll (default: {TorchSharpBaseline.DefaultRelativePath} above the current directory)" };
+        var noTorch = new Option<bool>("--no-torchsharp") { Description = "Skip the libtorch comparison" };
+        var command = new Command("bench", "Time training steps of the paper's network (dense and meProp) against libtorch through TorchSharp")
+        {
+            batches, threads, topks, decays, batchNorm, steps, warmup, seed, json, torch, noTorch,
+        };
+        command.SetAction(parse => CommonOptions.Run(parse, () =>
+        {
+            int stepCount = parse.GetValue(steps), warmupCount = parse.GetValue(warmup);
+            if (stepCount < 1 || warmupCount < 0) throw new ArgumentException("--steps must be >= 1 and --warmup >= 0");
+            var baseline = parse.GetValue(noTorch) ? null : TorchSharpBaseline.Find(parse.GetValue(torch));
+            if (!parse.GetValue(noTorch) && baseline is null)
+                Console.WriteLine($"TorchSharp baseline not built ({TorchSharpBaseline.DefaultRelativePath} not found): build it with 'dotnet build -c Release bench/MeProp.TorchBaseline'; comparing nothing");
+            var bnChoices = parse.GetValue(batchNorm) switch { "with" => new[] { true }, "without" => new[] { false }, _ => new[] { false, true } };
+            var records = new List<StepRecord>();
+            ulong seedValue = parse.GetValue(seed);
+            foreach (int batch in parse.GetValue(batches)!)
+            foreach (int threadCount in parse.GetValue(threads)!)
+            {
+                var configs = new List<StepConfig>();
+                foreach (bool bn in bnChoices)
+                {
+                    configs.Add(new StepConfig(null, 0, bn, batch, threadCount));
+                    foreach (double k in parse.GetValue(topks)!)
+                    foreach (double d in parse.GetValue(decays)!)
+                        configs.Add(new StepConfig(k, d, bn, batch, threadCount));
+                }
+                var group = new List<StepRecord>();
+                if (baseline is not null) group.Add(Print(baseline.Run(batch, threadCount, stepCount, warmupCount, seedValue)));
+                foreach (var config in configs) group.Add(Print(StepBenchmark.Run(config, stepCount, warmupCount, seedValue)));
+                if (baseline is not null) group.Add(Print(baseline.Run(batch, threadCount, stepCount, warmupCount, seedValue)));
+                records.AddRange(group);
+                PrintRatios(group);
+            }
+            if (parse.GetValue(json) is string path)
+            {
+                AtomicFile.WriteAllText(path, JsonSerializer.Serialize(records, Json.Options) + "\n");
+                Console.WriteLine($"wrote {path}");
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    private static StepRecord Print(StepRecord r)
+    {
+        string label = r.Engine == "torchsharp" ? "torchsharp dense" : (r.Topk is double k ? $"meprop {k:0.##} decay {r.Decay:0.##}" : "dense") + (r.BatchNorm ? " +bn" : "");
+        if (r.Steps == 0)
+        {
+            Console.WriteLine($"batch {r.Batch,3} threads {r.Threads}  {label,-26} {r.Note}");
+            return r;
+        }
+        string layers = string.Join(" ", r.BackwardMsPerLayer.Where(p => p.Key.StartsWith("conv") || p.Key.StartsWith("fc")).Select(p => $"{p.Key} {p.Value:F2}"));
+        string alloc = r.AllocatedBytesPerStep is double a ? $" alloc {a:F0} B/step" : "";
+        Console.WriteLine($"batch {r.Batch,3} threads {r.Threads}  {label,-26} step {r.StepMs,7:F2} ms (p10 {r.StepMsP10:F2}, p90 {r.StepMsP90:F2})  forward {r.ForwardMs,6:F2}  backward {r.BackwardMs,6:F2}  update {r.UpdateMs,5:F2}  [{layers}]{alloc}");
+        return r;
+    }
+
+    private static void PrintRatios(List<StepRecord> group)
+    {
+        var torch = group.Where(r => r.Engine == "torchsharp" && r.Steps > 0).Select(r => r.StepMs).ToArray();
+        var dense = group.FirstOrDefault(r => r.Engine == "meprop" && r.Mode == "dense" && !r.BatchNorm);
+        if (dense is null) return;
+        double convDense = ConvBackward(dense);
+        foreach (var r in group.Where(r => r.Engine == "meprop"))
+        {
+            string vsTorch = torch.Length > 0 ? $"{r.StepMs / torch.Min():F2}x..{r.StepMs / torch.Max():F2}x torchsharp step" : "";
+            string conv = r.Mode == "meprop" && !r.BatchNorm ? $", conv1+conv2 backward {ConvBackward(r) / convDense:F3}x dense" : "";
+            Console.WriteLine($"    {(r.Topk is double k ? $"meprop {k:0.##} decay {r.Decay:0.##}" : "dense")}{(r.BatchNorm ? " +bn" : "")}: {vsTorch}{conv}");
+        }
+    }
+
+    private static double ConvBackward(StepRecord r) =>
+        r.BackwardMsPerLayer.GetValueOrDefault("conv1") + r.BackwardMsPerLayer.GetValueOrDefault("conv2");
+
+    private static Option<T[]> ListOption<T>(string name, string description, string defaults) where T : IParsable<T> => new(name)
+    {
+        Description = $"{description}, comma-separated (default {defaults})",
+        CustomParser = result =>
+        {
+            string text = result.Tokens.Count > 0 ? string.Join(",", result.Tokens.Select(t => t.Value)) : defaults;
+            var values = new List<T>();
+            foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                if (T.TryParse(part, System.Globalization.CultureInfo.InvariantCulture, out var v)) values.Add(v);
+                else result.AddError($"{name}: '{part}' is not a valid value");
+            }
+            return values.ToArray();
+        },
+        DefaultValueFactory = result => defaults.Split(',').Select(p => T.Parse(p, System.Globalization.CultureInfo.InvariantCulture)).ToArray(),
+    };
+}
