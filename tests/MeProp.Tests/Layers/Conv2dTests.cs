@@ -89,6 +89,30 @@ public class Conv2dTests
     }
 
     [Fact]
+    public void Backward_WithoutItsOwnForward_Throws()
+    {
+        // Backward overwrites the saved patches with dcols, so a second Backward would form dW from
+        // the wrong matrix; it must refuse rather than return wrong gradients (needs commit 79b34c4).
+        using var compute = new ComputeContext(1);
+        var rng = new Rng(24);
+        var (conv, x) = Make(compute, rng, 2, 2, 5, 5, 3, 3, 1, 1);
+        var r = TestData.UniformTensor(rng, conv.OutputShape(x.Shape));
+        Assert.Throws<InvalidOperationException>(() => conv.Backward(r));
+        conv.Forward(x, true);
+        conv.Backward(r);
+        Assert.Throws<InvalidOperationException>(() => conv.Backward(r));
+
+        // Without dx the patches survive, so repeated backwards keep adding the same dW.
+        conv.ComputeInputGradient = false;
+        conv.Weight.Gradient.Clear();
+        conv.Forward(x, true);
+        conv.Backward(r);
+        var once = Gradient(conv.Weight);
+        conv.Backward(r);
+        TestData.AssertClose(once.Select(v => 2 * v).ToArray(), conv.Weight.Gradient.Span, 1e-6, 1e-6, "dW after two backwards without dx");
+    }
+
+    [Fact]
     public void WithoutInputGradient_ReturnsNullAndTheSameParameterGradients()
     {
         using var compute = new ComputeContext(1);
