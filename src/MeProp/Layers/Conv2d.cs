@@ -25,6 +25,8 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private readonly Tensor _weightHwc = new(0);
     private readonly Tensor _inputGradientNhwc = new(0);
     private ConvGeometry _geometry;
+    /// <summary>True from Forward until Backward overwrites the saved patches with dcols.</summary>
+    private bool _colsHoldPatches;
 
     public Conv2d(string name, int inChannels, int outChannels, int kernelSize, int stride, int padding,
         ComputeContext compute, Rng initRng)
@@ -99,6 +101,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         _rowMajorOutput.Reshape(positions, oc);
         _output.Reshape(g.N, oc, g.OH, g.OW);
         Im2Col.Forward(g, input.Span, _cols.Span, _compute.Pool);
+        _colsHoldPatches = true;
         _compute.Gemm.Multiply(false, true, positions, oc, k, _cols.Span, k, Weight.Value.Span, k, _rowMajorOutput.Span, oc, false);
         fixed (float* rows = _rowMajorOutput.Storage, nchw = _output.Storage, bias = Bias.Value.Storage)
         {
@@ -110,6 +113,8 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
 
     public Tensor? Backward(Tensor outputGradient)
     {
+        if (!_colsHoldPatches)
+            throw new InvalidOperationException($"{Name}: Backward needs its own Forward first (the previous Backward used up the saved input patches)");
         var g = _geometry;
         int positions = g.Positions, k = g.PatchLength, oc = OutChannels, plane = g.OH * g.OW;
         if (!outputGradient.SameShape([g.N, oc, g.OH, g.OW]))
@@ -130,6 +135,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         BackwardMacs += denseMacs;
         if (!ComputeInputGradient) return null;
         // cols is no longer needed once dW is formed, so dcols overwrites it.
+        _colsHoldPatches = false;
         _compute.Gemm.Multiply(false, false, positions, k, oc, dyRows.Span, oc, Weight.Value.Span, k, _cols.Span, k, false);
         BackwardMacs += denseMacs;
         _inputGradient.Reshape(g.N, g.C, g.H, g.W);
