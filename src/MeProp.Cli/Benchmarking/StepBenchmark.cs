@@ -34,6 +34,7 @@ internal sealed record StepRecord
     public double StepMsP10 { get; init; }
     public double StepMsP90 { get; init; }
     public Dictionary<string, double> BackwardMsPerLayer { get; init; } = [];
+    public Dictionary<string, double> ForwardMsPerLayer { get; init; } = [];
     public double? AllocatedBytesPerStep { get; init; }
     public string? Note { get; init; }
 }
@@ -79,6 +80,9 @@ internal static class StepBenchmark
         var perLayer = new double[layers.Count][];
         for (int l = 0; l < layers.Count; l++) perLayer[l] = new double[steps];
         var before = new long[layers.Count];
+        var beforeForward = new long[layers.Count];
+        var perLayerForward = new double[layers.Count][];
+        for (int l = 0; l < layers.Count; l++) perLayerForward[l] = new double[steps];
         long allocatedBefore = 0;
         for (int s = -warmup; s < steps; s++)
         {
@@ -89,7 +93,8 @@ internal static class StepBenchmark
             }
             var x = images[(s + warmup) % batches];
             var y = labels[(s + warmup) % batches];
-            if (s >= 0) for (int l = 0; l < layers.Count; l++) before[l] = model.BackwardTicks(l);
+            if (s >= 0)
+                for (int l = 0; l < layers.Count; l++) (before[l], beforeForward[l]) = (model.BackwardTicks(l), model.ForwardTicks(l));
             long t0 = Stopwatch.GetTimestamp();
             loss.Forward(model.Forward(x, training: true), y);
             long t1 = Stopwatch.GetTimestamp();
@@ -102,7 +107,11 @@ internal static class StepBenchmark
             backward[s] = Ms(t2 - t1);
             update[s] = Ms(t3 - t2);
             whole[s] = Ms(t3 - t0);
-            for (int l = 0; l < layers.Count; l++) perLayer[l][s] = Ms(model.BackwardTicks(l) - before[l]);
+            for (int l = 0; l < layers.Count; l++)
+            {
+                perLayer[l][s] = Ms(model.BackwardTicks(l) - before[l]);
+                perLayerForward[l][s] = Ms(model.ForwardTicks(l) - beforeForward[l]);
+            }
         }
         long allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
         return new StepRecord
@@ -123,6 +132,7 @@ internal static class StepBenchmark
             StepMsP90 = Percentile(whole, 0.9),
             BackwardMsPerLayer = layers.Select((l, i) => (l, i)).Where(p => p.l.Parameters.Count > 0 || p.l is MaxPool2d)
                 .ToDictionary(p => p.l.Name, p => Math.Round(Percentile(perLayer[p.i], 0.5), 4)),
+            ForwardMsPerLayer = layers.Select((l, i) => (l, i)).ToDictionary(p => p.l.Name, p => Math.Round(Percentile(perLayerForward[p.i], 0.5), 4)),
             AllocatedBytesPerStep = (double)allocated / steps,
         };
     }

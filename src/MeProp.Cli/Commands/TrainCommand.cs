@@ -87,6 +87,8 @@ internal static class TrainCommand
                 options = mePropOptions.Apply(parse, options);
             }
             options.Validate();
+            // Build the model once on MNIST's geometry so that bad layer names fail before any data is read.
+            using (var probe = new ComputeContext(1)) Trainer.BuildModel(options, 1, 28, 28, probe);
             string dataDirectory = CommonOptions.ResolveData(parse.GetValue(data));
             var mnist = MnistFiles.Load(dataDirectory);
             var split = DatasetSplit.Create(mnist.Training, options.DevSize, options.MaxTrain);

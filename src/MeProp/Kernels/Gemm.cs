@@ -7,10 +7,13 @@ namespace MeProp.Kernels;
 /// <summary>
 /// Single-precision matrix product C[m,n] = op(A)[m,k] · op(B)[k,n], or C += that product.
 /// Legend: row-major storage; op(X) is X or its transpose; lda/ldb/ldc are row strides of the stored
-/// matrices; MR x NR is the register tile, KC the depth of a packed block, MC the rows of a task.
-/// B is packed once into NR-wide panels (shared, read-only); each task packs its own MR-row slivers
-/// of A and runs an FMA micro-kernel on MR x NR tiles held in registers. Tasks own disjoint tiles of
-/// C and every element sums over k in the same order, so the result does not depend on the thread
+/// matrices; MR x NR is the register tile, KC the depth of a block, MC the rows of a task.
+/// An FMA micro-kernel computes MR x NR tiles of C in registers, reading A in place (a row of op(A) is
+/// a row of A or, transposed, a column whose MR neighbours are contiguous: both stream well) and B from
+/// NR-wide panels packed once per call (shared, read-only). When m is small B is used too few times
+/// to pay for packing: the kernel then reads B's rows in place (not transposed), or, when B is
+/// transposed, each C[i, j] is a dot product of two contiguous rows. Tasks own disjoint tiles of C
+/// and every element sums over k in the same order, so the result does not depend on the thread
 /// count. Owns its packing buffers; one instance must not be used from two threads at once.
 /// </summary>
 public sealed unsafe class Gemm
@@ -21,25 +24,27 @@ public sealed unsafe class Gemm
     internal static readonly int NR = Vector512.IsHardwareAccelerated ? 32 : 16;
     private const int KC = 256;
     private const int MC = 96; // a multiple of both MR values
+    /// <summary>Up to this many rows of C, B is read in place instead of packed.</summary>
+    internal const int SmallM = 64;
+    /// <summary>Up to this many rows of C, a transposed B is multiplied as row-by-row dot products.</summary>
+    internal const int DotM = 16;
 
     private readonly WorkerPool _pool;
     private float[] _packedB = [];
-    private readonly float[][] _packedA;
+    private readonly float[] _edgePanels;
 
     public Gemm(WorkerPool pool)
     {
         _pool = pool;
-        _packedA = new float[pool.ThreadCount][];
-        for (int i = 0; i < _packedA.Length; i++) _packedA[i] = GC.AllocateUninitializedArray<float>(MC * KC, pinned: true);
+        _edgePanels = GC.AllocateUninitializedArray<float>(pool.ThreadCount * KC * 32, pinned: true);
     }
 
     private struct Job
     {
-        public float* A, B, C, PackedB;
+        public float* A, B, C, PackedB, EdgePanels;
         public int M, N, K, Lda, Ldb, Ldc;
-        public bool TransA, TransB, Accumulate;
-        public int PaddedN, RowBlocks, ColumnSplits, PanelsPerSplit;
-        public Gemm Self;
+        public bool TransA, TransB, Accumulate, DirectB;
+        public int PaddedN, ColumnSplits, PanelsPerSplit, Workers, ColumnsPerTask;
     }
 
     /// <summary>
@@ -60,8 +65,9 @@ public sealed unsafe class Gemm
         int nr = NR;
         int panels = (n + nr - 1) / nr;
         int paddedN = panels * nr;
-        int packedLength = paddedN * k;
-        if (_packedB.Length < packedLength) _packedB = GC.AllocateUninitializedArray<float>(packedLength, pinned: true);
+        bool dots = transB && m <= DotM;
+        bool directB = !transB && m <= SmallM;
+        if (!dots && !directB && _packedB.Length < (long)paddedN * k) _packedB = GC.AllocateUninitializedArray<float>(paddedN * k, pinned: true);
 
         int rowBlocks = (m + MC - 1) / MC;
         int wanted = 2 * _pool.ThreadCount;
@@ -69,15 +75,22 @@ public sealed unsafe class Gemm
         int panelsPerSplit = (panels + columnSplits - 1) / columnSplits;
         columnSplits = (panels + panelsPerSplit - 1) / panelsPerSplit;
 
-        fixed (float* pa = a, pb = b, pc = c, ppb = _packedB)
+        fixed (float* pa = a, pb = b, pc = c, ppb = _packedB, edge = _edgePanels)
         {
             var job = new Job
             {
-                A = pa, B = pb, C = pc, PackedB = ppb, M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc,
-                TransA = transA, TransB = transB, Accumulate = accumulate, PaddedN = paddedN,
-                RowBlocks = rowBlocks, ColumnSplits = columnSplits, PanelsPerSplit = panelsPerSplit, Self = this,
+                A = pa, B = pb, C = pc, PackedB = ppb, EdgePanels = edge, M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc,
+                TransA = transA, TransB = transB, Accumulate = accumulate, DirectB = directB, PaddedN = paddedN,
+                ColumnSplits = columnSplits, PanelsPerSplit = panelsPerSplit, Workers = _pool.ThreadCount,
             };
-            _pool.Run(panels, &PackBTask, &job);
+            if (dots)
+            {
+                // Enough column chunks to balance the threads; each chunk streams its rows of B once.
+                job.ColumnsPerTask = Math.Max(16, (n + 4 * _pool.ThreadCount - 1) / (4 * _pool.ThreadCount));
+                _pool.Run((n + job.ColumnsPerTask - 1) / job.ColumnsPerTask, &DotTask, &job);
+                return;
+            }
+            if (!directB) _pool.Run(panels, &PackBTask, &job);
             _pool.Run(rowBlocks * columnSplits, &TileTask, &job);
         }
     }
@@ -100,19 +113,14 @@ public sealed unsafe class Gemm
                 if (!j.TransB)
                 {
                     float* src = j.B + (long)kIndex * j.Ldb + j0;
-                    if (width == nr) Buffer.MemoryCopy(src, row, nr * sizeof(float), nr * sizeof(float));
-                    else
-                    {
-                        for (int jj = 0; jj < width; jj++) row[jj] = src[jj];
-                        for (int jj = width; jj < nr; jj++) row[jj] = 0;
-                    }
+                    for (int jj = 0; jj < width; jj++) row[jj] = src[jj];
                 }
                 else
                 {
                     float* src = j.B + (long)j0 * j.Ldb + kIndex;
                     for (int jj = 0; jj < width; jj++) row[jj] = src[(long)jj * j.Ldb];
-                    for (int jj = width; jj < nr; jj++) row[jj] = 0;
                 }
+                for (int jj = width; jj < nr; jj++) row[jj] = 0;
             }
         }
     }
@@ -128,40 +136,62 @@ public sealed unsafe class Gemm
         int rows = Math.Min(MC, j.M - i0);
         int panel0 = split * j.PanelsPerSplit;
         int panelEnd = Math.Min(panel0 + j.PanelsPerSplit, (j.N + nr - 1) / nr);
-        float[] scratch = j.Self._packedA[task % j.Self._pool.ThreadCount];
+        // op(A)[i, p] = A[i*rowStride + p*depthStride]
+        nint rowStride = j.TransA ? 1 : j.Lda, depthStride = j.TransA ? j.Lda : 1;
+        float* edgePanel = j.EdgePanels + (task % j.Workers) * KC * 32;
         float* edge = stackalloc float[8 * 32];
-        fixed (float* packedA = scratch)
+        for (int p0 = 0; p0 < j.K; p0 += KC)
         {
-            for (int p0 = 0; p0 < j.K; p0 += KC)
+            int kc = Math.Min(KC, j.K - p0);
+            bool accumulate = j.Accumulate || p0 > 0;
+            for (int panel = panel0; panel < panelEnd; panel++)
             {
-                int kc = Math.Min(KC, j.K - p0);
-                PackA(ref j, packedA, i0, rows, p0, kc);
-                bool accumulate = j.Accumulate || p0 > 0;
-                for (int panel = panel0; panel < panelEnd; panel++)
+                int c0 = panel * nr;
+                int cols = Math.Min(nr, j.N - c0);
+                float* bPanel;
+                nint bStride;
+                if (!j.DirectB)
                 {
-                    float* bPanel = j.PackedB + (long)p0 * j.PaddedN + (long)panel * kc * nr;
-                    int c0 = panel * nr;
-                    int cols = Math.Min(nr, j.N - c0);
-                    for (int ir = 0; ir < rows; ir += mr)
+                    bPanel = j.PackedB + (long)p0 * j.PaddedN + (long)panel * kc * nr;
+                    bStride = nr;
+                }
+                else if (cols == nr)
+                {
+                    bPanel = j.B + (long)p0 * j.Ldb + c0;
+                    bStride = j.Ldb;
+                }
+                else
+                {
+                    // The last, partial panel of an in-place B is copied, zero-padded, so no load runs past a row.
+                    for (int kk = 0; kk < kc; kk++)
                     {
-                        int tileRows = Math.Min(mr, rows - ir);
-                        float* aSliver = packedA + ir * kc;
-                        float* cTile = j.C + (long)(i0 + ir) * j.Ldc + c0;
-                        if (tileRows == mr && cols == nr)
+                        float* src = j.B + (long)(p0 + kk) * j.Ldb + c0;
+                        float* dst = edgePanel + kk * nr;
+                        for (int q = 0; q < cols; q++) dst[q] = src[q];
+                        for (int q = cols; q < nr; q++) dst[q] = 0;
+                    }
+                    bPanel = edgePanel;
+                    bStride = nr;
+                }
+                for (int ir = 0; ir < rows; ir += mr)
+                {
+                    int tileRows = Math.Min(mr, rows - ir);
+                    float* aSliver = j.A + (i0 + ir) * rowStride + p0 * depthStride;
+                    float* cTile = j.C + (long)(i0 + ir) * j.Ldc + c0;
+                    if (tileRows == mr && cols == nr)
+                    {
+                        MicroKernel(kc, aSliver, rowStride, depthStride, tileRows, bPanel, bStride, cTile, j.Ldc, accumulate);
+                    }
+                    else
+                    {
+                        // Edge tile: compute a full tile into scratch, then copy the valid part.
+                        MicroKernel(kc, aSliver, rowStride, depthStride, tileRows, bPanel, bStride, edge, nr, false);
+                        for (int r = 0; r < tileRows; r++)
                         {
-                            MicroKernel(kc, aSliver, bPanel, cTile, j.Ldc, accumulate);
-                        }
-                        else
-                        {
-                            // Edge tile: compute a full tile into scratch, then copy the valid part.
-                            MicroKernel(kc, aSliver, bPanel, edge, nr, false);
-                            for (int r = 0; r < tileRows; r++)
-                            {
-                                float* cRow = cTile + (long)r * j.Ldc;
-                                float* eRow = edge + r * nr;
-                                if (accumulate) for (int q = 0; q < cols; q++) cRow[q] += eRow[q];
-                                else for (int q = 0; q < cols; q++) cRow[q] = eRow[q];
-                            }
+                            float* cRow = cTile + (long)r * j.Ldc;
+                            float* eRow = edge + r * nr;
+                            if (accumulate) for (int q = 0; q < cols; q++) cRow[q] += eRow[q];
+                            else for (int q = 0; q < cols; q++) cRow[q] = eRow[q];
                         }
                     }
                 }
@@ -169,47 +199,109 @@ public sealed unsafe class Gemm
         }
     }
 
-    /// <summary>Packs rows [i0, i0+rows) x depth [p0, p0+kc) of op(A) into MR-row slivers, zero-padded.</summary>
-    private static void PackA(ref Job j, float* dst, int i0, int rows, int p0, int kc)
+    /// <summary>
+    /// Small m with B transposed: C[i, j] (+)= Σ_p op(A)[i, p]·B[j, p]. A task owns a run of columns j;
+    /// for each, four rows of A at a time are dotted with B's row j, which stays in L1 meanwhile.
+    /// </summary>
+    private static void DotTask(void* args, int task)
     {
-        int mr = MR;
-        for (int ir = 0; ir < rows; ir += mr)
+        ref Job job = ref Unsafe.AsRef<Job>(args);
+        int j0 = task * job.ColumnsPerTask, j1 = Math.Min(job.N, j0 + job.ColumnsPerTask);
+        nint rowStride = job.TransA ? 1 : job.Lda, depthStride = job.TransA ? job.Lda : 1;
+        for (int col = j0; col < j1; col++)
         {
-            int tileRows = Math.Min(mr, rows - ir);
-            float* sliver = dst + ir * kc;
-            if (!j.TransA)
+            float* bRow = job.B + (long)col * job.Ldb;
+            for (int i = 0; i < job.M; i += 4)
             {
-                for (int r = 0; r < tileRows; r++)
+                int rows = Math.Min(4, job.M - i);
+                float* a0 = job.A + i * rowStride;
+                float s0, s1, s2, s3;
+                if (depthStride == 1) Dot4(a0, rowStride, rows, bRow, job.K, out s0, out s1, out s2, out s3);
+                else Dot4Strided(a0, rowStride, depthStride, rows, bRow, job.K, out s0, out s1, out s2, out s3);
+                float* cCol = job.C + (long)i * job.Ldc + col;
+                Span<float> sums = [s0, s1, s2, s3];
+                for (int r = 0; r < rows; r++)
                 {
-                    float* src = j.A + (long)(i0 + ir + r) * j.Lda + p0;
-                    for (int kk = 0; kk < kc; kk++) sliver[kk * mr + r] = src[kk];
+                    float* target = cCol + (long)r * job.Ldc;
+                    *target = job.Accumulate ? *target + sums[r] : sums[r];
                 }
             }
-            else
-            {
-                for (int kk = 0; kk < kc; kk++)
-                {
-                    float* src = j.A + (long)(p0 + kk) * j.Lda + i0 + ir;
-                    float* d = sliver + kk * mr;
-                    for (int r = 0; r < tileRows; r++) d[r] = src[r];
-                }
-            }
-            if (tileRows < mr)
-                for (int kk = 0; kk < kc; kk++)
-                    for (int r = tileRows; r < mr; r++) sliver[kk * mr + r] = 0;
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void MicroKernel(int kc, float* a, float* b, float* c, int ldc, bool accumulate)
+    /// <summary>Dot products of up to four contiguous rows (a + r·rowStride) with b over k values.</summary>
+    private static void Dot4(float* a, nint rowStride, int rows, float* b, int k, out float s0, out float s1, out float s2, out float s3)
     {
-        if (Vector512.IsHardwareAccelerated) MicroKernel8x32(kc, a, b, c, ldc, accumulate);
-        else MicroKernel6x16(kc, a, b, c, ldc, accumulate);
+        float* a0 = a, a1 = Row(a, rowStride, 1, rows), a2 = Row(a, rowStride, 2, rows), a3 = Row(a, rowStride, 3, rows);
+        int p = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            Vector512<float> v0 = default, v1 = default, v2 = default, v3 = default;
+            for (; p + 16 <= k; p += 16)
+            {
+                var x = Vector512.Load(b + p);
+                v0 = Vector512.FusedMultiplyAdd(Vector512.Load(a0 + p), x, v0);
+                v1 = Vector512.FusedMultiplyAdd(Vector512.Load(a1 + p), x, v1);
+                v2 = Vector512.FusedMultiplyAdd(Vector512.Load(a2 + p), x, v2);
+                v3 = Vector512.FusedMultiplyAdd(Vector512.Load(a3 + p), x, v3);
+            }
+            s0 = Vector512.Sum(v0); s1 = Vector512.Sum(v1); s2 = Vector512.Sum(v2); s3 = Vector512.Sum(v3);
+        }
+        else
+        {
+            Vector256<float> v0 = default, v1 = default, v2 = default, v3 = default;
+            for (; p + 8 <= k; p += 8)
+            {
+                var x = Vector256.Load(b + p);
+                v0 = Vector256.FusedMultiplyAdd(Vector256.Load(a0 + p), x, v0);
+                v1 = Vector256.FusedMultiplyAdd(Vector256.Load(a1 + p), x, v1);
+                v2 = Vector256.FusedMultiplyAdd(Vector256.Load(a2 + p), x, v2);
+                v3 = Vector256.FusedMultiplyAdd(Vector256.Load(a3 + p), x, v3);
+            }
+            s0 = Vector256.Sum(v0); s1 = Vector256.Sum(v1); s2 = Vector256.Sum(v2); s3 = Vector256.Sum(v3);
+        }
+        for (; p < k; p++)
+        {
+            float x = b[p];
+            s0 = MathF.FusedMultiplyAdd(a0[p], x, s0); s1 = MathF.FusedMultiplyAdd(a1[p], x, s1);
+            s2 = MathF.FusedMultiplyAdd(a2[p], x, s2); s3 = MathF.FusedMultiplyAdd(a3[p], x, s3);
+        }
     }
 
-    /// <summary>8 x 32 tile in 16 zmm accumulators; a is an 8-row sliver, b a 32-wide panel.</summary>
-    private static void MicroKernel8x32(int kc, float* a, float* b, float* c, int ldc, bool accumulate)
+    /// <summary>As <see cref="Dot4"/> for a transposed A (rows are columns of the stored matrix): scalar, rare.</summary>
+    private static void Dot4Strided(float* a, nint rowStride, nint depthStride, int rows, float* b, int k, out float s0, out float s1, out float s2, out float s3)
     {
+        float* a0 = a, a1 = Row(a, rowStride, 1, rows), a2 = Row(a, rowStride, 2, rows), a3 = Row(a, rowStride, 3, rows);
+        s0 = s1 = s2 = s3 = 0;
+        for (int p = 0; p < k; p++)
+        {
+            float x = b[p];
+            nint o = p * depthStride;
+            s0 = MathF.FusedMultiplyAdd(a0[o], x, s0); s1 = MathF.FusedMultiplyAdd(a1[o], x, s1);
+            s2 = MathF.FusedMultiplyAdd(a2[o], x, s2); s3 = MathF.FusedMultiplyAdd(a3[o], x, s3);
+        }
+    }
+
+    /// <summary>Row r of a sliver; rows past the valid ones repeat the last valid row (their results are dropped).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float* Row(float* a, nint rowStride, int r, int rows) => a + Math.Min(r, rows - 1) * rowStride;
+
+    /// <summary>
+    /// C tile (+)= op(A) sliver · B panel. Row r of the sliver starts at a + r·rowStride and steps
+    /// depthStride per k; the panel steps bStride per k.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MicroKernel(int kc, float* a, nint rowStride, nint depthStride, int rows, float* b, nint bStride, float* c, int ldc, bool accumulate)
+    {
+        if (Vector512.IsHardwareAccelerated) MicroKernel8x32(kc, a, rowStride, depthStride, rows, b, bStride, c, ldc, accumulate);
+        else MicroKernel6x16(kc, a, rowStride, depthStride, rows, b, bStride, c, ldc, accumulate);
+    }
+
+    /// <summary>8 x 32 tile in 16 zmm accumulators.</summary>
+    private static void MicroKernel8x32(int kc, float* a, nint rowStride, nint depthStride, int rows, float* b, nint bStride, float* c, int ldc, bool accumulate)
+    {
+        float* a0 = a, a1 = Row(a, rowStride, 1, rows), a2 = Row(a, rowStride, 2, rows), a3 = Row(a, rowStride, 3, rows),
+            a4 = Row(a, rowStride, 4, rows), a5 = Row(a, rowStride, 5, rows), a6 = Row(a, rowStride, 6, rows), a7 = Row(a, rowStride, 7, rows);
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default,
             c20 = default, c21 = default, c30 = default, c31 = default,
             c40 = default, c41 = default, c50 = default, c51 = default,
@@ -218,16 +310,17 @@ public sealed unsafe class Gemm
         {
             var b0 = Vector512.Load(b);
             var b1 = Vector512.Load(b + 16);
-            var x = Vector512.Create(a[0]); c00 = Vector512.FusedMultiplyAdd(x, b0, c00); c01 = Vector512.FusedMultiplyAdd(x, b1, c01);
-            x = Vector512.Create(a[1]); c10 = Vector512.FusedMultiplyAdd(x, b0, c10); c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
-            x = Vector512.Create(a[2]); c20 = Vector512.FusedMultiplyAdd(x, b0, c20); c21 = Vector512.FusedMultiplyAdd(x, b1, c21);
-            x = Vector512.Create(a[3]); c30 = Vector512.FusedMultiplyAdd(x, b0, c30); c31 = Vector512.FusedMultiplyAdd(x, b1, c31);
-            x = Vector512.Create(a[4]); c40 = Vector512.FusedMultiplyAdd(x, b0, c40); c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
-            x = Vector512.Create(a[5]); c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
-            x = Vector512.Create(a[6]); c60 = Vector512.FusedMultiplyAdd(x, b0, c60); c61 = Vector512.FusedMultiplyAdd(x, b1, c61);
-            x = Vector512.Create(a[7]); c70 = Vector512.FusedMultiplyAdd(x, b0, c70); c71 = Vector512.FusedMultiplyAdd(x, b1, c71);
-            a += 8;
-            b += 32;
+            var x = Vector512.Create(*a0); c00 = Vector512.FusedMultiplyAdd(x, b0, c00); c01 = Vector512.FusedMultiplyAdd(x, b1, c01);
+            x = Vector512.Create(*a1); c10 = Vector512.FusedMultiplyAdd(x, b0, c10); c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
+            x = Vector512.Create(*a2); c20 = Vector512.FusedMultiplyAdd(x, b0, c20); c21 = Vector512.FusedMultiplyAdd(x, b1, c21);
+            x = Vector512.Create(*a3); c30 = Vector512.FusedMultiplyAdd(x, b0, c30); c31 = Vector512.FusedMultiplyAdd(x, b1, c31);
+            x = Vector512.Create(*a4); c40 = Vector512.FusedMultiplyAdd(x, b0, c40); c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
+            x = Vector512.Create(*a5); c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
+            x = Vector512.Create(*a6); c60 = Vector512.FusedMultiplyAdd(x, b0, c60); c61 = Vector512.FusedMultiplyAdd(x, b1, c61);
+            x = Vector512.Create(*a7); c70 = Vector512.FusedMultiplyAdd(x, b0, c70); c71 = Vector512.FusedMultiplyAdd(x, b1, c71);
+            a0 += depthStride; a1 += depthStride; a2 += depthStride; a3 += depthStride;
+            a4 += depthStride; a5 += depthStride; a6 += depthStride; a7 += depthStride;
+            b += bStride;
         }
         Store512(c, c00, c01, accumulate); c += ldc;
         Store512(c, c10, c11, accumulate); c += ldc;
@@ -252,22 +345,24 @@ public sealed unsafe class Gemm
     }
 
     /// <summary>6 x 16 tile in 12 ymm accumulators, for CPUs without 512-bit vectors.</summary>
-    private static void MicroKernel6x16(int kc, float* a, float* b, float* c, int ldc, bool accumulate)
+    private static void MicroKernel6x16(int kc, float* a, nint rowStride, nint depthStride, int rows, float* b, nint bStride, float* c, int ldc, bool accumulate)
     {
+        float* a0 = a, a1 = Row(a, rowStride, 1, rows), a2 = Row(a, rowStride, 2, rows), a3 = Row(a, rowStride, 3, rows),
+            a4 = Row(a, rowStride, 4, rows), a5 = Row(a, rowStride, 5, rows);
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         for (int kk = 0; kk < kc; kk++)
         {
             var b0 = Vector256.Load(b);
             var b1 = Vector256.Load(b + 8);
-            var x = Vector256.Create(a[0]); c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
-            x = Vector256.Create(a[1]); c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
-            x = Vector256.Create(a[2]); c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
-            x = Vector256.Create(a[3]); c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
-            x = Vector256.Create(a[4]); c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
-            x = Vector256.Create(a[5]); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
-            a += 6;
-            b += 16;
+            var x = Vector256.Create(*a0); c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+            x = Vector256.Create(*a1); c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+            x = Vector256.Create(*a2); c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+            x = Vector256.Create(*a3); c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+            x = Vector256.Create(*a4); c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+            x = Vector256.Create(*a5); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+            a0 += depthStride; a1 += depthStride; a2 += depthStride; a3 += depthStride; a4 += depthStride; a5 += depthStride;
+            b += bStride;
         }
         Store256(c, c00, c01, accumulate); c += ldc;
         Store256(c, c10, c11, accumulate); c += ldc;

@@ -30,7 +30,7 @@ public sealed class Activation : ILayer
 
     public Tensor Forward(Tensor input, bool training)
     {
-        _output.Reshape(input.ShapeArray());
+        _output.Reshape(input.Shape);
         var x = input.Span;
         var y = _output.Span;
         switch (Kind)
@@ -47,7 +47,7 @@ public sealed class Activation : ILayer
         if (!outputGradient.SameShape(_output.Shape))
             throw new ArgumentException($"{Name}: gradient shape {outputGradient.ShapeText} does not match the output {_output.ShapeText}");
         if (!ComputeInputGradient) return null;
-        _inputGradient.Reshape(_output.ShapeArray());
+        _inputGradient.Reshape(_output.Shape);
         var dy = outputGradient.Span;
         var y = _output.Span;
         var dx = _inputGradient.Span;

@@ -33,13 +33,13 @@ public sealed class Dropout : ILayer, IStatefulLayer
     public Tensor Forward(Tensor input, bool training)
     {
         _lastWasTraining = training;
-        _output.Reshape(input.ShapeArray());
+        _output.Reshape(input.Shape);
         if (!training || Probability == 0f)
         {
             input.Span.CopyTo(_output.Span);
             return _output;
         }
-        _mask.Reshape(input.ShapeArray());
+        _mask.Reshape(input.Shape);
         float scale = 1f / (1f - Probability);
         var x = input.Span; var y = _output.Span; var mask = _mask.Span;
         for (int i = 0; i < x.Length; i++)
@@ -53,7 +53,7 @@ public sealed class Dropout : ILayer, IStatefulLayer
     public Tensor? Backward(Tensor outputGradient)
     {
         if (!ComputeInputGradient) return null;
-        _inputGradient.Reshape(outputGradient.ShapeArray());
+        _inputGradient.Reshape(outputGradient.Shape);
         if (!_lastWasTraining || Probability == 0f) outputGradient.Span.CopyTo(_inputGradient.Span);
         else System.Numerics.Tensors.TensorPrimitives.Multiply(outputGradient.Span, _mask.Span, _inputGradient.Span);
         return _inputGradient;

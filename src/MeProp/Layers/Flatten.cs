@@ -21,8 +21,13 @@ public sealed class Flatten(string name) : ILayer
 
     public Tensor Forward(Tensor input, bool training)
     {
-        _inputShape = input.ShapeArray();
-        _output = View(_output, input.Storage, OutputShape(input.Shape));
+        var s = input.Shape;
+        if (s.Length < 2) OutputShape(s); // throws
+        if (!input.SameShape(_inputShape)) _inputShape = input.ShapeArray();
+        int features = Tensor.ElementCount(s[1..]);
+        _output = _output is not null && ReferenceEquals(_output.Storage, input.Storage)
+            ? _output.Reshape(s[0], features)
+            : new Tensor(input.Storage, s[0], features);
         return _output;
     }
 

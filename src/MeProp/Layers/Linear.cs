@@ -61,7 +61,8 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
 
     public Tensor Forward(Tensor input, bool training)
     {
-        int n = OutputShape(input.Shape)[0];
+        if (input.Rank != 2 || input.Dim(1) != InFeatures) OutputShape(input.Shape); // throws with the shapes
+        int n = input.Dim(0);
         _input = input;
         _output.Reshape(n, OutFeatures);
         _compute.Gemm.Multiply(false, true, n, OutFeatures, InFeatures, input.Span, InFeatures,

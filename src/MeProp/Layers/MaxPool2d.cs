@@ -40,11 +40,12 @@ public sealed class MaxPool2d : ILayer
 
     public Tensor Forward(Tensor input, bool training)
     {
-        var shape = OutputShape(input.Shape);
-        _inputShape = input.ShapeArray();
-        _output.Reshape(shape);
+        var s = input.Shape;
+        if (s.Length != 4 || s[2] < KernelSize || s[3] < KernelSize) OutputShape(s); // throws with the shapes
+        if (!input.SameShape(_inputShape)) _inputShape = input.ShapeArray();
+        _output.Reshape(s[0], s[1], (s[2] - KernelSize) / Stride + 1, (s[3] - KernelSize) / Stride + 1);
         if (_argmax.Length < _output.Length) _argmax = new int[_output.Length];
-        MaxPooling.Forward(input.Span, _output.Span, _argmax, shape[0] * shape[1], _inputShape[2], _inputShape[3], KernelSize, Stride, _compute.Pool);
+        MaxPooling.Forward(input.Span, _output.Span, _argmax, s[0] * s[1], s[2], s[3], KernelSize, Stride, _compute.Pool);
         return _output;
     }
 

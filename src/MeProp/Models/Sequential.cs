@@ -13,6 +13,7 @@ public sealed class Sequential
 {
     private readonly ILayer[] _layers;
     private readonly long[] _backwardTicks;
+    private readonly long[] _forwardTicks;
 
     public Sequential(IEnumerable<ILayer> layers)
     {
@@ -23,6 +24,7 @@ public sealed class Sequential
         _layers[0].ComputeInputGradient = false;
         Parameters = _layers.SelectMany(l => l.Parameters).ToArray();
         _backwardTicks = new long[_layers.Length];
+        _forwardTicks = new long[_layers.Length];
     }
 
     public IReadOnlyList<ILayer> Layers => _layers;
@@ -37,7 +39,12 @@ public sealed class Sequential
     public Tensor Forward(Tensor input, bool training)
     {
         var x = input;
-        foreach (var layer in _layers) x = layer.Forward(x, training);
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            x = _layers[i].Forward(x, training);
+            _forwardTicks[i] += Stopwatch.GetTimestamp() - start;
+        }
         return x;
     }
 
@@ -60,7 +67,14 @@ public sealed class Sequential
     /// <summary>Stopwatch ticks spent in layer <paramref name="index"/>'s Backward since the last reset (allocation-free).</summary>
     public long BackwardTicks(int index) => _backwardTicks[index];
 
-    public void ResetTimings() => Array.Clear(_backwardTicks);
+    /// <summary>Stopwatch ticks spent in layer <paramref name="index"/>'s Forward since the last reset.</summary>
+    public long ForwardTicks(int index) => _forwardTicks[index];
+
+    public void ResetTimings()
+    {
+        Array.Clear(_backwardTicks);
+        Array.Clear(_forwardTicks);
+    }
 
     /// <summary>Number of learnable scalars.</summary>
     public long ParameterCount => Parameters.Sum(p => (long)p.Value.Length);

@@ -1,0 +1,154 @@
+using System.Text.Json;
+using MeProp.Cli;
+using MeProp.Tests.Data;
+using MeProp.Training;
+
+namespace MeProp.Tests.Cli;
+
+/// <summary>
+/// The `meprop train` command end to end on a tiny IDX data set (8x8 images): outputs, resume
+/// exactness, and one-line errors. Console output is shared state, so these run one at a time.
+/// </summary>
+[Collection("Console")]
+public class TrainCommandTests
+{
+    private static string[] Args(string data, string outDir, params string[] extra) =>
+        ["train", "--data", data, "--out", outDir, "--dev-size", "12", "--batch-size", "7", "--threads", "2", "--seed", "3", .. extra];
+
+    private static (int Code, string Stdout, string Stderr) Run(params string[] args)
+    {
+        var (oldOut, oldErr) = (Console.Out, Console.Error);
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        Console.SetOut(stdout);
+        Console.SetError(stderr);
+        try
+        {
+            return (CommandLine.Run(args), stdout.ToString(), stderr.ToString());
+        }
+        finally
+        {
+            Console.SetOut(oldOut);
+            Console.SetError(oldErr);
+        }
+    }
+
+    private static TempDirectory TinyData()
+    {
+        var dir = new TempDirectory();
+        IdxTestFiles.WriteMnistLayout(dir.Path, trainCount: 61, testCount: 23, height: 8, width: 8);
+        return dir;
+    }
+
+    /// <summary>metrics.jsonl lines without the wall-clock fields.</summary>
+    private static List<string> MetricsWithoutTimes(string directory) =>
+        File.ReadAllLines(Path.Combine(directory, Trainer.MetricsFile)).Select(line =>
+        {
+            var node = System.Text.Json.Nodes.JsonNode.Parse(line)!.AsObject();
+            foreach (string key in node.Select(p => p.Key).Where(k => k.Contains("seconds")).ToList()) node.Remove(key);
+            return node.ToJsonString();
+        }).ToList();
+
+    [Theory]
+    [InlineData("--model", "mlp", "--hidden-size", "16")]
+    [InlineData("--model", "paper-cnn", "--topk", "0.1", "--decay", "0.6")]
+    [InlineData("--model", "paper-cnn", "--topk", "0.2", "--decay", "0.5", "--batch-norm", "--meprop-layers", "conv1,conv2,fc1")]
+    public void ResumeReproducesTheUninterruptedRun(params string[] model)
+    {
+        using var data = TinyData();
+        using var output = new TempDirectory();
+        string whole = Path.Combine(output.Path, "whole"), parts = Path.Combine(output.Path, "parts");
+        Assert.Equal(0, Run(Args(data.Path, whole, [.. model, "--epochs", "3"])).Code);
+        Assert.Equal(0, Run(Args(data.Path, parts, [.. model, "--epochs", "1"])).Code);
+        var resumed = Run("train", "--resume", parts, "--epochs", "3", "--data", data.Path);
+        Assert.True(resumed.Code == 0, resumed.Stderr);
+
+        Assert.Equal(MetricsWithoutTimes(whole), MetricsWithoutTimes(parts));
+        var a = SafeTensorsFile.Load(Path.Combine(whole, Trainer.LastCheckpoint));
+        var b = SafeTensorsFile.Load(Path.Combine(parts, Trainer.LastCheckpoint));
+        Assert.Equal(a.Names, b.Names);
+        foreach (string name in a.Names) Assert.True(a.GetFloat32(name).Span.SequenceEqual(b.GetFloat32(name).Span), $"{name} differs after resume");
+    }
+
+    [Fact]
+    public void WritesSummaryMetricsAndCheckpointsThatEvalReads()
+    {
+        using var data = TinyData();
+        using var output = new TempDirectory();
+        var result = Run(Args(data.Path, output.Path, "--model", "mlp", "--hidden-size", "8", "--epochs", "2"));
+        Assert.True(result.Code == 0, result.Stderr);
+        using var summary = JsonDocument.Parse(File.ReadAllText(output.File(Trainer.SummaryFile)));
+        var root = summary.RootElement;
+        int best = root.GetProperty("best_epoch").GetInt32();
+        Assert.InRange(best, 1, 2);
+        Assert.Equal(2, root.GetProperty("config").GetProperty("epochs").GetInt32());
+        Assert.Equal("mlp", root.GetProperty("config").GetProperty("model_options").GetProperty("model").GetString());
+        var lines = File.ReadAllLines(output.File(Trainer.MetricsFile));
+        Assert.Equal(2, lines.Length);
+        using var bestLine = JsonDocument.Parse(lines[best - 1]);
+        Assert.Equal(bestLine.RootElement.GetProperty("test_accuracy").GetDouble(), root.GetProperty("test_accuracy").GetDouble());
+        Assert.Equal(bestLine.RootElement.GetProperty("dev_accuracy").GetDouble(), root.GetProperty("dev_accuracy").GetDouble());
+
+        var eval = Run("eval", "--checkpoint", output.File(Trainer.BestCheckpoint), "--data", data.Path);
+        Assert.Equal(0, eval.Code);
+        Assert.Contains($"test accuracy {root.GetProperty("test_accuracy").GetDouble():F4}", eval.Stdout);
+    }
+
+    [Theory]
+    [InlineData("--epochs", "-1")]
+    [InlineData("--batch-size", "0")]
+    [InlineData("--model", "resnet")]
+    [InlineData("--topk", "1.5")]
+    [InlineData("--decay", "1")]
+    [InlineData("--selection", "sideways")]
+    public void RejectsOptionsOutOfRangeBeforeAnyWork(string option, string value)
+    {
+        using var output = new TempDirectory();
+        var result = Run("train", "--data", "/nonexistent-should-not-be-touched", "--out", output.Path, option, value);
+        Assert.Equal(2, result.Code);
+        Assert.StartsWith("error: ", result.Stderr);
+        Assert.Empty(Directory.GetFiles(output.Path));
+    }
+
+    [Fact]
+    public void CorruptDataFileIsOneLineErrorNamingTheFile()
+    {
+        using var data = TinyData();
+        var path = data.File("train-labels-idx1-ubyte");
+        var bytes = File.ReadAllBytes(path);
+        bytes[3] = 0x99; // wrong magic number
+        File.WriteAllBytes(path, bytes);
+        var result = Run("train", "--data", data.Path, "--model", "mlp");
+        Assert.Equal(1, result.Code);
+        var lines = result.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.Contains("train-labels-idx1-ubyte", lines[0]);
+    }
+
+    [Fact]
+    public void MePropLayerErrorsAreReported()
+    {
+        using var data = TinyData();
+        var outputLayer = Run("train", "--data", data.Path, "--topk", "0.1", "--meprop-layers", "fc2");
+        Assert.Equal(1, outputLayer.Code);
+        Assert.Contains("output layer", outputLayer.Stderr);
+        var unknown = Run("train", "--data", data.Path, "--topk", "0.1", "--meprop-layers", "conv9");
+        Assert.Equal(1, unknown.Code);
+        Assert.Contains("conv9", unknown.Stderr);
+        var decayWithoutTopk = Run("train", "--data", data.Path, "--decay", "0.6");
+        Assert.Equal(1, decayWithoutTopk.Code);
+        Assert.Contains("--topk", decayWithoutTopk.Stderr);
+    }
+
+    [Fact]
+    public void ResumeOfAMissingRunIsAnError()
+    {
+        using var output = new TempDirectory();
+        var result = Run("train", "--resume", output.Path);
+        Assert.Equal(1, result.Code);
+        Assert.Contains(Trainer.LastCheckpoint, result.Stderr);
+    }
+}
+
+[CollectionDefinition("Console", DisableParallelization = true)]
+public class ConsoleCollection;
