@@ -171,7 +171,8 @@ public sealed unsafe class GradientSparsifier
 
     private void EnsureScratch(int workers, int poolLength, int units)
     {
-        if (_scores.Length < workers || _scores[0].Length < poolLength)
+        // Each worker needs poolLength scores plus poolLength of selection scratch, and poolLength chosen indices.
+        if (_scores.Length < workers || _chosen[0].Length < poolLength)
         {
             _scores = new float[workers][];
             _chosen = new int[workers][];
