@@ -82,6 +82,8 @@ public sealed unsafe class GradientSparsifier
     {
         public float* Dy, Running;
         public int N, Units, Plane, K, Capacity;
+        /// <summary>Threads of the pool running the tasks: task u runs on worker u % Workers.</summary>
+        public int Workers;
         public float Decay;
         public bool UseRunning;
         public GradientSparsifier Self;
@@ -104,7 +106,7 @@ public sealed unsafe class GradientSparsifier
             var job = new Job
             {
                 Dy = pdy, Running = prun, N = n, Units = units, Plane = plane,
-                Decay = (float)Options.Decay, UseRunning = decay, Self = this,
+                Decay = (float)Options.Decay, UseRunning = decay, Self = this, Workers = pool.ThreadCount,
             };
             if (Options.Selection == SelectionPolicy.Random)
             {
@@ -201,7 +203,7 @@ public sealed unsafe class GradientSparsifier
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         var self = j.Self;
-        int worker = u % self._scores.Length;
+        int worker = u % j.Workers;
         int poolSize = j.N * j.Plane;
         var scores = self._scores[worker].AsSpan(0, poolSize);
         long nonZero = 0;
@@ -224,7 +226,7 @@ public sealed unsafe class GradientSparsifier
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         var self = j.Self;
-        int worker = u % self._scores.Length;
+        int worker = u % j.Workers;
         var scores = self._scores[worker].AsSpan(0, j.Plane);
         var chosen = self._chosen[worker].AsSpan();
         long nonZero = 0;
@@ -247,7 +249,7 @@ public sealed unsafe class GradientSparsifier
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         var self = j.Self;
-        int worker = u % self._scores.Length;
+        int worker = u % j.Workers;
         var scores = self._scores[worker].AsSpan(0, j.Plane);
         float inverseN = 1f / j.N;
         long nonZero = 0;
