@@ -82,6 +82,8 @@ public sealed unsafe class GradientSparsifier
     {
         public float* Dy, Running;
         public int N, Units, Plane, K, Capacity;
+        /// <summary>Threads of the pool running the tasks: task u runs on worker u % Workers.</summary>
+        public int Workers;
         public float Decay;
         public bool UseRunning;
         public GradientSparsifier Self;
@@ -104,7 +106,7 @@ public sealed unsafe class GradientSparsifier
             var job = new Job
             {
                 Dy = pdy, Running = prun, N = n, Units = units, Plane = plane,
-                Decay = (float)Options.Decay, UseRunning = decay, Self = this,
+                Decay = (float)Options.Decay, UseRunning = decay, Self = this, Workers = pool.ThreadCount,
             };
             if (Options.Selection == SelectionPolicy.Random)
             {
@@ -171,7 +173,8 @@ public sealed unsafe class GradientSparsifier
 
     private void EnsureScratch(int workers, int poolLength, int units)
     {
-        if (_scores.Length < workers || _scores[0].Length < poolLength)
+        // Each worker needs poolLength scores plus poolLength of selection scratch, and poolLength chosen indices.
+        if (_scores.Length < workers || _chosen[0].Length < poolLength)
         {
             _scores = new float[workers][];
             _chosen = new int[workers][];
@@ -200,7 +203,7 @@ public sealed unsafe class GradientSparsifier
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         var self = j.Self;
-        int worker = u % self._scores.Length;
+        int worker = u % j.Workers;
         int poolSize = j.N * j.Plane;
         var scores = self._scores[worker].AsSpan(0, poolSize);
         long nonZero = 0;
@@ -223,7 +226,7 @@ public sealed unsafe class GradientSparsifier
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         var self = j.Self;
-        int worker = u % self._scores.Length;
+        int worker = u % j.Workers;
         var scores = self._scores[worker].AsSpan(0, j.Plane);
         var chosen = self._chosen[worker].AsSpan();
         long nonZero = 0;
@@ -246,7 +249,7 @@ public sealed unsafe class GradientSparsifier
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         var self = j.Self;
-        int worker = u % self._scores.Length;
+        int worker = u % j.Workers;
         var scores = self._scores[worker].AsSpan(0, j.Plane);
         float inverseN = 1f / j.N;
         long nonZero = 0;
