@@ -200,30 +200,37 @@ public sealed unsafe class Gemm
     }
 
     /// <summary>
-    /// Small m with B transposed: C[i, j] (+)= Σ_p op(A)[i, p]·B[j, p]. A task owns a run of columns j;
-    /// for each, four rows of A at a time are dotted with B's row j, which stays in L1 meanwhile.
+    /// Small m with B transposed: C[i, j] (+)= Σ_p op(A)[i, p]·B[j, p]. A task owns a run of columns j.
+    /// Depth is cut into chunks small enough that op(A)'s chunk (m rows) stays in L1 while every row of
+    /// B streams past it once; four rows of A at a time are dotted with each row chunk of B.
     /// </summary>
     private static void DotTask(void* args, int task)
     {
+        const int depthChunk = 512;
         ref Job job = ref Unsafe.AsRef<Job>(args);
         int j0 = task * job.ColumnsPerTask, j1 = Math.Min(job.N, j0 + job.ColumnsPerTask);
         nint rowStride = job.TransA ? 1 : job.Lda, depthStride = job.TransA ? job.Lda : 1;
-        for (int col = j0; col < j1; col++)
+        for (int p0 = 0; p0 < job.K; p0 += depthChunk)
         {
-            float* bRow = job.B + (long)col * job.Ldb;
-            for (int i = 0; i < job.M; i += 4)
+            int kc = Math.Min(depthChunk, job.K - p0);
+            bool accumulate = job.Accumulate || p0 > 0;
+            for (int col = j0; col < j1; col++)
             {
-                int rows = Math.Min(4, job.M - i);
-                float* a0 = job.A + i * rowStride;
-                float s0, s1, s2, s3;
-                if (depthStride == 1) Dot4(a0, rowStride, rows, bRow, job.K, out s0, out s1, out s2, out s3);
-                else Dot4Strided(a0, rowStride, depthStride, rows, bRow, job.K, out s0, out s1, out s2, out s3);
-                float* cCol = job.C + (long)i * job.Ldc + col;
-                Span<float> sums = [s0, s1, s2, s3];
-                for (int r = 0; r < rows; r++)
+                float* bRow = job.B + (long)col * job.Ldb + p0;
+                for (int i = 0; i < job.M; i += 4)
                 {
-                    float* target = cCol + (long)r * job.Ldc;
-                    *target = job.Accumulate ? *target + sums[r] : sums[r];
+                    int rows = Math.Min(4, job.M - i);
+                    float* a0 = job.A + i * rowStride + p0 * depthStride;
+                    float s0, s1, s2, s3;
+                    if (depthStride == 1) Dot4(a0, rowStride, rows, bRow, kc, out s0, out s1, out s2, out s3);
+                    else Dot4Strided(a0, rowStride, depthStride, rows, bRow, kc, out s0, out s1, out s2, out s3);
+                    float* cCol = job.C + (long)i * job.Ldc + col;
+                    Span<float> sums = [s0, s1, s2, s3];
+                    for (int r = 0; r < rows; r++)
+                    {
+                        float* target = cCol + (long)r * job.Ldc;
+                        *target = accumulate ? *target + sums[r] : sums[r];
+                    }
                 }
             }
         }

@@ -1,4 +1,6 @@
 using System.Runtime.CompilerServices;
+using System.Numerics;
+using System.Runtime.Intrinsics;
 using MeProp.Kernels;
 using MeProp.Tensors;
 using MeProp.Threading;
@@ -194,9 +196,50 @@ public sealed unsafe class GradientSparsifier
     {
         float magnitude = MathF.Abs(j.Dy[i]);
         if (!j.UseRunning) return magnitude;
-        float r = j.Decay * j.Running[i] + (1 - j.Decay) * magnitude;
+        float r = MathF.FusedMultiplyAdd(j.Decay, j.Running[i], (1 - j.Decay) * magnitude);
         j.Running[i] = r;
         return r;
+    }
+
+    /// <summary>
+    /// scores[i] = |dy[i]|, or with a running gradient run[i] = decay·run[i] + (1-decay)·|dy[i]| and
+    /// scores[i] = run[i]; returns how many dy[i] are non-zero. SIMD, as it touches every entry of dL/dy.
+    /// </summary>
+    private static long ScoreRow(float* dy, float* running, float* scores, int length, float decay)
+    {
+        long nonZero = 0;
+        int i = 0;
+        float keep = 1 - decay;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vDecay = Vector512.Create(decay);
+            var vKeep = Vector512.Create(keep);
+            for (; i + 16 <= length; i += 16)
+            {
+                var v = Vector512.Load(dy + i);
+                nonZero += 16 - BitOperations.PopCount(Vector512.Equals(v, Vector512<float>.Zero).ExtractMostSignificantBits());
+                var magnitude = Vector512.Abs(v);
+                if (running != null)
+                {
+                    magnitude = Vector512.FusedMultiplyAdd(vDecay, Vector512.Load(running + i), vKeep * magnitude);
+                    Vector512.Store(magnitude, running + i);
+                }
+                Vector512.Store(magnitude, scores + i);
+            }
+        }
+        for (; i < length; i++)
+        {
+            float v = dy[i];
+            if (v != 0) nonZero++;
+            float magnitude = MathF.Abs(v);
+            if (running != null)
+            {
+                magnitude = MathF.FusedMultiplyAdd(decay, running[i], keep * magnitude);
+                running[i] = magnitude;
+            }
+            scores[i] = magnitude;
+        }
+        return nonZero;
     }
 
     private static void PerChannelTask(void* args, int u)
@@ -207,15 +250,12 @@ public sealed unsafe class GradientSparsifier
         int poolSize = j.N * j.Plane;
         var scores = self._scores[worker].AsSpan(0, poolSize);
         long nonZero = 0;
-        for (int n = 0; n < j.N; n++)
-        {
-            long offset = ((long)n * j.Units + u) * j.Plane;
-            for (int p = 0; p < j.Plane; p++)
+        fixed (float* pScores = scores)
+            for (int n = 0; n < j.N; n++)
             {
-                if (j.Dy[offset + p] != 0) nonZero++;
-                scores[n * j.Plane + p] = Score(ref j, offset + p);
+                long offset = ((long)n * j.Units + u) * j.Plane;
+                nonZero += ScoreRow(j.Dy + offset, j.UseRunning ? j.Running + offset : null, pScores + n * j.Plane, j.Plane, j.Decay);
             }
-        }
         self._nonZeroByUnit[u] = nonZero;
         var chosen = self._chosen[worker].AsSpan();
         int count = TopKSelection.Select(scores, j.K, chosen, self._scores[worker].AsSpan(poolSize));
@@ -234,11 +274,8 @@ public sealed unsafe class GradientSparsifier
         for (int n = 0; n < j.N; n++)
         {
             long offset = ((long)n * j.Units + u) * j.Plane;
-            for (int p = 0; p < j.Plane; p++)
-            {
-                if (j.Dy[offset + p] != 0) nonZero++;
-                scores[p] = Score(ref j, offset + p);
-            }
+            fixed (float* pScores = scores)
+                nonZero += ScoreRow(j.Dy + offset, j.UseRunning ? j.Running + offset : null, pScores, j.Plane, j.Decay);
             int count = TopKSelection.Select(scores, j.K, chosen, self._scores[worker].AsSpan(j.Plane));
             slot = self.Store(ref j, u, slot, chosen[..count], positionBase: n * j.Plane);
         }

@@ -317,9 +317,10 @@ public class GradientSparsifierTests
     // ---- running average (paper eq. 15) ----
 
     /// <summary>run = d·run + (1-d)·|g| in float32, as the formula is written.</summary>
+    /// <summary>run = d·run + (1-d)·|g|, rounded as the sparsifier does it: one fused multiply-add.</summary>
     private static void UpdateRunning(float[] run, float[] g, float d)
     {
-        for (int i = 0; i < g.Length; i++) run[i] = d * run[i] + (1 - d) * MathF.Abs(g[i]);
+        for (int i = 0; i < g.Length; i++) run[i] = MathF.FusedMultiplyAdd(d, run[i], (1 - d) * MathF.Abs(g[i]));
     }
 
     [Theory]
@@ -341,8 +342,9 @@ public class GradientSparsifierTests
         var result = s.Sparsify(g2, n, units, plane, pool);
 
         // By hand: run = d·(d·0 + (1-d)|g1|) + (1-d)|g2|.
-        var run = g1.Select(v => d * (d * 0 + (1 - d) * MathF.Abs(v))).ToArray();
-        for (int i = 0; i < run.Length; i++) run[i] += (1 - d) * MathF.Abs(g2[i]);
+        // (run starts at 0, so after g1 it is (1-d)|g1| exactly.)
+        var run = new float[g1.Length];
+        for (int i = 0; i < run.Length; i++) run[i] = MathF.FusedMultiplyAdd(d, (1 - d) * MathF.Abs(g1[i]), (1 - d) * MathF.Abs(g2[i]));
         var check = new float[run.Length];
         UpdateRunning(check, g1, d);
         UpdateRunning(check, g2, d);
