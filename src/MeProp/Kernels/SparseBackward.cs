@@ -131,6 +131,57 @@ public static unsafe class SparseBackward
         }
     }
 
+    /// <summary>
+    /// Convolution weight gradient without im2col: for each entry at (n, oh, ow) of unit u,
+    /// dW[u, kh, kw, :] += v·x[n, oh·S-P+kh, ow·S-P+kw, :] inside the image, and db[u] += v. x is
+    /// channels-last [N, H, W, C] (small enough to stay in cache, unlike the im2col matrix) and dW is
+    /// [U, KH, KW, C]; both are added into. Threads split the units.
+    /// </summary>
+    public static void ConvWeightGradient(SparseGradient g, ConvGeometry geometry, ReadOnlySpan<float> xNhwc, Span<float> dWHwc, Span<float> db, WorkerPool pool)
+    {
+        if (xNhwc.Length < geometry.N * geometry.C * geometry.H * geometry.W || dWHwc.Length < g.Units * geometry.PatchLength || db.Length < g.Units)
+            throw new ArgumentException("sparse conv weight gradient: span too short");
+        fixed (int* counts = g.Counts, positions = g.Positions)
+        fixed (float* values = g.Values, px = xNhwc, pdw = dWHwc, pdb = db)
+        {
+            var job = new Job { Counts = counts, Positions = positions, Values = values, X = px, Dw = pdw, Db = pdb, Capacity = g.Capacity, Units = g.Units, Geometry = geometry };
+            pool.Run(g.Units, &ConvWeightGradientUnit, &job);
+        }
+    }
+
+    private static void ConvWeightGradientUnit(void* args, int u)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(args);
+        var g = j.Geometry;
+        int plane = g.OH * g.OW, c = g.C, start = u * j.Capacity, count = j.Counts[u];
+        int* positions = j.Positions;
+        float* values = j.Values, x = j.X;
+        float* dw = j.Dw + (long)u * g.PatchLength;
+        float biasSum = 0;
+        for (int e = start; e < start + count; e++)
+        {
+            float v = values[e];
+            biasSum += v;
+            int position = positions[e];
+            int n = position / plane, p = position - n * plane;
+            int oy = p / g.OW, ox = p - oy * g.OW;
+            int iy0 = oy * g.Stride - g.Padding, ix0 = ox * g.Stride - g.Padding;
+            float* image = x + (long)n * g.H * g.W * c;
+            for (int kh = 0; kh < g.KH; kh++)
+            {
+                int iy = iy0 + kh;
+                if ((uint)iy >= (uint)g.H) continue;
+                for (int kw = 0; kw < g.KW; kw++)
+                {
+                    int ix = ix0 + kw;
+                    if ((uint)ix >= (uint)g.W) continue;
+                    Axpy(dw + (kh * g.KW + kw) * c, image + ((long)iy * g.W + ix) * c, v, c);
+                }
+            }
+        }
+        j.Db[u] += biasSum;
+    }
+
     /// <summary>First index in sorted[0..count) whose value is &gt;= target.</summary>
     private static int LowerBound(int* sorted, int count, int target)
     {

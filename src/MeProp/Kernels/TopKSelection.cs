@@ -6,25 +6,28 @@ using System.Runtime.Intrinsics;
 namespace MeProp.Kernels;
 
 /// <summary>
-/// Chooses the k largest scores of a pool in O(n) without sorting: the k-th largest value t is found by
-/// a radix select on the float bits (non-negative floats order like their bit patterns): a histogram of
-/// the top 11 bits locates t's bucket, then histograms of the next 11 and last 10 bits of only that
-/// bucket's members pin t exactly. One pass in index order then takes every score above t and, for ties
-/// at t, the lowest indices first. Chosen indices come out ascending; with k &gt;= n every index is chosen.
-/// Scores are magnitudes (non-negative, not NaN). The first histogram is spread over four copies so
-/// that runs of equal values (gradients are often mostly zero) do not serialise on one counter.
+/// Chooses the k largest scores of a pool in O(n) without sorting, by a radix select on the float bits
+/// (non-negative floats order like their bit patterns). Pass 1 histograms the top 11 bits and finds
+/// the bucket B holding the k-th largest value. Pass 2 walks the pool in index order and keeps, as
+/// candidates, every value whose top bits are at least B: all of them above B are chosen, and those in
+/// B are narrowed by histograms of their next 11 and last 10 bits to the exact k-th value t. A last walk
+/// over the candidates (few) keeps those above t and, for ties at t, the lowest indices first. Chosen
+/// indices come out ascending; with k &gt;= n every index is chosen. Scores are magnitudes (non-negative,
+/// not NaN). The first histogram is spread over four copies so that runs of equal values (gradients
+/// are often mostly zero) do not serialise on one counter; pass 2 skips whole vectors without candidates.
 /// </summary>
 public static class TopKSelection
 {
     private const int TopBits = 11, MiddleBits = 11, LowBits = 10;
     private const int Buckets = 1 << TopBits;
+    private const int Shift = 32 - TopBits;
 
     /// <summary>Scratch floats <see cref="Select"/> needs for a pool of n.</summary>
-    public static int ScratchLength(int n) => n + 4 * Buckets;
+    public static int ScratchLength(int n) => 3 * n + 4 * Buckets;
 
     /// <summary>
-    /// Writes the chosen indices (ascending) to <paramref name="chosen"/> and returns how many (min(k, n)).
-    /// <paramref name="scratch"/> must hold <see cref="ScratchLength"/>(n) values.
+    /// Writes the chosen indices (ascending) to <paramref name="chosen"/> and returns how many
+    /// (min(k, n)). <paramref name="scratch"/> must hold <see cref="ScratchLength"/>(n) values.
     /// </summary>
     public static int Select(ReadOnlySpan<float> scores, int k, Span<int> chosen, Span<float> scratch)
     {
@@ -36,77 +39,101 @@ public static class TopKSelection
         }
         if (k <= 0) return 0;
         var bits = MemoryMarshal.Cast<float, uint>(scores);
-        uint threshold = KthLargestBits(bits, k, MemoryMarshal.Cast<float, uint>(scratch), out int above);
-        int ties = k - above;
-        return ties == 0 ? CollectAbove(bits, threshold, chosen) : CollectWithTies(bits, threshold, ties, chosen);
+        var work = MemoryMarshal.Cast<float, uint>(scratch);
+        var histograms = work[..(4 * Buckets)];
+        var candidateBits = work.Slice(4 * Buckets, n);
+        var members = work.Slice(4 * Buckets + n, n);
+        var candidateIndices = MemoryMarshal.Cast<uint, int>(work.Slice(4 * Buckets + 2 * n, n));
+
+        int bucket = TopBucket(bits, k, histograms, out int above);
+        int candidates = CollectCandidates(bits, (uint)bucket << Shift, candidateIndices, candidateBits);
+        if (candidates == k)
+        {
+            candidateIndices[..k].CopyTo(chosen);
+            return k;
+        }
+
+        // Narrow the threshold inside bucket B using only its members.
+        int m = 0;
+        for (int c = 0; c < candidates; c++)
+            if ((candidateBits[c] >> Shift) == (uint)bucket) members[m++] = candidateBits[c];
+        uint threshold = (uint)bucket << Shift;
+        int remaining = k - above;
+        m = Narrow(members, m, LowBits, MiddleBits, histograms, ref threshold, ref remaining, ref above);
+        Narrow(members, m, 0, LowBits, histograms, ref threshold, ref remaining, ref above);
+
+        int ties = k - above, count = 0;
+        for (int c = 0; c < candidates; c++)
+        {
+            uint b = candidateBits[c];
+            if (b > threshold || b == threshold && ties-- > 0) chosen[count++] = candidateIndices[c];
+        }
+        return count;
     }
 
-    /// <summary>Indices of values &gt; threshold, ascending; whole vectors with none are skipped.</summary>
-    private static int CollectAbove(ReadOnlySpan<uint> bits, uint threshold, Span<int> chosen)
+    /// <summary>Bucket (top 11 bits) of the k-th largest value; <paramref name="above"/> counts values in higher buckets.</summary>
+    private static int TopBucket(ReadOnlySpan<uint> bits, int k, Span<uint> histograms, out int above)
+    {
+        histograms.Clear();
+        int n = bits.Length, i = 0;
+        ref uint h = ref MemoryMarshal.GetReference(histograms);
+        ref uint b = ref MemoryMarshal.GetReference(bits);
+        for (; i + 4 <= n; i += 4)
+        {
+            Unsafe.Add(ref h, (int)(Unsafe.Add(ref b, i) >> Shift))++;
+            Unsafe.Add(ref h, Buckets + (int)(Unsafe.Add(ref b, i + 1) >> Shift))++;
+            Unsafe.Add(ref h, 2 * Buckets + (int)(Unsafe.Add(ref b, i + 2) >> Shift))++;
+            Unsafe.Add(ref h, 3 * Buckets + (int)(Unsafe.Add(ref b, i + 3) >> Shift))++;
+        }
+        for (; i < n; i++) Unsafe.Add(ref h, (int)(Unsafe.Add(ref b, i) >> Shift))++;
+        var histogram = histograms[..Buckets];
+        for (int q = 0; q < Buckets; q++)
+            histogram[q] += histograms[Buckets + q] + histograms[2 * Buckets + q] + histograms[3 * Buckets + q];
+        return FindBucket(histogram, k, out above);
+    }
+
+    /// <summary>Indices (ascending) and bits of every value &gt;= floor; whole vectors below it are skipped.</summary>
+    private static int CollectCandidates(ReadOnlySpan<uint> bits, uint floor, Span<int> indices, Span<uint> candidateBits)
     {
         int count = 0, i = 0;
-        if (Vector256.IsHardwareAccelerated)
+        ref uint start = ref MemoryMarshal.GetReference(bits);
+        if (Vector512.IsHardwareAccelerated)
         {
-            var t = Vector256.Create(threshold);
-            ref uint start = ref MemoryMarshal.GetReference(bits);
-            for (; i + 8 <= bits.Length; i += 8)
+            var f = Vector512.Create(floor);
+            for (; i + 16 <= bits.Length; i += 16)
             {
-                uint mask = Vector256.GreaterThan(Vector256.LoadUnsafe(ref start, (nuint)i), t).ExtractMostSignificantBits();
+                ulong mask = Vector512.GreaterThanOrEqual(Vector512.LoadUnsafe(ref start, (nuint)i), f).ExtractMostSignificantBits();
                 while (mask != 0)
                 {
-                    chosen[count++] = i + BitOperations.TrailingZeroCount(mask);
+                    int index = i + BitOperations.TrailingZeroCount(mask);
+                    indices[count] = index;
+                    candidateBits[count++] = bits[index];
                     mask &= mask - 1;
                 }
             }
         }
-        for (; i < bits.Length; i++) if (bits[i] > threshold) chosen[count++] = i;
-        return count;
-    }
-
-    private static int CollectWithTies(ReadOnlySpan<uint> bits, uint threshold, int ties, Span<int> chosen)
-    {
-        int count = 0;
-        for (int i = 0; i < bits.Length; i++)
+        else if (Vector256.IsHardwareAccelerated)
         {
-            uint b = bits[i];
-            if (b > threshold) chosen[count++] = i;
-            else if (b == threshold && ties > 0) { chosen[count++] = i; ties--; }
+            var f = Vector256.Create(floor);
+            for (; i + 8 <= bits.Length; i += 8)
+            {
+                uint mask = Vector256.GreaterThanOrEqual(Vector256.LoadUnsafe(ref start, (nuint)i), f).ExtractMostSignificantBits();
+                while (mask != 0)
+                {
+                    int index = i + BitOperations.TrailingZeroCount(mask);
+                    indices[count] = index;
+                    candidateBits[count++] = bits[index];
+                    mask &= mask - 1;
+                }
+            }
         }
+        for (; i < bits.Length; i++)
+            if (bits[i] >= floor)
+            {
+                indices[count] = i;
+                candidateBits[count++] = bits[i];
+            }
         return count;
-    }
-
-    /// <summary>
-    /// Bit pattern of the k-th largest (1-based) value, and how many values are strictly larger.
-    /// scratch holds four histograms (first 4·2^11 entries) and the members of the chosen bucket (the rest).
-    /// </summary>
-    private static uint KthLargestBits(ReadOnlySpan<uint> bits, int k, Span<uint> scratch, out int above)
-    {
-        var histograms = scratch[..(4 * Buckets)];
-        var members = scratch[(4 * Buckets)..];
-        histograms.Clear();
-        const int shift = 32 - TopBits;
-        int n = bits.Length, i = 0;
-        ref uint h = ref MemoryMarshal.GetReference(histograms);
-        for (; i + 4 <= n; i += 4)
-        {
-            Unsafe.Add(ref h, (int)(bits[i] >> shift))++;
-            Unsafe.Add(ref h, Buckets + (int)(bits[i + 1] >> shift))++;
-            Unsafe.Add(ref h, 2 * Buckets + (int)(bits[i + 2] >> shift))++;
-            Unsafe.Add(ref h, 3 * Buckets + (int)(bits[i + 3] >> shift))++;
-        }
-        for (; i < n; i++) Unsafe.Add(ref h, (int)(bits[i] >> shift))++;
-        var histogram = histograms[..Buckets];
-        for (int b = 0; b < Buckets; b++)
-            histogram[b] += histograms[Buckets + b] + histograms[2 * Buckets + b] + histograms[3 * Buckets + b];
-        int bucket = FindBucket(histogram, k, out above);
-
-        int m = 0;
-        foreach (uint b in bits) if ((b >> shift) == (uint)bucket) members[m++] = b;
-        uint prefix = (uint)bucket << shift;
-        int remaining = k - above;
-        m = Narrow(members, m, LowBits, MiddleBits, histogram, ref prefix, ref remaining, ref above);
-        Narrow(members, m, 0, LowBits, histogram, ref prefix, ref remaining, ref above);
-        return prefix;
     }
 
     /// <summary>Fixes <paramref name="width"/> more bits of the threshold from the bucket's members; keeps the members that match.</summary>

@@ -24,6 +24,9 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private readonly Tensor _inputGradient = new(0);
     private readonly Tensor _weightHwc = new(0);
     private readonly Tensor _inputGradientNhwc = new(0);
+    private readonly Tensor _inputNhwc = new(0);
+    private readonly Tensor _weightGradientHwc = new(0);
+    private Tensor? _input;
     private ConvGeometry _geometry;
     /// <summary>True from Forward until Backward overwrites the saved patches with dcols.</summary>
     private bool _colsHoldPatches;
@@ -96,6 +99,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     public Tensor Forward(Tensor input, bool training)
     {
         var g = _geometry = Geometry(input.Shape);
+        _input = input;
         int positions = g.Positions, k = g.PatchLength, oc = OutChannels;
         _cols.Reshape(positions, k);
         _rowMajorOutput.Reshape(positions, oc);
@@ -148,7 +152,30 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         int k = g.PatchLength, plane = g.OH * g.OW;
         var sparse = Sparsifier!.Sparsify(outputGradient.Span, g.N, OutChannels, plane, _compute.Pool);
         long kept = sparse.Count;
-        SparseBackward.WeightGradient(sparse, _cols.Span, k, Weight.Gradient.Span, Bias.Gradient.Span, _compute.Pool);
+        if (InChannels >= 16)
+        {
+            // Wide inputs: read patches from the channels-last input (it stays in cache) rather than from
+            // the im2col rows, which are 25x larger and mostly come from memory.
+            _inputNhwc.Reshape(g.N, g.H, g.W, g.C);
+            _weightGradientHwc.Reshape(OutChannels, KernelSize, KernelSize, InChannels);
+            _weightGradientHwc.Clear();
+            fixed (float* nhwc = _inputNhwc.Storage, nchw = _input!.Storage)
+            {
+                var job = new LayoutJob { Rows = nhwc, Nchw = nchw, Channels = g.C, Plane = g.H * g.W };
+                _compute.Pool.Run(g.N, &NchwToRows, &job);
+            }
+            SparseBackward.ConvWeightGradient(sparse, g, _inputNhwc.Span, _weightGradientHwc.Span, Bias.Gradient.Span, _compute.Pool);
+            fixed (float* hwc = _weightGradientHwc.Storage, dw = Weight.Gradient.Storage)
+            {
+                // dW [OC, C, KH*KW] += dWhwc [OC, KH*KW, C] transposed.
+                var job = new LayoutJob { Rows = hwc, Nchw = dw, Channels = InChannels, Plane = KernelSize * KernelSize };
+                _compute.Pool.Run(OutChannels, &AddRowsToNchw, &job);
+            }
+        }
+        else
+        {
+            SparseBackward.WeightGradient(sparse, _cols.Span, k, Weight.Gradient.Span, Bias.Gradient.Span, _compute.Pool);
+        }
         BackwardMacs += kept * k;
         if (!ComputeInputGradient) return null;
         _weightHwc.Reshape(OutChannels, KernelSize, KernelSize, InChannels);
@@ -215,6 +242,19 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
             float b = j.Bias[c];
             float* dst = image + (long)c * j.Plane;
             for (int p = 0; p < j.Plane; p++) dst[p] = rows[(long)p * j.Channels + c] + b;
+        }
+    }
+
+    /// <summary>One image: nchw[n, c, p] += rows[n*plane + p, c].</summary>
+    private static void AddRowsToNchw(void* args, int n)
+    {
+        ref LayoutJob j = ref Unsafe.AsRef<LayoutJob>(args);
+        float* rows = j.Rows + (long)n * j.Plane * j.Channels;
+        float* image = j.Nchw + (long)n * j.Plane * j.Channels;
+        for (int c = 0; c < j.Channels; c++)
+        {
+            float* dst = image + (long)c * j.Plane;
+            for (int p = 0; p < j.Plane; p++) dst[p] += rows[(long)p * j.Channels + c];
         }
     }
 

@@ -52,6 +52,8 @@ public class SparseLayerBackwardTests
             [1, 1, 5, 5, 2, 3, 2, 1],
             [3, 5, 11, 9, 7, 3, 2, 2],
             [2, 17, 5, 6, 6, 1, 1, 0],
+            [2, 19, 7, 6, 5, 3, 2, 1], // C >= 16: the channels-last weight-gradient path
+            [1, 32, 6, 6, 4, 5, 1, 2],
         ];
         foreach (var g in geometries)
             foreach (double ratio in new[] { 1.0, 0.1, 0.3 })
