@@ -149,37 +149,109 @@ public static unsafe class SparseBackward
         }
     }
 
+    /// <summary>
+    /// One unit's dW [KH, KW, C] row. Loop order keeps a 16-channel slice of dW in a register while all
+    /// of the unit's entries stream past it, so each FMA costs one load instead of a load-modify-store.
+    /// The entries' patch origins are decoded once into a stack buffer.
+    /// </summary>
     private static void ConvWeightGradientUnit(void* args, int u)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         var g = j.Geometry;
         int plane = g.OH * g.OW, c = g.C, start = u * j.Capacity, count = j.Counts[u];
         int* positions = j.Positions;
-        float* values = j.Values, x = j.X;
+        float* values = j.Values + start, x = j.X;
         float* dw = j.Dw + (long)u * g.PatchLength;
         float biasSum = 0;
-        for (int e = start; e < start + count; e++)
+        for (int e = 0; e < count; e++) biasSum += values[e];
+        j.Db[u] += biasSum;
+
+        const int chunk = 512;
+        int* originY = stackalloc int[chunk];
+        int* originX = stackalloc int[chunk];
+        long* imageOffset = stackalloc long[chunk];
+        for (int e0 = 0; e0 < count; e0 += chunk)
         {
-            float v = values[e];
-            biasSum += v;
-            int position = positions[e];
-            int n = position / plane, p = position - n * plane;
-            int oy = p / g.OW, ox = p - oy * g.OW;
-            int iy0 = oy * g.Stride - g.Padding, ix0 = ox * g.Stride - g.Padding;
-            float* image = x + (long)n * g.H * g.W * c;
-            for (int kh = 0; kh < g.KH; kh++)
+            int entries = Math.Min(chunk, count - e0);
+            for (int e = 0; e < entries; e++)
             {
-                int iy = iy0 + kh;
-                if ((uint)iy >= (uint)g.H) continue;
-                for (int kw = 0; kw < g.KW; kw++)
+                int position = positions[start + e0 + e];
+                int n = position / plane, p = position - n * plane;
+                int oy = p / g.OW, ox = p - oy * g.OW;
+                originY[e] = oy * g.Stride - g.Padding;
+                originX[e] = ox * g.Stride - g.Padding;
+                imageOffset[e] = (long)n * g.H * g.W * c;
+            }
+            float* v = values + e0;
+            for (int kh = 0; kh < g.KH; kh++)
+            for (int kw = 0; kw < g.KW; kw++)
+            {
+                float* target = dw + (kh * g.KW + kw) * c;
+                int ch = 0;
+                if (Vector512.IsHardwareAccelerated)
                 {
-                    int ix = ix0 + kw;
-                    if ((uint)ix >= (uint)g.W) continue;
-                    Axpy(dw + (kh * g.KW + kw) * c, image + ((long)iy * g.W + ix) * c, v, c);
+                    // 32 channels at a time with two entries in flight: four independent FMA chains.
+                    for (; ch + 32 <= c; ch += 32)
+                    {
+                        Vector512<float> a0 = Vector512.Load(target + ch), a1 = Vector512.Load(target + ch + 16);
+                        Vector512<float> b0 = default, b1 = default;
+                        int e = 0;
+                        for (; e + 2 <= entries; e += 2)
+                        {
+                            int iy = originY[e] + kh, ix = originX[e] + kw;
+                            if ((uint)iy < (uint)g.H && (uint)ix < (uint)g.W)
+                            {
+                                float* src = x + imageOffset[e] + ((long)iy * g.W + ix) * c + ch;
+                                var w = Vector512.Create(v[e]);
+                                a0 = Vector512.FusedMultiplyAdd(w, Vector512.Load(src), a0);
+                                a1 = Vector512.FusedMultiplyAdd(w, Vector512.Load(src + 16), a1);
+                            }
+                            iy = originY[e + 1] + kh; ix = originX[e + 1] + kw;
+                            if ((uint)iy < (uint)g.H && (uint)ix < (uint)g.W)
+                            {
+                                float* src = x + imageOffset[e + 1] + ((long)iy * g.W + ix) * c + ch;
+                                var w = Vector512.Create(v[e + 1]);
+                                b0 = Vector512.FusedMultiplyAdd(w, Vector512.Load(src), b0);
+                                b1 = Vector512.FusedMultiplyAdd(w, Vector512.Load(src + 16), b1);
+                            }
+                        }
+                        for (; e < entries; e++)
+                        {
+                            int iy = originY[e] + kh, ix = originX[e] + kw;
+                            if ((uint)iy >= (uint)g.H || (uint)ix >= (uint)g.W) continue;
+                            float* src = x + imageOffset[e] + ((long)iy * g.W + ix) * c + ch;
+                            var w = Vector512.Create(v[e]);
+                            a0 = Vector512.FusedMultiplyAdd(w, Vector512.Load(src), a0);
+                            a1 = Vector512.FusedMultiplyAdd(w, Vector512.Load(src + 16), a1);
+                        }
+                        Vector512.Store(a0 + b0, target + ch);
+                        Vector512.Store(a1 + b1, target + ch + 16);
+                    }
+                    for (; ch + 16 <= c; ch += 16)
+                    {
+                        var acc = Vector512.Load(target + ch);
+                        for (int e = 0; e < entries; e++)
+                        {
+                            int iy = originY[e] + kh, ix = originX[e] + kw;
+                            if ((uint)iy >= (uint)g.H || (uint)ix >= (uint)g.W) continue;
+                            acc = Vector512.FusedMultiplyAdd(Vector512.Create(v[e]), Vector512.Load(x + imageOffset[e] + ((long)iy * g.W + ix) * c + ch), acc);
+                        }
+                        Vector512.Store(acc, target + ch);
+                    }
+                }
+                for (; ch < c; ch++)
+                {
+                    float acc = target[ch];
+                    for (int e = 0; e < entries; e++)
+                    {
+                        int iy = originY[e] + kh, ix = originX[e] + kw;
+                        if ((uint)iy >= (uint)g.H || (uint)ix >= (uint)g.W) continue;
+                        acc = MathF.FusedMultiplyAdd(v[e], x[imageOffset[e] + ((long)iy * g.W + ix) * c + ch], acc);
+                    }
+                    target[ch] = acc;
                 }
             }
         }
-        j.Db[u] += biasSum;
     }
 
     /// <summary>First index in sorted[0..count) whose value is &gt;= target.</summary>
