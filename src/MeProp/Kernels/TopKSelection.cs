@@ -87,8 +87,9 @@ public static class TopKSelection
         }
         for (; i < n; i++) Unsafe.Add(ref h, (int)(Unsafe.Add(ref b, i) >> Shift))++;
         var histogram = histograms[..Buckets];
-        for (int q = 0; q < Buckets; q++)
-            histogram[q] += histograms[Buckets + q] + histograms[2 * Buckets + q] + histograms[3 * Buckets + q];
+        System.Numerics.Tensors.TensorPrimitives.Add(histogram, histograms.Slice(Buckets, Buckets), histogram);
+        System.Numerics.Tensors.TensorPrimitives.Add(histogram, histograms.Slice(2 * Buckets, Buckets), histogram);
+        System.Numerics.Tensors.TensorPrimitives.Add(histogram, histograms.Slice(3 * Buckets, Buckets), histogram);
         return FindBucket(histogram, k, out above);
     }
 
@@ -157,7 +158,12 @@ public static class TopKSelection
     private static int FindBucket(Span<uint> histogram, int k, out int above)
     {
         int total = 0;
-        for (int b = histogram.Length - 1; b >= 0; b--)
+        int b = histogram.Length - 1;
+        // Large scores are rare: skip the empty top of the histogram a vector at a time.
+        while (b >= 15 && Vector512.IsHardwareAccelerated
+               && Vector512.EqualsAll(Vector512.Create<uint>(histogram.Slice(b - 15, 16)), Vector512<uint>.Zero))
+            b -= 16;
+        for (; b >= 0; b--)
         {
             int next = total + (int)histogram[b];
             if (next >= k)

@@ -9,7 +9,8 @@ namespace MeProp.Threading;
 /// worker 0, so a pool of one thread runs everything inline. Nothing is allocated per run: the
 /// body is a function pointer and its arguments a pointer to a caller-owned struct.
 /// A training step makes dozens of short runs, so workers spin on a generation counter for a while
-/// (waking in well under a microsecond) before they block; an idle pool costs no CPU.
+/// (yielding the core after a few spins, in case the machine is busy) before they block; an idle pool
+/// costs no CPU.
 /// </summary>
 public sealed unsafe class WorkerPool : IDisposable
 {
@@ -89,11 +90,13 @@ public sealed unsafe class WorkerPool : IDisposable
         while (true)
         {
             long spinStart = Stopwatch.GetTimestamp();
+            var spinner = new SpinWait();
             while (Volatile.Read(ref _generation) == seen && !_stopping)
             {
                 if (Stopwatch.GetTimestamp() - spinStart < SpinTicks)
                 {
-                    Thread.SpinWait(20);
+                    // Spins briefly, then yields the core: on a busy machine the thread we wait for may need it.
+                    spinner.SpinOnce(sleep1Threshold: -1);
                     continue;
                 }
                 // Announce the sleep, then look once more, so a Run that started meanwhile is not missed.
@@ -101,6 +104,7 @@ public sealed unsafe class WorkerPool : IDisposable
                 if (Volatile.Read(ref _generation) == seen && !_stopping) _wake.Wait();
                 Interlocked.Decrement(ref _sleepers);
                 spinStart = Stopwatch.GetTimestamp();
+                spinner.Reset();
             }
             if (_stopping) return;
             seen = Volatile.Read(ref _generation);
