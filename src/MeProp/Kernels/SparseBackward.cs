@@ -22,7 +22,10 @@ public static unsafe class SparseBackward
         public ConvGeometry Geometry;
     }
 
-    /// <summary>dW[u, :] += Σ v·X[position, :] and db[u] += Σ v over u's entries. Threads split the units.</summary>
+    /// <summary>
+    /// dW[u, :] += Σ v·X[position, :] and db[u] += Σ v over u's entries. Threads split the units.
+    /// Columns of dW accumulate in registers over all of a unit's entries (two in flight).
+    /// </summary>
     public static void WeightGradient(SparseGradient g, ReadOnlySpan<float> x, int k, Span<float> dW, Span<float> db, WorkerPool pool)
     {
         if (x.Length < (long)g.PositionCount * k || dW.Length < g.Units * k || db.Length < g.Units)
@@ -38,16 +41,37 @@ public static unsafe class SparseBackward
     private static void WeightGradientUnit(void* args, int u)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
-        int start = u * j.Capacity, count = j.Counts[u];
-        float* dwRow = j.Dw + (long)u * j.K;
+        int start = u * j.Capacity, count = j.Counts[u], k = j.K;
+        int* positions = j.Positions + start;
+        float* values = j.Values + start, x = j.X;
+        float* dwRow = j.Dw + (long)u * k;
         float biasSum = 0;
-        for (int e = start; e < start + count; e++)
-        {
-            float v = j.Values[e];
-            biasSum += v;
-            Axpy(dwRow, j.X + (long)j.Positions[e] * j.K, v, j.K);
-        }
+        for (int e = 0; e < count; e++) biasSum += values[e];
         j.Db[u] += biasSum;
+        int col = 0;
+        if (Vector512.IsHardwareAccelerated && k >= 16)
+        {
+            // 16 columns at a time stay in registers while the unit's rows stream past; a row tail
+            // shorter than 16 is covered by one more pass over the row's last 16 columns, of which only
+            // the lanes not yet done are added.
+            for (; col < k; col += 16)
+            {
+                int c0 = Math.Min(col, k - 16);
+                Vector512<float> a = default, b = default;
+                int e = 0;
+                for (; e + 2 <= count; e += 2)
+                {
+                    a = Vector512.FusedMultiplyAdd(Vector512.Create(values[e]), Vector512.Load(x + (long)positions[e] * k + c0), a);
+                    b = Vector512.FusedMultiplyAdd(Vector512.Create(values[e + 1]), Vector512.Load(x + (long)positions[e + 1] * k + c0), b);
+                }
+                if (e < count) a = Vector512.FusedMultiplyAdd(Vector512.Create(values[e]), Vector512.Load(x + (long)positions[e] * k + c0), a);
+                a += b;
+                if (c0 == col) Vector512.Store(Vector512.Load(dwRow + col) + a, dwRow + col);
+                else for (int lane = col - c0; lane < 16; lane++) dwRow[c0 + lane] += a[lane];
+            }
+            return;
+        }
+        for (int e = 0; e < count; e++) Axpy(dwRow, x + (long)positions[e] * k, values[e], k);
     }
 
     /// <summary>
@@ -81,176 +105,186 @@ public static unsafe class SparseBackward
 
     /// <summary>
     /// Convolution input gradient without im2col: for each entry at (n, oh, ow) of unit u,
-    /// dx[n, oh·S-P+kh, ow·S-P+kw, :] += v·W[u, kh, kw, :] inside the image. dx is channels-last
-    /// [N, H, W, C] and the weight [U, KH, KW, C], so each step is a SIMD row of C; dx is added into.
-    /// Threads split the batch (an entry only touches its own image).
+    /// dx[n, oh·S+kh, ow·S+kw, :] += v·W[u, kh, kw, :]. dx is channels-last and zero-padded,
+    /// [N, H+2P, W+2P, C], so every tap lands inside it (taps on the border fall on padding, which the
+    /// caller crops) and the inner loop needs no bounds checks; the weight is [U, KH, KW, C]. A weight
+    /// slice stays in registers while the unit's entries stream past. dx is added into. Threads split
+    /// the batch (an entry only touches its own image).
     /// </summary>
-    public static void ConvInputGradient(SparseGradient g, ConvGeometry geometry, ReadOnlySpan<float> weightHwc, Span<float> dxNhwc, WorkerPool pool)
+    public static void ConvInputGradient(SparseGradient g, ConvGeometry geometry, ReadOnlySpan<float> weightHwc, Span<float> dxPaddedNhwc, WorkerPool pool)
     {
-        if (weightHwc.Length < g.Units * geometry.PatchLength || dxNhwc.Length < geometry.N * geometry.C * geometry.H * geometry.W)
+        if (weightHwc.Length < g.Units * geometry.PatchLength || dxPaddedNhwc.Length < PaddedLength(geometry))
             throw new ArgumentException("sparse conv input gradient: span too short");
         fixed (int* counts = g.Counts, positions = g.Positions)
-        fixed (float* values = g.Values, pw = weightHwc, pdx = dxNhwc)
+        fixed (float* values = g.Values, pw = weightHwc, pdx = dxPaddedNhwc)
         {
             var job = new Job { Counts = counts, Positions = positions, Values = values, W = pw, Dx = pdx, Capacity = g.Capacity, Units = g.Units, Geometry = geometry };
             pool.Run(geometry.N, &ConvInputGradientImage, &job);
         }
     }
 
+    /// <summary>Length of a zero-padded channels-last image batch [N, H+2P, W+2P, C].</summary>
+    public static int PaddedLength(ConvGeometry g) => g.N * (g.H + 2 * g.Padding) * (g.W + 2 * g.Padding) * g.C;
+
     private static void ConvInputGradientImage(void* args, int n)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         var g = j.Geometry;
-        int plane = g.OH * g.OW, c = g.C;
+        int plane = g.OH * g.OW, c = g.C, paddedW = g.W + 2 * g.Padding;
         int first = n * plane, end = first + plane;
-        float* image = j.Dx + (long)n * g.H * g.W * c;
+        const int chunk = 256;
+        long* origin = stackalloc long[chunk];
         for (int u = 0; u < j.Units; u++)
         {
             int start = u * j.Capacity, count = j.Counts[u];
+            int lo = LowerBound(j.Positions + start, count, first), hi = LowerBound(j.Positions + start, count, end);
             float* weight = j.W + (long)u * g.PatchLength;
-            for (int e = LowerBound(j.Positions + start, count, first); e < count; e++)
+            for (int e0 = lo; e0 < hi; e0 += chunk)
             {
-                int position = j.Positions[start + e];
-                if (position >= end) break;
-                float v = j.Values[start + e];
-                int p = position - first;
-                int oy = p / g.OW, ox = p - oy * g.OW;
-                int iy0 = oy * g.Stride - g.Padding, ix0 = ox * g.Stride - g.Padding;
+                int entries = Math.Min(chunk, hi - e0);
+                float* v = j.Values + start + e0;
+                DecodeOrigins(j.Positions + start + e0, entries, g, origin);
                 for (int kh = 0; kh < g.KH; kh++)
-                {
-                    int iy = iy0 + kh;
-                    if ((uint)iy >= (uint)g.H) continue;
-                    for (int kw = 0; kw < g.KW; kw++)
-                    {
-                        int ix = ix0 + kw;
-                        if ((uint)ix >= (uint)g.W) continue;
-                        Axpy(image + ((long)iy * g.W + ix) * c, weight + (kh * g.KW + kw) * c, v, c);
-                    }
-                }
+                for (int kw = 0; kw < g.KW; kw++)
+                    ScatterTap(j.Dx + (long)(kh * paddedW + kw) * c, origin, v, entries, weight + (kh * g.KW + kw) * c, c);
             }
         }
     }
 
+    /// <summary>Offsets (into a padded channels-last batch) of the top-left tap of each entry's patch.</summary>
+    private static void DecodeOrigins(int* positions, int entries, ConvGeometry g, long* origin)
+    {
+        int plane = g.OH * g.OW, paddedH = g.H + 2 * g.Padding, paddedW = g.W + 2 * g.Padding;
+        for (int e = 0; e < entries; e++)
+        {
+            int position = positions[e];
+            int n = position / plane, p = position - n * plane;
+            int oy = p / g.OW, ox = p - oy * g.OW;
+            origin[e] = (((long)n * paddedH + oy * g.Stride) * paddedW + ox * g.Stride) * g.C;
+        }
+    }
+
+    /// <summary>dx[origin[e] + :c] += v[e]·w[:c] for each entry; w stays in registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScatterTap(float* dx, long* origin, float* v, int entries, float* w, int c)
+    {
+        int ch = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; ch + 32 <= c; ch += 32)
+            {
+                var w0 = Vector512.Load(w + ch);
+                var w1 = Vector512.Load(w + ch + 16);
+                for (int e = 0; e < entries; e++)
+                {
+                    float* target = dx + origin[e] + ch;
+                    var scale = Vector512.Create(v[e]);
+                    Vector512.Store(Vector512.FusedMultiplyAdd(scale, w0, Vector512.Load(target)), target);
+                    Vector512.Store(Vector512.FusedMultiplyAdd(scale, w1, Vector512.Load(target + 16)), target + 16);
+                }
+            }
+            for (; ch + 16 <= c; ch += 16)
+            {
+                var w0 = Vector512.Load(w + ch);
+                for (int e = 0; e < entries; e++)
+                {
+                    float* target = dx + origin[e] + ch;
+                    Vector512.Store(Vector512.FusedMultiplyAdd(Vector512.Create(v[e]), w0, Vector512.Load(target)), target);
+                }
+            }
+        }
+        for (; ch < c; ch++)
+            for (int e = 0; e < entries; e++)
+            {
+                float* target = dx + origin[e] + ch;
+                *target = MathF.FusedMultiplyAdd(v[e], w[ch], *target);
+            }
+    }
+
     /// <summary>
     /// Convolution weight gradient without im2col: for each entry at (n, oh, ow) of unit u,
-    /// dW[u, kh, kw, :] += v·x[n, oh·S-P+kh, ow·S-P+kw, :] inside the image, and db[u] += v. x is
-    /// channels-last [N, H, W, C] (small enough to stay in cache, unlike the im2col matrix) and dW is
-    /// [U, KH, KW, C]; both are added into. Threads split the units.
+    /// dW[u, kh, kw, :] += v·x[n, oh·S+kh, ow·S+kw, :] and db[u] += v. x is channels-last with a zero
+    /// border, [N, H+2P, W+2P, C] (small enough to stay in cache, unlike the im2col matrix, and no
+    /// bounds checks); dW is [U, KH, KW, C]. A slice of dW stays in registers while the unit's entries
+    /// stream past. Both are added into. Threads split the units.
     /// </summary>
-    public static void ConvWeightGradient(SparseGradient g, ConvGeometry geometry, ReadOnlySpan<float> xNhwc, Span<float> dWHwc, Span<float> db, WorkerPool pool)
+    public static void ConvWeightGradient(SparseGradient g, ConvGeometry geometry, ReadOnlySpan<float> xPaddedNhwc, Span<float> dWHwc, Span<float> db, WorkerPool pool)
     {
-        if (xNhwc.Length < geometry.N * geometry.C * geometry.H * geometry.W || dWHwc.Length < g.Units * geometry.PatchLength || db.Length < g.Units)
+        if (xPaddedNhwc.Length < PaddedLength(geometry) || dWHwc.Length < g.Units * geometry.PatchLength || db.Length < g.Units)
             throw new ArgumentException("sparse conv weight gradient: span too short");
         fixed (int* counts = g.Counts, positions = g.Positions)
-        fixed (float* values = g.Values, px = xNhwc, pdw = dWHwc, pdb = db)
+        fixed (float* values = g.Values, px = xPaddedNhwc, pdw = dWHwc, pdb = db)
         {
             var job = new Job { Counts = counts, Positions = positions, Values = values, X = px, Dw = pdw, Db = pdb, Capacity = g.Capacity, Units = g.Units, Geometry = geometry };
             pool.Run(g.Units, &ConvWeightGradientUnit, &job);
         }
     }
 
-    /// <summary>
-    /// One unit's dW [KH, KW, C] row. Loop order keeps a 16-channel slice of dW in a register while all
-    /// of the unit's entries stream past it, so each FMA costs one load instead of a load-modify-store.
-    /// The entries' patch origins are decoded once into a stack buffer.
-    /// </summary>
     private static void ConvWeightGradientUnit(void* args, int u)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         var g = j.Geometry;
-        int plane = g.OH * g.OW, c = g.C, start = u * j.Capacity, count = j.Counts[u];
-        int* positions = j.Positions;
-        float* values = j.Values + start, x = j.X;
+        int c = g.C, start = u * j.Capacity, count = j.Counts[u], paddedW = g.W + 2 * g.Padding;
+        float* values = j.Values + start;
         float* dw = j.Dw + (long)u * g.PatchLength;
         float biasSum = 0;
         for (int e = 0; e < count; e++) biasSum += values[e];
         j.Db[u] += biasSum;
-
-        const int chunk = 512;
-        int* originY = stackalloc int[chunk];
-        int* originX = stackalloc int[chunk];
-        long* imageOffset = stackalloc long[chunk];
+        const int chunk = 256;
+        long* origin = stackalloc long[chunk];
         for (int e0 = 0; e0 < count; e0 += chunk)
         {
             int entries = Math.Min(chunk, count - e0);
-            for (int e = 0; e < entries; e++)
-            {
-                int position = positions[start + e0 + e];
-                int n = position / plane, p = position - n * plane;
-                int oy = p / g.OW, ox = p - oy * g.OW;
-                originY[e] = oy * g.Stride - g.Padding;
-                originX[e] = ox * g.Stride - g.Padding;
-                imageOffset[e] = (long)n * g.H * g.W * c;
-            }
-            float* v = values + e0;
+            DecodeOrigins(j.Positions + start + e0, entries, g, origin);
             for (int kh = 0; kh < g.KH; kh++)
             for (int kw = 0; kw < g.KW; kw++)
+                GatherTap(j.X + (long)(kh * paddedW + kw) * c, origin, values + e0, entries, dw + (kh * g.KW + kw) * c, c);
+        }
+    }
+
+    /// <summary>w[:c] += Σ_e v[e]·x[origin[e] + :c]; w accumulates in registers, two entries in flight.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void GatherTap(float* x, long* origin, float* v, int entries, float* w, int c)
+    {
+        int ch = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; ch + 32 <= c; ch += 32)
             {
-                float* target = dw + (kh * g.KW + kw) * c;
-                int ch = 0;
-                if (Vector512.IsHardwareAccelerated)
+                Vector512<float> a0 = Vector512.Load(w + ch), a1 = Vector512.Load(w + ch + 16), b0 = default, b1 = default;
+                int e = 0;
+                for (; e + 2 <= entries; e += 2)
                 {
-                    // 32 channels at a time with two entries in flight: four independent FMA chains.
-                    for (; ch + 32 <= c; ch += 32)
-                    {
-                        Vector512<float> a0 = Vector512.Load(target + ch), a1 = Vector512.Load(target + ch + 16);
-                        Vector512<float> b0 = default, b1 = default;
-                        int e = 0;
-                        for (; e + 2 <= entries; e += 2)
-                        {
-                            int iy = originY[e] + kh, ix = originX[e] + kw;
-                            if ((uint)iy < (uint)g.H && (uint)ix < (uint)g.W)
-                            {
-                                float* src = x + imageOffset[e] + ((long)iy * g.W + ix) * c + ch;
-                                var w = Vector512.Create(v[e]);
-                                a0 = Vector512.FusedMultiplyAdd(w, Vector512.Load(src), a0);
-                                a1 = Vector512.FusedMultiplyAdd(w, Vector512.Load(src + 16), a1);
-                            }
-                            iy = originY[e + 1] + kh; ix = originX[e + 1] + kw;
-                            if ((uint)iy < (uint)g.H && (uint)ix < (uint)g.W)
-                            {
-                                float* src = x + imageOffset[e + 1] + ((long)iy * g.W + ix) * c + ch;
-                                var w = Vector512.Create(v[e + 1]);
-                                b0 = Vector512.FusedMultiplyAdd(w, Vector512.Load(src), b0);
-                                b1 = Vector512.FusedMultiplyAdd(w, Vector512.Load(src + 16), b1);
-                            }
-                        }
-                        for (; e < entries; e++)
-                        {
-                            int iy = originY[e] + kh, ix = originX[e] + kw;
-                            if ((uint)iy >= (uint)g.H || (uint)ix >= (uint)g.W) continue;
-                            float* src = x + imageOffset[e] + ((long)iy * g.W + ix) * c + ch;
-                            var w = Vector512.Create(v[e]);
-                            a0 = Vector512.FusedMultiplyAdd(w, Vector512.Load(src), a0);
-                            a1 = Vector512.FusedMultiplyAdd(w, Vector512.Load(src + 16), a1);
-                        }
-                        Vector512.Store(a0 + b0, target + ch);
-                        Vector512.Store(a1 + b1, target + ch + 16);
-                    }
-                    for (; ch + 16 <= c; ch += 16)
-                    {
-                        var acc = Vector512.Load(target + ch);
-                        for (int e = 0; e < entries; e++)
-                        {
-                            int iy = originY[e] + kh, ix = originX[e] + kw;
-                            if ((uint)iy >= (uint)g.H || (uint)ix >= (uint)g.W) continue;
-                            acc = Vector512.FusedMultiplyAdd(Vector512.Create(v[e]), Vector512.Load(x + imageOffset[e] + ((long)iy * g.W + ix) * c + ch), acc);
-                        }
-                        Vector512.Store(acc, target + ch);
-                    }
+                    float* s0 = x + origin[e] + ch, s1 = x + origin[e + 1] + ch;
+                    var v0 = Vector512.Create(v[e]);
+                    var v1 = Vector512.Create(v[e + 1]);
+                    a0 = Vector512.FusedMultiplyAdd(v0, Vector512.Load(s0), a0);
+                    a1 = Vector512.FusedMultiplyAdd(v0, Vector512.Load(s0 + 16), a1);
+                    b0 = Vector512.FusedMultiplyAdd(v1, Vector512.Load(s1), b0);
+                    b1 = Vector512.FusedMultiplyAdd(v1, Vector512.Load(s1 + 16), b1);
                 }
-                for (; ch < c; ch++)
+                if (e < entries)
                 {
-                    float acc = target[ch];
-                    for (int e = 0; e < entries; e++)
-                    {
-                        int iy = originY[e] + kh, ix = originX[e] + kw;
-                        if ((uint)iy >= (uint)g.H || (uint)ix >= (uint)g.W) continue;
-                        acc = MathF.FusedMultiplyAdd(v[e], x[imageOffset[e] + ((long)iy * g.W + ix) * c + ch], acc);
-                    }
-                    target[ch] = acc;
+                    float* s0 = x + origin[e] + ch;
+                    var v0 = Vector512.Create(v[e]);
+                    a0 = Vector512.FusedMultiplyAdd(v0, Vector512.Load(s0), a0);
+                    a1 = Vector512.FusedMultiplyAdd(v0, Vector512.Load(s0 + 16), a1);
                 }
+                Vector512.Store(a0 + b0, w + ch);
+                Vector512.Store(a1 + b1, w + ch + 16);
             }
+            for (; ch + 16 <= c; ch += 16)
+            {
+                var a0 = Vector512.Load(w + ch);
+                for (int e = 0; e < entries; e++) a0 = Vector512.FusedMultiplyAdd(Vector512.Create(v[e]), Vector512.Load(x + origin[e] + ch), a0);
+                Vector512.Store(a0, w + ch);
+            }
+        }
+        for (; ch < c; ch++)
+        {
+            float acc = w[ch];
+            for (int e = 0; e < entries; e++) acc = MathF.FusedMultiplyAdd(v[e], x[origin[e] + ch], acc);
+            w[ch] = acc;
         }
     }
 

@@ -23,8 +23,8 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private readonly Tensor _output = new(0);
     private readonly Tensor _inputGradient = new(0);
     private readonly Tensor _weightHwc = new(0);
-    private readonly Tensor _inputGradientNhwc = new(0);
-    private readonly Tensor _inputNhwc = new(0);
+    private readonly Tensor _inputGradientPaddedNhwc = new(0);
+    private readonly Tensor _inputPaddedNhwc = new(0);
     private readonly Tensor _weightGradientHwc = new(0);
     private Tensor? _input;
     private ConvGeometry _geometry;
@@ -154,17 +154,12 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         long kept = sparse.Count;
         if (InChannels >= 16)
         {
-            // Wide inputs: read patches from the channels-last input (it stays in cache) rather than from
-            // the im2col rows, which are 25x larger and mostly come from memory.
-            _inputNhwc.Reshape(g.N, g.H, g.W, g.C);
+            // Wide inputs: read patches from the channels-last, zero-padded input (it stays in cache)
+            // rather than from the im2col rows, which are KH·KW times larger and mostly come from memory.
+            FillPaddedNhwc(g);
             _weightGradientHwc.Reshape(OutChannels, KernelSize, KernelSize, InChannels);
             _weightGradientHwc.Clear();
-            fixed (float* nhwc = _inputNhwc.Storage, nchw = _input!.Storage)
-            {
-                var job = new LayoutJob { Rows = nhwc, Nchw = nchw, Channels = g.C, Plane = g.H * g.W };
-                _compute.Pool.Run(g.N, &NchwToRows, &job);
-            }
-            SparseBackward.ConvWeightGradient(sparse, g, _inputNhwc.Span, _weightGradientHwc.Span, Bias.Gradient.Span, _compute.Pool);
+            SparseBackward.ConvWeightGradient(sparse, g, _inputPaddedNhwc.Span, _weightGradientHwc.Span, Bias.Gradient.Span, _compute.Pool);
             fixed (float* hwc = _weightGradientHwc.Storage, dw = Weight.Gradient.Storage)
             {
                 // dW [OC, C, KH*KW] += dWhwc [OC, KH*KW, C] transposed.
@@ -179,8 +174,8 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         BackwardMacs += kept * k;
         if (!ComputeInputGradient) return null;
         _weightHwc.Reshape(OutChannels, KernelSize, KernelSize, InChannels);
-        _inputGradientNhwc.Reshape(g.N, g.H, g.W, g.C);
-        _inputGradientNhwc.Clear();
+        _inputGradientPaddedNhwc.Reshape(g.N, g.H + 2 * g.Padding, g.W + 2 * g.Padding, g.C);
+        _inputGradientPaddedNhwc.Clear();
         _inputGradient.Reshape(g.N, g.C, g.H, g.W);
         fixed (float* w = Weight.Value.Storage, whwc = _weightHwc.Storage)
         {
@@ -188,14 +183,69 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
             var job = new LayoutJob { Rows = whwc, Nchw = w, Channels = InChannels, Plane = KernelSize * KernelSize };
             _compute.Pool.Run(OutChannels, &NchwToRows, &job);
         }
-        SparseBackward.ConvInputGradient(sparse, g, _weightHwc.Span, _inputGradientNhwc.Span, _compute.Pool);
+        SparseBackward.ConvInputGradient(sparse, g, _weightHwc.Span, _inputGradientPaddedNhwc.Span, _compute.Pool);
         BackwardMacs += kept * k;
-        fixed (float* nhwc = _inputGradientNhwc.Storage, nchw = _inputGradient.Storage)
+        fixed (float* padded = _inputGradientPaddedNhwc.Storage, nchw = _inputGradient.Storage)
         {
-            var job = new LayoutJob { Rows = nhwc, Nchw = nchw, Channels = g.C, Plane = g.H * g.W };
-            _compute.Pool.Run(g.N, &RowsToNchw, &job);
+            var job = new PaddedJob { Padded = padded, Nchw = nchw, Geometry = g };
+            _compute.Pool.Run(g.N, &PaddedNhwcToNchw, &job);
         }
         return _inputGradient;
+    }
+
+    /// <summary>The layer input as [N, H+2P, W+2P, C] with a zero border (the border is cleared only when the shape changes).</summary>
+    private void FillPaddedNhwc(ConvGeometry g)
+    {
+        int paddedH = g.H + 2 * g.Padding, paddedW = g.W + 2 * g.Padding;
+        if (!_inputPaddedNhwc.SameShape([g.N, paddedH, paddedW, g.C]))
+            _inputPaddedNhwc.Reshape(g.N, paddedH, paddedW, g.C).Clear();
+        fixed (float* padded = _inputPaddedNhwc.Storage, nchw = _input!.Storage)
+        {
+            var job = new PaddedJob { Padded = padded, Nchw = nchw, Geometry = g };
+            _compute.Pool.Run(g.N, &NchwToPaddedNhwc, &job);
+        }
+    }
+
+    private struct PaddedJob
+    {
+        public float* Padded, Nchw;
+        public ConvGeometry Geometry;
+    }
+
+    /// <summary>One image: padded[n, y+P, x+P, c] = nchw[n, c, y, x].</summary>
+    private static void NchwToPaddedNhwc(void* args, int n)
+    {
+        ref PaddedJob j = ref Unsafe.AsRef<PaddedJob>(args);
+        var g = j.Geometry;
+        int pw = g.W + 2 * g.Padding, c = g.C;
+        float* image = j.Nchw + (long)n * c * g.H * g.W;
+        float* padded = j.Padded + (long)n * (g.H + 2 * g.Padding) * pw * c;
+        for (int y = 0; y < g.H; y++)
+        for (int x = 0; x < g.W; x++)
+        {
+            float* dst = padded + ((long)(y + g.Padding) * pw + x + g.Padding) * c;
+            float* src = image + y * g.W + x;
+            for (int ch = 0; ch < c; ch++) dst[ch] = src[(long)ch * g.H * g.W];
+        }
+    }
+
+    /// <summary>One image: nchw[n, c, y, x] = padded[n, y+P, x+P, c] (the border is dropped).</summary>
+    private static void PaddedNhwcToNchw(void* args, int n)
+    {
+        ref PaddedJob j = ref Unsafe.AsRef<PaddedJob>(args);
+        var g = j.Geometry;
+        int pw = g.W + 2 * g.Padding, c = g.C;
+        float* image = j.Nchw + (long)n * c * g.H * g.W;
+        float* padded = j.Padded + (long)n * (g.H + 2 * g.Padding) * pw * c;
+        for (int ch = 0; ch < c; ch++)
+        {
+            float* dst = image + (long)ch * g.H * g.W;
+            for (int y = 0; y < g.H; y++)
+            {
+                float* src = padded + ((long)(y + g.Padding) * pw + g.Padding) * c + ch;
+                for (int x = 0; x < g.W; x++) dst[y * g.W + x] = src[(long)x * c];
+            }
+        }
     }
 
     public IEnumerable<(string Name, Tensor Tensor)> StateTensors() =>
@@ -255,19 +305,6 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         {
             float* dst = image + (long)c * j.Plane;
             for (int p = 0; p < j.Plane; p++) dst[p] += rows[(long)p * j.Channels + c];
-        }
-    }
-
-    /// <summary>One image: nchw[n, c, p] = rows[n*plane + p, c].</summary>
-    private static void RowsToNchw(void* args, int n)
-    {
-        ref LayoutJob j = ref Unsafe.AsRef<LayoutJob>(args);
-        float* rows = j.Rows + (long)n * j.Plane * j.Channels;
-        float* image = j.Nchw + (long)n * j.Plane * j.Channels;
-        for (int c = 0; c < j.Channels; c++)
-        {
-            float* dst = image + (long)c * j.Plane;
-            for (int p = 0; p < j.Plane; p++) dst[p] = rows[(long)p * j.Channels + c];
         }
     }
 

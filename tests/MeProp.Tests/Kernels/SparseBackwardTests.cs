@@ -179,12 +179,39 @@ public class SparseBackwardTests
         foreach (int threads in new[] { 1, 3 })
         {
             using var pool = new WorkerPool(threads);
-            var dx = (float[])dx0.Clone();
-            SparseBackward.ConvInputGradient(g, geometry, weightHwc, dx, pool);
+            var padded = Pad(geometry, dx0);
+            SparseBackward.ConvInputGradient(g, geometry, weightHwc, padded, pool);
+            var dx = Crop(geometry, padded);
             TestData.AssertClose(expected, dx, Tolerance(maxTerms), 1e-6, $"dx threads {threads}");
             if (first is null) first = dx;
             else Assert.Equal(first, dx);
         }
+    }
+
+    /// <summary>[N, H, W, C] into the kernels' zero-bordered [N, H+2P, W+2P, C].</summary>
+    private static float[] Pad(ConvGeometry g, float[] nhwc)
+    {
+        int ph = g.H + 2 * g.Padding, pw = g.W + 2 * g.Padding;
+        var padded = new float[SparseBackward.PaddedLength(g)];
+        for (int i = 0; i < g.N; i++)
+            for (int y = 0; y < g.H; y++)
+                for (int x = 0; x < g.W; x++)
+                    for (int ch = 0; ch < g.C; ch++)
+                        padded[((i * ph + y + g.Padding) * pw + x + g.Padding) * g.C + ch] = nhwc[((i * g.H + y) * g.W + x) * g.C + ch];
+        return padded;
+    }
+
+    /// <summary>The inside of a zero-bordered batch, as [N, H, W, C].</summary>
+    private static float[] Crop(ConvGeometry g, float[] padded)
+    {
+        int ph = g.H + 2 * g.Padding, pw = g.W + 2 * g.Padding;
+        var nhwc = new float[g.N * g.H * g.W * g.C];
+        for (int i = 0; i < g.N; i++)
+            for (int y = 0; y < g.H; y++)
+                for (int x = 0; x < g.W; x++)
+                    for (int ch = 0; ch < g.C; ch++)
+                        nhwc[((i * g.H + y) * g.W + x) * g.C + ch] = padded[((i * ph + y + g.Padding) * pw + x + g.Padding) * g.C + ch];
+        return nhwc;
     }
 
     [Fact]
@@ -221,8 +248,9 @@ public class SparseBackwardTests
                 for (int p = 0; p < plane; p++)
                     expected[(i * plane + p) * geometry.C + ch] = nchw[(i * geometry.C + ch) * plane + p];
 
-        var dx = new float[expected.Length];
-        SparseBackward.ConvInputGradient(g, geometry, weightHwc, dx, pool);
+        var padded = new float[SparseBackward.PaddedLength(geometry)];
+        SparseBackward.ConvInputGradient(g, geometry, weightHwc, padded, pool);
+        var dx = Crop(geometry, padded);
         TestData.AssertClose(expected, dx, 1e-5, 1e-5, "sparse dx vs col2im");
     }
 
