@@ -9,8 +9,7 @@ namespace MeProp.Threading;
 /// worker 0, so a pool of one thread runs everything inline. Nothing is allocated per run: the
 /// body is a function pointer and its arguments a pointer to a caller-owned struct.
 /// A training step makes dozens of short runs, so workers spin on a generation counter for a while
-/// (yielding the core after a few spins, in case the machine is busy) before they block; an idle pool
-/// costs no CPU.
+/// before they block; an idle pool costs no CPU.
 /// </summary>
 public sealed unsafe class WorkerPool : IDisposable
 {
@@ -73,10 +72,21 @@ public sealed unsafe class WorkerPool : IDisposable
         {
             own = e;
         }
-        var spinner = new SpinWait();
-        while (Volatile.Read(ref _pending) != 0) spinner.SpinOnce(sleep1Threshold: -1);
+        int spins = 0;
+        while (Volatile.Read(ref _pending) != 0) PauseBriefly(++spins);
         if (own is not null) throw own;
         if (_failure is not null) throw new AggregateException("a worker task failed", _failure);
+    }
+
+    /// <summary>
+    /// One step of a wait: mostly a pure spin, since runs within a training step come microseconds apart
+    /// and a yield is a system call (slow in a VM); every 64th step yields the core, in case the thread
+    /// being waited for needs it on a busy machine.
+    /// </summary>
+    private static void PauseBriefly(int spins)
+    {
+        if ((spins & 63) == 0) Thread.Yield();
+        else Thread.SpinWait(8);
     }
 
     private void RunShare(int worker)
@@ -90,13 +100,12 @@ public sealed unsafe class WorkerPool : IDisposable
         while (true)
         {
             long spinStart = Stopwatch.GetTimestamp();
-            var spinner = new SpinWait();
+            int spins = 0;
             while (Volatile.Read(ref _generation) == seen && !_stopping)
             {
                 if (Stopwatch.GetTimestamp() - spinStart < SpinTicks)
                 {
-                    // Spins briefly, then yields the core: on a busy machine the thread we wait for may need it.
-                    spinner.SpinOnce(sleep1Threshold: -1);
+                    PauseBriefly(++spins);
                     continue;
                 }
                 // Announce the sleep, then look once more, so a Run that started meanwhile is not missed.
@@ -104,7 +113,7 @@ public sealed unsafe class WorkerPool : IDisposable
                 if (Volatile.Read(ref _generation) == seen && !_stopping) _wake.Wait();
                 Interlocked.Decrement(ref _sleepers);
                 spinStart = Stopwatch.GetTimestamp();
-                spinner.Reset();
+                spins = 0;
             }
             if (_stopping) return;
             seen = Volatile.Read(ref _generation);
