@@ -29,8 +29,13 @@ public sealed unsafe class Gemm
     /// <summary>Up to this many rows of C, a transposed B is multiplied as row-by-row dot products.</summary>
     internal const int DotM = 16;
 
+    /// <summary>Fewest depth values per split when the depth is cut to make enough tasks.</summary>
+    private const int SplitDepth = 4 * KC;
+    private const int MaxSplits = 8;
+
     private readonly WorkerPool _pool;
     private float[] _packedB = [];
+    private float[] _partials = [];
     private readonly float[] _edgePanels;
 
     public Gemm(WorkerPool pool)
@@ -45,6 +50,8 @@ public sealed unsafe class Gemm
         public int M, N, K, Lda, Ldb, Ldc;
         public bool TransA, TransB, Accumulate, DirectB;
         public int PaddedN, ColumnSplits, PanelsPerSplit, Workers, ColumnsPerTask;
+        public int Tiles, DepthPerSplit, Splits;
+        public float* Partials;
     }
 
     /// <summary>
@@ -75,7 +82,16 @@ public sealed unsafe class Gemm
         int panelsPerSplit = (panels + columnSplits - 1) / columnSplits;
         columnSplits = (panels + panelsPerSplit - 1) / panelsPerSplit;
 
-        fixed (float* pa = a, pb = b, pc = c, ppb = _packedB, edge = _edgePanels)
+        // A small C with a long depth (a conv layer's dW: OC x K over every position of the batch) makes
+        // too few tiles to keep the threads busy: cut the depth into a fixed number of splits, each adding
+        // up its own partial C, then sum the partials in split order. Whether and how to split depends only
+        // on the shape, so results do not depend on the thread count.
+        int tiles = rowBlocks * columnSplits;
+        int splits = directB && rowBlocks * panels < 4 && k >= 2 * SplitDepth ? Math.Min(MaxSplits, k / SplitDepth) : 1;
+        int depthPerSplit = (k + splits - 1) / splits;
+        if (splits > 1 && _partials.Length < (long)splits * m * n) _partials = GC.AllocateUninitializedArray<float>(splits * m * n, pinned: true);
+
+        fixed (float* pa = a, pb = b, pc = c, ppb = _packedB, edge = _edgePanels, partials = _partials)
         {
             var job = new Job
             {
@@ -90,9 +106,48 @@ public sealed unsafe class Gemm
                 _pool.Run((n + job.ColumnsPerTask - 1) / job.ColumnsPerTask, &DotTask, &job);
                 return;
             }
+            if (splits > 1)
+            {
+                job.Tiles = tiles;
+                job.Splits = splits;
+                job.DepthPerSplit = depthPerSplit;
+                job.Partials = partials;
+                _pool.Run(splits * tiles, &SplitDepthTask, &job);
+                _pool.Run(m, &SumPartialsRow, &job);
+                return;
+            }
             if (!directB) _pool.Run(panels, &PackBTask, &job);
-            _pool.Run(rowBlocks * columnSplits, &TileTask, &job);
+            _pool.Run(tiles, &TileTask, &job);
         }
+    }
+
+    /// <summary>One tile of one depth split, written (not added) into that split's partial C [m, n].</summary>
+    private static void SplitDepthTask(void* args, int task)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(args);
+        int split = task / j.Tiles, tile = task % j.Tiles;
+        int p0 = split * j.DepthPerSplit;
+        var sub = j;
+        sub.K = Math.Min(j.DepthPerSplit, j.K - p0);
+        sub.A = j.A + (j.TransA ? (long)p0 * j.Lda : p0);
+        sub.B = j.B + (long)p0 * j.Ldb;
+        sub.C = j.Partials + (long)split * j.M * j.N;
+        sub.Ldc = j.N;
+        sub.Accumulate = false;
+        if (sub.K > 0) Tile(ref sub, tile, task % j.Workers);
+        else for (int i = 0; i < j.M; i++) new Span<float>(sub.C + (long)i * j.N, j.N).Clear();
+    }
+
+    /// <summary>Row i of C (+)= the sum of the splits' partial rows, in split order.</summary>
+    private static void SumPartialsRow(void* args, int row)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(args);
+        var target = new Span<float>(j.C + (long)row * j.Ldc, j.N);
+        var first = new ReadOnlySpan<float>(j.Partials + (long)row * j.N, j.N);
+        if (j.Accumulate) System.Numerics.Tensors.TensorPrimitives.Add(target, first, target);
+        else first.CopyTo(target);
+        for (int split = 1; split < j.Splits; split++)
+            System.Numerics.Tensors.TensorPrimitives.Add(target, new ReadOnlySpan<float>(j.Partials + ((long)split * j.M + row) * j.N, j.N), target);
     }
 
     /// <summary>Packs NR-wide column panel <paramref name="panel"/> of op(B) for every KC block, zero-padded.</summary>
@@ -129,6 +184,11 @@ public sealed unsafe class Gemm
     private static void TileTask(void* args, int task)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
+        Tile(ref j, task, task % j.Workers);
+    }
+
+    private static void Tile(ref Job j, int task, int worker)
+    {
         int mr = MR, nr = NR;
         int rowBlock = task / j.ColumnSplits;
         int split = task % j.ColumnSplits;
@@ -138,7 +198,7 @@ public sealed unsafe class Gemm
         int panelEnd = Math.Min(panel0 + j.PanelsPerSplit, (j.N + nr - 1) / nr);
         // op(A)[i, p] = A[i*rowStride + p*depthStride]
         nint rowStride = j.TransA ? 1 : j.Lda, depthStride = j.TransA ? j.Lda : 1;
-        float* edgePanel = j.EdgePanels + (task % j.Workers) * KC * 32;
+        float* edgePanel = j.EdgePanels + worker * KC * 32;
         float* edge = stackalloc float[8 * 32];
         for (int p0 = 0; p0 < j.K; p0 += KC)
         {

@@ -10,6 +10,8 @@ public class GemmTests
     {
         { 1, 1, 1 }, { 1, 37, 5 }, { 7, 1, 300 }, { 8, 32, 256 }, { 9, 33, 257 }, { 13, 17, 19 },
         { 97, 65, 3 }, { 200, 70, 513 }, { 10, 1024, 31 }, { 64, 100, 600 }, { 5, 3, 0 },
+        // Small C over a long depth: the depth is split into partial products (a conv layer's dW).
+        { 32, 25, 7841 }, { 5, 70, 2600 },
     };
 
     [Theory]
@@ -37,11 +39,12 @@ public class GemmTests
         }
     }
 
-    [Fact]
-    public void ResultDoesNotDependOnThreadCount()
+    [Theory]
+    [InlineData(301, 77, 530)]
+    [InlineData(32, 25, 7841)]
+    public void ResultDoesNotDependOnThreadCount(int m, int n, int k)
     {
         var rng = new Rng(7);
-        int m = 301, n = 77, k = 530;
         var a = TestData.Uniform(rng, m * k);
         var b = TestData.Uniform(rng, k * n);
         float[]? first = null;
