@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using MeProp.Tensors;
 using MeProp.Threading;
 
@@ -14,8 +15,10 @@ namespace MeProp.Layers;
 /// move as running = (1 - momentum)*running + momentum*batch_stat, with the unbiased variance
 /// (divided by m - 1) for running_var. Inference: the running estimates normalise.
 /// Backward (after a training Forward): dx = gamma/sqrt(var + eps) * (dy - mean(dy) - xhat*mean(dy*xhat)),
-/// dgamma += Σ dy*xhat, dbeta += Σ dy, the sums over a channel's m values in float64.
-/// Threads: one task per channel, each channel's sums in a fixed order, so results do not depend on timing.
+/// dgamma += Σ dy*xhat, dbeta += Σ dy, the sums over a channel's m values in float64 (for H*W &gt; 1, of
+/// float32 vector partial sums over runs of at most 1024 values; see <see cref="Chunk"/>).
+/// Threads: one task per channel (per block of 64 channels when H*W = 1), each channel's sums in a fixed
+/// order, so results do not depend on timing or thread count.
 /// </summary>
 public sealed unsafe class BatchNorm : ILayer, IStatefulLayer
 {
@@ -107,8 +110,8 @@ public sealed unsafe class BatchNorm : ILayer, IStatefulLayer
                 RunningMean = runningMean, RunningVar = runningVar, InverseStd = inverseStd,
                 Batch = batch, Channels = Features, Plane = plane, Epsilon = Epsilon, Momentum = Momentum,
             };
-            if (training) _compute.Pool.Run(Features, &ForwardTrainingChannel, &job);
-            else _compute.Pool.Run(Features, &ForwardInferenceChannel, &job);
+            if (training) _compute.Pool.Run(TaskCount(Features, plane), &ForwardTrainingChannel, &job);
+            else _compute.Pool.Run(TaskCount(Features, plane), &ForwardInferenceChannel, &job);
         }
         if (training)
         {
@@ -137,7 +140,7 @@ public sealed unsafe class BatchNorm : ILayer, IStatefulLayer
                 GammaGradient = dgamma, BetaGradient = dbeta, InverseStd = inverseStd,
                 Batch = _batch, Channels = Features, Plane = _plane,
             };
-            _compute.Pool.Run(Features, &BackwardChannel, &job);
+            _compute.Pool.Run(TaskCount(Features, _plane), &BackwardChannel, &job);
         }
         return ComputeInputGradient ? _inputGradient : null;
     }
@@ -166,44 +169,59 @@ public sealed unsafe class BatchNorm : ILayer, IStatefulLayer
         public double Epsilon, Momentum;
     }
 
+    /// <summary>Channels per task when plane = 1: each task reads contiguous runs of this many values per row.</summary>
+    private const int ColumnBlock = 64;
+
+    /// <summary>
+    /// Longest run summed in float32 lanes before its total joins the float64 channel sum. The lanes of
+    /// one run hold at most Chunk/64 terms each, so the float32 partial sums keep ~1e-7 relative
+    /// accuracy whatever the plane size; the channel sum over all runs is float64 as before.
+    /// </summary>
+    private const int Chunk = 1024;
+
+    private static int TaskCount(int channels, int plane) =>
+        plane == 1 ? (channels + ColumnBlock - 1) / ColumnBlock : channels;
+
+    // ---- Planes (x [N, C, H, W] with H*W > 1): one task per channel, N contiguous rows of `plane` values.
+    // Reductions: float32 vector partial sums per run of at most Chunk values (four independent
+    // accumulators), each run's total added into a float64 channel sum. Mean and variance take two passes
+    // (the second over (x - mean)^2, from cache), so no cancellation; xhat and y are written in one pass.
+
     /// <summary>Batch statistics of channel c, xhat and y for it, and its running estimates.</summary>
     private static void ForwardTrainingChannel(void* args, int c)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
+        if (j.Plane == 1)
+        {
+            ForwardTrainingColumns(ref j, c * ColumnBlock);
+            return;
+        }
         long stride = (long)j.Channels * j.Plane;
         float* x0 = j.X + (long)c * j.Plane;
+        int plane = j.Plane;
         double sum = 0;
         for (int n = 0; n < j.Batch; n++)
-        {
-            float* x = x0 + n * stride;
-            for (int p = 0; p < j.Plane; p++) sum += x[p];
-        }
-        double count = (double)j.Batch * j.Plane;
+            for (int p = 0; p < plane; p += Chunk) sum += ChannelKernels.Sum(x0 + n * stride + p, Math.Min(Chunk, plane - p));
+        double count = (double)j.Batch * plane;
         double mean = sum / count;
+        // Deviations from the float32 mean: Σ(x - meanF)^2 = Σ(x - mean)^2 + m*(mean - meanF)^2 exactly,
+        // as Σ(x - mean) = 0, so the tiny second term is taken back off.
+        float meanF = (float)mean;
         double squares = 0;
         for (int n = 0; n < j.Batch; n++)
-        {
-            float* x = x0 + n * stride;
-            for (int p = 0; p < j.Plane; p++)
-            {
-                double d = x[p] - mean;
-                squares += d * d;
-            }
-        }
+            for (int p = 0; p < plane; p += Chunk) squares += ChannelKernels.SumSquaredDeviations(x0 + n * stride + p, Math.Min(Chunk, plane - p), meanF);
+        double shift = mean - meanF;
+        squares = Math.Max(squares - count * shift * shift, 0.0);
         double variance = squares / count;
         double inverseStd = 1.0 / Math.Sqrt(variance + j.Epsilon);
         j.InverseStd[c] = inverseStd;
-        double gamma = j.Gamma[c], beta = j.Beta[c];
+        // x - meanF is exact or nearly so for x near the mean; the float32 residual (mean - meanF) is then
+        // taken off, so xhat keeps float32 accuracy relative to x - mean even when |mean| >> std.
+        float scale = (float)inverseStd, residual = (float)shift, gamma = j.Gamma[c], beta = j.Beta[c];
         for (int n = 0; n < j.Batch; n++)
         {
-            long offset = n * stride + (long)c * j.Plane;
-            float* x = j.X + offset, xhat = j.Normalized + offset, y = j.Y + offset;
-            for (int p = 0; p < j.Plane; p++)
-            {
-                double normalized = (x[p] - mean) * inverseStd;
-                xhat[p] = (float)normalized;
-                y[p] = (float)(gamma * normalized + beta);
-            }
+            long offset = n * stride + (long)c * plane;
+            ChannelKernels.Normalize(j.X + offset, j.Normalized + offset, j.Y + offset, plane, meanF, residual, scale, gamma, beta);
         }
         double keep = 1.0 - j.Momentum;
         j.RunningMean[c] = (float)(keep * j.RunningMean[c] + j.Momentum * mean);
@@ -214,13 +232,17 @@ public sealed unsafe class BatchNorm : ILayer, IStatefulLayer
     private static void ForwardInferenceChannel(void* args, int c)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
+        if (j.Plane == 1)
+        {
+            ForwardInferenceColumns(ref j, c * ColumnBlock);
+            return;
+        }
         double scale = j.Gamma[c] / Math.Sqrt(j.RunningVar[c] + j.Epsilon);
-        double mean = j.RunningMean[c], beta = j.Beta[c];
+        float mean = j.RunningMean[c], beta = j.Beta[c];
         for (int n = 0; n < j.Batch; n++)
         {
             long offset = ((long)n * j.Channels + c) * j.Plane;
-            float* x = j.X + offset, y = j.Y + offset;
-            for (int p = 0; p < j.Plane; p++) y[p] = (float)((x[p] - mean) * scale + beta);
+            ChannelKernels.ScaleShift(j.X + offset, j.Y + offset, j.Plane, mean, (float)scale, beta);
         }
     }
 
@@ -228,28 +250,474 @@ public sealed unsafe class BatchNorm : ILayer, IStatefulLayer
     private static void BackwardChannel(void* args, int c)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
+        if (j.Plane == 1)
+        {
+            BackwardColumns(ref j, c * ColumnBlock);
+            return;
+        }
+        int plane = j.Plane;
         double sumDy = 0, sumDyXhat = 0;
         for (int n = 0; n < j.Batch; n++)
         {
-            long offset = ((long)n * j.Channels + c) * j.Plane;
-            float* dy = j.Dy + offset, xhat = j.Normalized + offset;
-            for (int p = 0; p < j.Plane; p++)
+            long offset = ((long)n * j.Channels + c) * plane;
+            for (int p = 0; p < plane; p += Chunk)
             {
-                sumDy += dy[p];
-                sumDyXhat += (double)dy[p] * xhat[p];
+                ChannelKernels.SumProducts(j.Dy + offset + p, j.Normalized + offset + p, Math.Min(Chunk, plane - p), out double dySum, out double productSum);
+                sumDy += dySum;
+                sumDyXhat += productSum;
             }
         }
         j.BetaGradient[c] += (float)sumDy;
         j.GammaGradient[c] += (float)sumDyXhat;
         if (j.Dx == null) return;
-        double count = (double)j.Batch * j.Plane;
-        double meanDy = sumDy / count, meanDyXhat = sumDyXhat / count;
-        double scale = j.Gamma[c] * j.InverseStd[c];
+        double count = (double)j.Batch * plane;
+        float meanDy = (float)(sumDy / count), meanDyXhat = (float)(sumDyXhat / count);
+        float scale = (float)(j.Gamma[c] * j.InverseStd[c]);
         for (int n = 0; n < j.Batch; n++)
         {
-            long offset = ((long)n * j.Channels + c) * j.Plane;
-            float* dy = j.Dy + offset, xhat = j.Normalized + offset, dx = j.Dx + offset;
-            for (int p = 0; p < j.Plane; p++) dx[p] = (float)(scale * (dy[p] - meanDy - xhat[p] * meanDyXhat));
+            long offset = ((long)n * j.Channels + c) * plane;
+            ChannelKernels.InputGradient(j.Dy + offset, j.Normalized + offset, j.Dx + offset, plane, meanDy, meanDyXhat, scale);
+        }
+    }
+
+    // ---- Columns (x [N, C], or H = W = 1): one task per block of ColumnBlock channels, walking the N rows
+    // and reading each row's block contiguously. Sums over only N values per channel, kept in float64
+    // lanes in the original order (n = 0..N-1), and every step computed in float64 as in the scalar
+    // formulas, so these results are the same bits as the plain per-channel loop.
+
+    private static void ForwardTrainingColumns(ref Job j, int c0)
+    {
+        int width = Math.Min(ColumnBlock, j.Channels - c0);
+        double* mean = stackalloc double[ColumnBlock];
+        double* squares = stackalloc double[ColumnBlock];
+        double* inverseStd = stackalloc double[ColumnBlock];
+        double* gamma = stackalloc double[ColumnBlock];
+        double* beta = stackalloc double[ColumnBlock];
+        new Span<double>(mean, width).Clear();
+        new Span<double>(squares, width).Clear();
+        for (int n = 0; n < j.Batch; n++) ChannelKernels.AddColumns(j.X + (long)n * j.Channels + c0, mean, width);
+        double count = j.Batch;
+        for (int k = 0; k < width; k++) mean[k] /= count;
+        for (int n = 0; n < j.Batch; n++) ChannelKernels.AddSquaredDeviationColumns(j.X + (long)n * j.Channels + c0, mean, squares, width);
+        double keep = 1.0 - j.Momentum;
+        for (int k = 0; k < width; k++)
+        {
+            int c = c0 + k;
+            double variance = squares[k] / count;
+            inverseStd[k] = 1.0 / Math.Sqrt(variance + j.Epsilon);
+            j.InverseStd[c] = inverseStd[k];
+            gamma[k] = j.Gamma[c];
+            beta[k] = j.Beta[c];
+            j.RunningMean[c] = (float)(keep * j.RunningMean[c] + j.Momentum * mean[k]);
+            j.RunningVar[c] = (float)(keep * j.RunningVar[c] + j.Momentum * (squares[k] / (count - 1)));
+        }
+        for (int n = 0; n < j.Batch; n++)
+        {
+            long offset = (long)n * j.Channels + c0;
+            ChannelKernels.NormalizeColumns(j.X + offset, j.Normalized + offset, j.Y + offset, mean, inverseStd, gamma, beta, width);
+        }
+    }
+
+    private static void ForwardInferenceColumns(ref Job j, int c0)
+    {
+        int width = Math.Min(ColumnBlock, j.Channels - c0);
+        double* mean = stackalloc double[ColumnBlock];
+        double* scale = stackalloc double[ColumnBlock];
+        double* beta = stackalloc double[ColumnBlock];
+        for (int k = 0; k < width; k++)
+        {
+            int c = c0 + k;
+            scale[k] = j.Gamma[c] / Math.Sqrt(j.RunningVar[c] + j.Epsilon);
+            mean[k] = j.RunningMean[c];
+            beta[k] = j.Beta[c];
+        }
+        for (int n = 0; n < j.Batch; n++)
+        {
+            long offset = (long)n * j.Channels + c0;
+            ChannelKernels.ScaleShiftColumns(j.X + offset, j.Y + offset, mean, scale, beta, width);
+        }
+    }
+
+    private static void BackwardColumns(ref Job j, int c0)
+    {
+        int width = Math.Min(ColumnBlock, j.Channels - c0);
+        double* sumDy = stackalloc double[ColumnBlock];
+        double* sumDyXhat = stackalloc double[ColumnBlock];
+        double* scale = stackalloc double[ColumnBlock];
+        new Span<double>(sumDy, width).Clear();
+        new Span<double>(sumDyXhat, width).Clear();
+        for (int n = 0; n < j.Batch; n++)
+        {
+            long offset = (long)n * j.Channels + c0;
+            ChannelKernels.AddProductColumns(j.Dy + offset, j.Normalized + offset, sumDy, sumDyXhat, width);
+        }
+        double count = j.Batch;
+        for (int k = 0; k < width; k++)
+        {
+            int c = c0 + k;
+            j.BetaGradient[c] += (float)sumDy[k];
+            j.GammaGradient[c] += (float)sumDyXhat[k];
+            sumDy[k] /= count;       // now mean(dy)
+            sumDyXhat[k] /= count;   // now mean(dy*xhat)
+            scale[k] = j.Gamma[c] * j.InverseStd[c];
+        }
+        if (j.Dx == null) return;
+        for (int n = 0; n < j.Batch; n++)
+        {
+            long offset = (long)n * j.Channels + c0;
+            ChannelKernels.InputGradientColumns(j.Dy + offset, j.Normalized + offset, j.Dx + offset, sumDy, sumDyXhat, scale, width);
+        }
+    }
+
+    /// <summary>
+    /// The vector loops. Row kernels (float32, used on planes): Vector512 with four accumulators where
+    /// accelerated, else Vector256 with four, then a scalar tail. Column kernels (float64, used on
+    /// [N, C]): Vector256 of four doubles per step where accelerated, else scalar, the same arithmetic either way.
+    /// </summary>
+    private static class ChannelKernels
+    {
+        /// <summary>Σ x[i], i &lt; len: float32 vector lanes, the scalar tail (all of it without SIMD) in float64.</summary>
+        public static double Sum(float* x, int len)
+        {
+            int i = 0;
+            float total = 0f;
+            if (Vector512.IsHardwareAccelerated && len >= 16)
+            {
+                Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (; i + 64 <= len; i += 64)
+                {
+                    a0 += Vector512.Load(x + i);
+                    a1 += Vector512.Load(x + i + 16);
+                    a2 += Vector512.Load(x + i + 32);
+                    a3 += Vector512.Load(x + i + 48);
+                }
+                for (; i + 16 <= len; i += 16) a0 += Vector512.Load(x + i);
+                total = Vector512.Sum((a0 + a1) + (a2 + a3));
+            }
+            else if (Vector256.IsHardwareAccelerated && len >= 8)
+            {
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (; i + 32 <= len; i += 32)
+                {
+                    a0 += Vector256.Load(x + i);
+                    a1 += Vector256.Load(x + i + 8);
+                    a2 += Vector256.Load(x + i + 16);
+                    a3 += Vector256.Load(x + i + 24);
+                }
+                for (; i + 8 <= len; i += 8) a0 += Vector256.Load(x + i);
+                total = Vector256.Sum((a0 + a1) + (a2 + a3));
+            }
+            double tail = 0;
+            for (; i < len; i++) tail += x[i];
+            return total + tail;
+        }
+
+        /// <summary>Σ (x[i] - mean)^2, i &lt; len, as above.</summary>
+        public static double SumSquaredDeviations(float* x, int len, float mean)
+        {
+            int i = 0;
+            float total = 0f;
+            if (Vector512.IsHardwareAccelerated && len >= 16)
+            {
+                var m = Vector512.Create(mean);
+                Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (; i + 64 <= len; i += 64)
+                {
+                    var d0 = Vector512.Load(x + i) - m;
+                    var d1 = Vector512.Load(x + i + 16) - m;
+                    var d2 = Vector512.Load(x + i + 32) - m;
+                    var d3 = Vector512.Load(x + i + 48) - m;
+                    a0 = Vector512.FusedMultiplyAdd(d0, d0, a0);
+                    a1 = Vector512.FusedMultiplyAdd(d1, d1, a1);
+                    a2 = Vector512.FusedMultiplyAdd(d2, d2, a2);
+                    a3 = Vector512.FusedMultiplyAdd(d3, d3, a3);
+                }
+                for (; i + 16 <= len; i += 16)
+                {
+                    var d = Vector512.Load(x + i) - m;
+                    a0 = Vector512.FusedMultiplyAdd(d, d, a0);
+                }
+                total = Vector512.Sum((a0 + a1) + (a2 + a3));
+            }
+            else if (Vector256.IsHardwareAccelerated && len >= 8)
+            {
+                var m = Vector256.Create(mean);
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (; i + 32 <= len; i += 32)
+                {
+                    var d0 = Vector256.Load(x + i) - m;
+                    var d1 = Vector256.Load(x + i + 8) - m;
+                    var d2 = Vector256.Load(x + i + 16) - m;
+                    var d3 = Vector256.Load(x + i + 24) - m;
+                    a0 = Vector256.FusedMultiplyAdd(d0, d0, a0);
+                    a1 = Vector256.FusedMultiplyAdd(d1, d1, a1);
+                    a2 = Vector256.FusedMultiplyAdd(d2, d2, a2);
+                    a3 = Vector256.FusedMultiplyAdd(d3, d3, a3);
+                }
+                for (; i + 8 <= len; i += 8)
+                {
+                    var d = Vector256.Load(x + i) - m;
+                    a0 = Vector256.FusedMultiplyAdd(d, d, a0);
+                }
+                total = Vector256.Sum((a0 + a1) + (a2 + a3));
+            }
+            double tail = 0;
+            for (; i < len; i++)
+            {
+                double d = x[i] - mean;
+                tail += d * d;
+            }
+            return total + tail;
+        }
+
+        /// <summary>Σ dy[i] and Σ dy[i]*xhat[i], i &lt; len, as above.</summary>
+        public static void SumProducts(float* dy, float* xhat, int len, out double dySum, out double productSum)
+        {
+            int i = 0;
+            float s = 0f, sp = 0f;
+            if (Vector512.IsHardwareAccelerated && len >= 16)
+            {
+                Vector512<float> s0 = default, s1 = default, p0 = default, p1 = default;
+                for (; i + 32 <= len; i += 32)
+                {
+                    var g0 = Vector512.Load(dy + i);
+                    var g1 = Vector512.Load(dy + i + 16);
+                    s0 += g0;
+                    s1 += g1;
+                    p0 = Vector512.FusedMultiplyAdd(g0, Vector512.Load(xhat + i), p0);
+                    p1 = Vector512.FusedMultiplyAdd(g1, Vector512.Load(xhat + i + 16), p1);
+                }
+                for (; i + 16 <= len; i += 16)
+                {
+                    var g = Vector512.Load(dy + i);
+                    s0 += g;
+                    p0 = Vector512.FusedMultiplyAdd(g, Vector512.Load(xhat + i), p0);
+                }
+                s = Vector512.Sum(s0 + s1);
+                sp = Vector512.Sum(p0 + p1);
+            }
+            else if (Vector256.IsHardwareAccelerated && len >= 8)
+            {
+                Vector256<float> s0 = default, s1 = default, p0 = default, p1 = default;
+                for (; i + 16 <= len; i += 16)
+                {
+                    var g0 = Vector256.Load(dy + i);
+                    var g1 = Vector256.Load(dy + i + 8);
+                    s0 += g0;
+                    s1 += g1;
+                    p0 = Vector256.FusedMultiplyAdd(g0, Vector256.Load(xhat + i), p0);
+                    p1 = Vector256.FusedMultiplyAdd(g1, Vector256.Load(xhat + i + 8), p1);
+                }
+                for (; i + 8 <= len; i += 8)
+                {
+                    var g = Vector256.Load(dy + i);
+                    s0 += g;
+                    p0 = Vector256.FusedMultiplyAdd(g, Vector256.Load(xhat + i), p0);
+                }
+                s = Vector256.Sum(s0 + s1);
+                sp = Vector256.Sum(p0 + p1);
+            }
+            double ts = 0, tp = 0;
+            for (; i < len; i++)
+            {
+                ts += dy[i];
+                tp += (double)dy[i] * xhat[i];
+            }
+            dySum = s + ts;
+            productSum = sp + tp;
+        }
+
+        /// <summary>xhat = ((x - mean) - residual)*scale, y = gamma*xhat + beta, float32.</summary>
+        public static void Normalize(float* x, float* xhat, float* y, int len, float mean, float residual, float scale, float gamma, float beta)
+        {
+            int i = 0;
+            if (Vector512.IsHardwareAccelerated)
+            {
+                Vector512<float> m = Vector512.Create(mean), r = Vector512.Create(residual), s = Vector512.Create(scale);
+                Vector512<float> g = Vector512.Create(gamma), b = Vector512.Create(beta);
+                for (; i + 16 <= len; i += 16)
+                {
+                    var h = (Vector512.Load(x + i) - m - r) * s;
+                    h.Store(xhat + i);
+                    Vector512.FusedMultiplyAdd(g, h, b).Store(y + i);
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                Vector256<float> m = Vector256.Create(mean), r = Vector256.Create(residual), s = Vector256.Create(scale);
+                Vector256<float> g = Vector256.Create(gamma), b = Vector256.Create(beta);
+                for (; i + 8 <= len; i += 8)
+                {
+                    var h = (Vector256.Load(x + i) - m - r) * s;
+                    h.Store(xhat + i);
+                    Vector256.FusedMultiplyAdd(g, h, b).Store(y + i);
+                }
+            }
+            for (; i < len; i++)
+            {
+                float h = (x[i] - mean - residual) * scale;
+                xhat[i] = h;
+                y[i] = MathF.FusedMultiplyAdd(gamma, h, beta);
+            }
+        }
+
+        /// <summary>y = (x - mean)*scale + beta, float32.</summary>
+        public static void ScaleShift(float* x, float* y, int len, float mean, float scale, float beta)
+        {
+            int i = 0;
+            if (Vector512.IsHardwareAccelerated)
+            {
+                Vector512<float> m = Vector512.Create(mean), s = Vector512.Create(scale), b = Vector512.Create(beta);
+                for (; i + 16 <= len; i += 16) Vector512.FusedMultiplyAdd(Vector512.Load(x + i) - m, s, b).Store(y + i);
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                Vector256<float> m = Vector256.Create(mean), s = Vector256.Create(scale), b = Vector256.Create(beta);
+                for (; i + 8 <= len; i += 8) Vector256.FusedMultiplyAdd(Vector256.Load(x + i) - m, s, b).Store(y + i);
+            }
+            for (; i < len; i++) y[i] = MathF.FusedMultiplyAdd(x[i] - mean, scale, beta);
+        }
+
+        /// <summary>dx = scale*(dy - meanDy - xhat*meanDyXhat), float32.</summary>
+        public static void InputGradient(float* dy, float* xhat, float* dx, int len, float meanDy, float meanDyXhat, float scale)
+        {
+            int i = 0;
+            if (Vector512.IsHardwareAccelerated)
+            {
+                Vector512<float> md = Vector512.Create(meanDy), mp = Vector512.Create(-meanDyXhat), s = Vector512.Create(scale);
+                for (; i + 16 <= len; i += 16)
+                    (Vector512.FusedMultiplyAdd(Vector512.Load(xhat + i), mp, Vector512.Load(dy + i) - md) * s).Store(dx + i);
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                Vector256<float> md = Vector256.Create(meanDy), mp = Vector256.Create(-meanDyXhat), s = Vector256.Create(scale);
+                for (; i + 8 <= len; i += 8)
+                    (Vector256.FusedMultiplyAdd(Vector256.Load(xhat + i), mp, Vector256.Load(dy + i) - md) * s).Store(dx + i);
+            }
+            for (; i < len; i++) dx[i] = MathF.FusedMultiplyAdd(xhat[i], -meanDyXhat, dy[i] - meanDy) * scale;
+        }
+
+        // Column kernels: row is one row's block of `width` channels; per-channel float64 values in a[k].
+
+        /// <summary>sum[k] += row[k].</summary>
+        public static void AddColumns(float* row, double* sum, int width)
+        {
+            int k = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                for (; k + 8 <= width; k += 8)
+                {
+                    var (lo, hi) = Vector256.Widen(Vector256.Load(row + k));
+                    (Vector256.Load(sum + k) + lo).Store(sum + k);
+                    (Vector256.Load(sum + k + 4) + hi).Store(sum + k + 4);
+                }
+            }
+            for (; k < width; k++) sum[k] += row[k];
+        }
+
+        /// <summary>squares[k] += (row[k] - mean[k])^2.</summary>
+        public static void AddSquaredDeviationColumns(float* row, double* mean, double* squares, int width)
+        {
+            int k = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                for (; k + 8 <= width; k += 8)
+                {
+                    var (lo, hi) = Vector256.Widen(Vector256.Load(row + k));
+                    var d0 = lo - Vector256.Load(mean + k);
+                    var d1 = hi - Vector256.Load(mean + k + 4);
+                    (Vector256.Load(squares + k) + d0 * d0).Store(squares + k);
+                    (Vector256.Load(squares + k + 4) + d1 * d1).Store(squares + k + 4);
+                }
+            }
+            for (; k < width; k++)
+            {
+                double d = row[k] - mean[k];
+                squares[k] += d * d;
+            }
+        }
+
+        /// <summary>xhat[k] = (x[k] - mean[k])*inverseStd[k], y[k] = gamma[k]*that + beta[k], in float64, stored as float32.</summary>
+        public static void NormalizeColumns(float* x, float* xhat, float* y, double* mean, double* inverseStd, double* gamma, double* beta, int width)
+        {
+            int k = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                for (; k + 8 <= width; k += 8)
+                {
+                    var (lo, hi) = Vector256.Widen(Vector256.Load(x + k));
+                    var h0 = (lo - Vector256.Load(mean + k)) * Vector256.Load(inverseStd + k);
+                    var h1 = (hi - Vector256.Load(mean + k + 4)) * Vector256.Load(inverseStd + k + 4);
+                    Vector256.Narrow(h0, h1).Store(xhat + k);
+                    var y0 = Vector256.Load(gamma + k) * h0 + Vector256.Load(beta + k);
+                    var y1 = Vector256.Load(gamma + k + 4) * h1 + Vector256.Load(beta + k + 4);
+                    Vector256.Narrow(y0, y1).Store(y + k);
+                }
+            }
+            for (; k < width; k++)
+            {
+                double normalized = (x[k] - mean[k]) * inverseStd[k];
+                xhat[k] = (float)normalized;
+                y[k] = (float)(gamma[k] * normalized + beta[k]);
+            }
+        }
+
+        /// <summary>y[k] = (x[k] - mean[k])*scale[k] + beta[k], in float64, stored as float32.</summary>
+        public static void ScaleShiftColumns(float* x, float* y, double* mean, double* scale, double* beta, int width)
+        {
+            int k = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                for (; k + 8 <= width; k += 8)
+                {
+                    var (lo, hi) = Vector256.Widen(Vector256.Load(x + k));
+                    var y0 = (lo - Vector256.Load(mean + k)) * Vector256.Load(scale + k) + Vector256.Load(beta + k);
+                    var y1 = (hi - Vector256.Load(mean + k + 4)) * Vector256.Load(scale + k + 4) + Vector256.Load(beta + k + 4);
+                    Vector256.Narrow(y0, y1).Store(y + k);
+                }
+            }
+            for (; k < width; k++) y[k] = (float)((x[k] - mean[k]) * scale[k] + beta[k]);
+        }
+
+        /// <summary>sumDy[k] += dy[k], sumDyXhat[k] += dy[k]*xhat[k], in float64.</summary>
+        public static void AddProductColumns(float* dy, float* xhat, double* sumDy, double* sumDyXhat, int width)
+        {
+            int k = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                for (; k + 8 <= width; k += 8)
+                {
+                    var (g0, g1) = Vector256.Widen(Vector256.Load(dy + k));
+                    var (h0, h1) = Vector256.Widen(Vector256.Load(xhat + k));
+                    (Vector256.Load(sumDy + k) + g0).Store(sumDy + k);
+                    (Vector256.Load(sumDy + k + 4) + g1).Store(sumDy + k + 4);
+                    (Vector256.Load(sumDyXhat + k) + g0 * h0).Store(sumDyXhat + k);
+                    (Vector256.Load(sumDyXhat + k + 4) + g1 * h1).Store(sumDyXhat + k + 4);
+                }
+            }
+            for (; k < width; k++)
+            {
+                sumDy[k] += dy[k];
+                sumDyXhat[k] += (double)dy[k] * xhat[k];
+            }
+        }
+
+        /// <summary>dx[k] = scale[k]*(dy[k] - meanDy[k] - xhat[k]*meanDyXhat[k]), in float64, stored as float32.</summary>
+        public static void InputGradientColumns(float* dy, float* xhat, float* dx, double* meanDy, double* meanDyXhat, double* scale, int width)
+        {
+            int k = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                for (; k + 8 <= width; k += 8)
+                {
+                    var (g0, g1) = Vector256.Widen(Vector256.Load(dy + k));
+                    var (h0, h1) = Vector256.Widen(Vector256.Load(xhat + k));
+                    var d0 = Vector256.Load(scale + k) * (g0 - Vector256.Load(meanDy + k) - h0 * Vector256.Load(meanDyXhat + k));
+                    var d1 = Vector256.Load(scale + k + 4) * (g1 - Vector256.Load(meanDy + k + 4) - h1 * Vector256.Load(meanDyXhat + k + 4));
+                    Vector256.Narrow(d0, d1).Store(dx + k);
+                }
+            }
+            for (; k < width; k++) dx[k] = (float)(scale[k] * (dy[k] - meanDy[k] - xhat[k] * meanDyXhat[k]));
         }
     }
 }
