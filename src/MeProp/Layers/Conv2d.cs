@@ -248,17 +248,11 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         }
     }
 
-    public IEnumerable<(string Name, Tensor Tensor)> StateTensors() =>
-        Sparsifier is { Options.Decay: > 0 } s ? [(Name + ".meprop.running_grad", s.RunningGradient)] : [];
+    public IEnumerable<(string Name, Tensor Tensor)> StateTensors() => Sparsifier?.StateTensors(Name) ?? [];
 
-    public IEnumerable<(string Key, string Value)> StateMetadata() =>
-        Sparsifier is { } s ? [(Name + ".meprop.rng", string.Join(",", s.Rng.GetState()))] : [];
+    public IEnumerable<(string Key, string Value)> StateMetadata() => Sparsifier?.StateMetadata(Name) ?? [];
 
-    public void RestoreMetadata(IReadOnlyDictionary<string, string> metadata)
-    {
-        if (Sparsifier is { } s && metadata.TryGetValue(Name + ".meprop.rng", out var text))
-            s.Rng.SetState(text.Split(',').Select(ulong.Parse).ToArray());
-    }
+    public void RestoreMetadata(IReadOnlyDictionary<string, string> metadata) => Sparsifier?.RestoreMetadata(Name, metadata);
 
     /// <summary>
     /// sums[c] += Σ over n and positions of t[n, c, position]: each plane is summed with SIMD in float32

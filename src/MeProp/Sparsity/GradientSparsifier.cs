@@ -80,6 +80,20 @@ public sealed unsafe class GradientSparsifier
     public Tensor RunningGradient => _running;
     public Rng Rng => _rng;
 
+    /// <summary>Checkpoint tensors of the layer named <paramref name="layer"/>: its running gradient, when it keeps one.</summary>
+    public IEnumerable<(string Name, Tensor Tensor)> StateTensors(string layer) =>
+        Options.Decay > 0 ? [(layer + ".meprop.running_grad", _running)] : [];
+
+    /// <summary>Checkpoint metadata: the random-k generator's state.</summary>
+    public IEnumerable<(string Key, string Value)> StateMetadata(string layer) =>
+        [(layer + ".meprop.rng", string.Join(",", _rng.GetState()))];
+
+    public void RestoreMetadata(string layer, IReadOnlyDictionary<string, string> metadata)
+    {
+        if (metadata.TryGetValue(layer + ".meprop.rng", out var text))
+            _rng.SetState(text.Split(',').Select(ulong.Parse).ToArray());
+    }
+
     private struct Job
     {
         public float* Dy, Running;
