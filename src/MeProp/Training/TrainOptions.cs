@@ -1,4 +1,3 @@
-using System.Text.Json.Serialization;
 using MeProp.Models;
 using MeProp.Sparsity;
 
