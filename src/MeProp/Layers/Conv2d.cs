@@ -22,10 +22,12 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private readonly Tensor _rowMajorOutput = new(0);
     private readonly Tensor _output = new(0);
     private readonly Tensor _inputGradient = new(0);
-    private readonly Tensor _weightHwc = new(0);
-    private readonly Tensor _inputGradientPaddedNhwc = new(0);
-    private readonly Tensor _inputPaddedNhwc = new(0);
-    private readonly Tensor _weightGradientHwc = new(0);
+    // Scratch of the sparse backward, channels-last and 64-byte aligned (see AlignedBuffer).
+    private readonly AlignedBuffer _weightHwc = new();
+    private readonly AlignedBuffer _inputGradientPaddedNhwc = new();
+    private readonly AlignedBuffer _inputPaddedNhwc = new();
+    private readonly AlignedBuffer _weightGradientHwc = new();
+    private int[] _paddedInputShape = [];
     private Tensor? _input;
     private ConvGeometry _geometry;
     /// <summary>True from Forward until Backward overwrites the saved patches with dcols.</summary>
@@ -156,11 +158,11 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         {
             // Wide inputs: read patches from the channels-last, zero-padded input (it stays in cache)
             // rather than from the im2col rows, which are KH·KW times larger and mostly come from memory.
-            FillPaddedNhwc(g);
-            _weightGradientHwc.Reshape(OutChannels, KernelSize, KernelSize, InChannels);
-            _weightGradientHwc.Clear();
-            SparseBackward.ConvWeightGradient(sparse, g, _inputPaddedNhwc.Span, _weightGradientHwc.Span, Bias.Gradient.Span, _compute.Pool);
-            fixed (float* hwc = _weightGradientHwc.Storage, dw = Weight.Gradient.Storage)
+            var inputPadded = FillPaddedNhwc(g);
+            var weightGradientHwc = _weightGradientHwc.Span(OutChannels * k);
+            weightGradientHwc.Clear();
+            SparseBackward.ConvWeightGradient(sparse, g, inputPadded, weightGradientHwc, Bias.Gradient.Span, _compute.Pool);
+            fixed (float* hwc = weightGradientHwc, dw = Weight.Gradient.Storage)
             {
                 // dW [OC, C, KH*KW] += dWhwc [OC, KH*KW, C] transposed.
                 var job = new LayoutJob { Rows = hwc, Nchw = dw, Channels = InChannels, Plane = KernelSize * KernelSize };
@@ -173,19 +175,19 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         }
         BackwardMacs += kept * k;
         if (!ComputeInputGradient) return null;
-        _weightHwc.Reshape(OutChannels, KernelSize, KernelSize, InChannels);
-        _inputGradientPaddedNhwc.Reshape(g.N, g.H + 2 * g.Padding, g.W + 2 * g.Padding, g.C);
-        _inputGradientPaddedNhwc.Clear();
+        var weightHwc = _weightHwc.Span(OutChannels * k);
+        var gradientPadded = _inputGradientPaddedNhwc.Span(SparseBackward.PaddedLength(g));
+        gradientPadded.Clear();
         _inputGradient.Reshape(g.N, g.C, g.H, g.W);
-        fixed (float* w = Weight.Value.Storage, whwc = _weightHwc.Storage)
+        fixed (float* w = Weight.Value.Storage, whwc = weightHwc)
         {
             // [OC, C, KH*KW] -> [OC, KH*KW, C]: the same transpose as NCHW -> NHWC with OC as the batch.
             var job = new LayoutJob { Rows = whwc, Nchw = w, Channels = InChannels, Plane = KernelSize * KernelSize };
             _compute.Pool.Run(OutChannels, &NchwToRows, &job);
         }
-        SparseBackward.ConvInputGradient(sparse, g, _weightHwc.Span, _inputGradientPaddedNhwc.Span, _compute.Pool);
+        SparseBackward.ConvInputGradient(sparse, g, weightHwc, gradientPadded, _compute.Pool);
         BackwardMacs += kept * k;
-        fixed (float* padded = _inputGradientPaddedNhwc.Storage, nchw = _inputGradient.Storage)
+        fixed (float* padded = gradientPadded, nchw = _inputGradient.Storage)
         {
             var job = new PaddedJob { Padded = padded, Nchw = nchw, Geometry = g };
             _compute.Pool.Run(g.N, &PaddedNhwcToNchw, &job);
@@ -194,16 +196,21 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     }
 
     /// <summary>The layer input as [N, H+2P, W+2P, C] with a zero border (the border is cleared only when the shape changes).</summary>
-    private void FillPaddedNhwc(ConvGeometry g)
+    private Span<float> FillPaddedNhwc(ConvGeometry g)
     {
         int paddedH = g.H + 2 * g.Padding, paddedW = g.W + 2 * g.Padding;
-        if (!_inputPaddedNhwc.SameShape([g.N, paddedH, paddedW, g.C]))
-            _inputPaddedNhwc.Reshape(g.N, paddedH, paddedW, g.C).Clear();
-        fixed (float* padded = _inputPaddedNhwc.Storage, nchw = _input!.Storage)
+        var padded = _inputPaddedNhwc.Span(SparseBackward.PaddedLength(g));
+        if (!_paddedInputShape.AsSpan().SequenceEqual([g.N, paddedH, paddedW, g.C]))
         {
-            var job = new PaddedJob { Padded = padded, Nchw = nchw, Geometry = g };
+            padded.Clear();
+            _paddedInputShape = [g.N, paddedH, paddedW, g.C];
+        }
+        fixed (float* p = padded, nchw = _input!.Storage)
+        {
+            var job = new PaddedJob { Padded = p, Nchw = nchw, Geometry = g };
             _compute.Pool.Run(g.N, &NchwToPaddedNhwc, &job);
         }
+        return padded;
     }
 
     private struct PaddedJob
