@@ -188,6 +188,56 @@ public class SparseBackwardTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(ConvShapes))]
+    public void ConvWeightGradientMatchesDirectGather(int n, int c, int h, int w, int units, int kernel, int stride, int padding)
+    {
+        var geometry = new ConvGeometry(n, c, h, w, kernel, kernel, stride, padding);
+        int oh = geometry.OH, ow = geometry.OW;
+        var rng = new Rng((ulong)(n * 7_000_003 + c * 1009 + h * 131 + w * 17 + units * 5 + kernel * 3 + stride + padding));
+        var g = RandomSparse(rng, units, geometry.Positions);
+        var xNhwc = TestData.Uniform(rng, n * h * w * c);
+        var dw0 = TestData.Uniform(rng, units * kernel * kernel * c);
+        var db0 = TestData.Uniform(rng, units);
+        var dense = g.ToDenseRows();
+
+        // Direct gather in float64: dW[u, kh, kw, c] += v · x[n, oy·S-P+kh, ox·S-P+kw, c]; db[u] += v.
+        var dwSum = dw0.Select(v => (double)v).ToArray();
+        var dbSum = db0.Select(v => (double)v).ToArray();
+        var terms = new int[units];
+        for (int i = 0; i < n; i++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++)
+                    for (int u = 0; u < units; u++)
+                    {
+                        double v = dense[((i * oh + oy) * ow + ox) * units + u];
+                        if (v == 0) continue;
+                        dbSum[u] += v;
+                        terms[u]++;
+                        for (int kh = 0; kh < kernel; kh++)
+                            for (int kw = 0; kw < kernel; kw++)
+                            {
+                                int iy = oy * stride - padding + kh, ix = ox * stride - padding + kw;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                                for (int ch = 0; ch < c; ch++)
+                                    dwSum[((u * kernel + kh) * kernel + kw) * c + ch] += v * xNhwc[((i * h + iy) * w + ix) * c + ch];
+                            }
+                    }
+        int maxTerms = terms.Max();
+        float[]? first = null;
+        foreach (int threads in new[] { 1, 3 })
+        {
+            using var pool = new WorkerPool(threads);
+            var dw = (float[])dw0.Clone();
+            var db = (float[])db0.Clone();
+            SparseBackward.ConvWeightGradient(g, geometry, Pad(geometry, xNhwc), dw, db, pool);
+            TestData.AssertClose(dwSum.Select(v => (float)v).ToArray(), dw, Tolerance(maxTerms), 1e-6, $"dW threads {threads}");
+            TestData.AssertClose(dbSum.Select(v => (float)v).ToArray(), db, Tolerance(maxTerms), 1e-6, $"db threads {threads}");
+            if (first is null) first = dw;
+            else Assert.Equal(first, dw);
+        }
+    }
+
     /// <summary>[N, H, W, C] into the kernels' zero-bordered [N, H+2P, W+2P, C].</summary>
     private static float[] Pad(ConvGeometry g, float[] nhwc)
     {
