@@ -15,6 +15,7 @@ public static class CommandLine
         root.Subcommands.Add(DataCommand.Create());
         root.Subcommands.Add(StatsCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(ReproduceCommand.Create());
         return root;
     }
 

@@ -141,6 +141,27 @@ public class TrainCommandTests
     }
 
     [Fact]
+    public void ReproduceTrainsTheGridWritesTheTableAndSkipsFinishedRuns()
+    {
+        using var data = TinyData();
+        using var output = new TempDirectory();
+        string[] args = ["reproduce", "--data", data.Path, "--out", output.Path, "--epochs", "1", "--topk", "0.5",
+            "--batch-norm", "both", "--dev-size", "12", "--threads", "2"];
+        var first = Run(args);
+        Assert.True(first.Code == 0, first.Stderr);
+        foreach (string run in new[] { "dense", "meprop-50", "dense-bn", "meprop-50-bn" })
+            Assert.True(File.Exists(Path.Combine(output.Path, run, Trainer.SummaryFile)), $"{run} has no summary");
+        var table = File.ReadAllLines(output.File("results.md"));
+        Assert.Equal(2 + 4, table.Length);
+        Assert.Contains(table, line => line.StartsWith("| meprop-50-bn | 0.5 | 0.6 | yes | 1 | 1 |"));
+
+        var second = Run(args);
+        Assert.Equal(0, second.Code);
+        Assert.Equal(4, second.Stdout.Split('\n').Count(line => line.Contains("finished earlier, kept")));
+        Assert.Equal(table, File.ReadAllLines(output.File("results.md")));
+    }
+
+    [Fact]
     public void ResumeOfAMissingRunIsAnError()
     {
         using var output = new TempDirectory();
