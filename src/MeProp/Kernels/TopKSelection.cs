@@ -11,7 +11,9 @@ namespace MeProp.Kernels;
 /// the bucket B holding the k-th largest value. Pass 2 walks the pool in index order and keeps, as
 /// candidates, every value whose top bits are at least B: all of them above B are chosen, and those in
 /// B are narrowed by histograms of their next 11 and last 10 bits to the exact k-th value t. A last walk
-/// over the candidates (few) keeps those above t and, for ties at t, the lowest indices first. Chosen
+/// over the candidates (few) keeps those above t and, for ties at t, the lowest indices first. When
+/// fewer than k scores are non-zero (t is zero) the zeros are never gathered: the lowest-index zeros
+/// fill up the non-zero ones. Chosen
 /// indices come out ascending; with k &gt;= n every index is chosen. Scores are magnitudes (non-negative,
 /// not NaN). The first histogram is spread over four copies so that runs of equal values (gradients
 /// are often mostly zero) do not serialise on one counter; pass 2 skips whole vectors without candidates.
@@ -46,6 +48,14 @@ public static class TopKSelection
         var candidateIndices = MemoryMarshal.Cast<uint, int>(work.Slice(4 * Buckets + 2 * n, n));
 
         int bucket = TopBucket(bits, k, histograms, out int above);
+        if (bucket == 0)
+        {
+            // The k-th largest is (nearly) zero: the pool has fewer non-zero scores than k, as a ReLU
+            // network's gradient often does at 5-10%. Collecting every zero as a candidate would cost
+            // several passes over the pool; instead keep all non-zero scores and the lowest-index zeros.
+            int nonZero = CollectCandidates(bits, 1u, candidateIndices, candidateBits);
+            if (nonZero <= k) return TakeNonZeroAndFirstZeros(candidateIndices[..nonZero], k - nonZero, chosen);
+        }
         int candidates = CollectCandidates(bits, (uint)bucket << Shift, candidateIndices, candidateBits);
         if (candidates == k)
         {
@@ -68,6 +78,24 @@ public static class TopKSelection
             uint b = candidateBits[c];
             if (b > threshold || b == threshold && ties-- > 0) chosen[count++] = candidateIndices[c];
         }
+        return count;
+    }
+
+    /// <summary>
+    /// Every non-zero index (ascending) plus the first <paramref name="zeros"/> indices of zero scores,
+    /// merged in ascending order: zeros tie, so the lowest indices win.
+    /// </summary>
+    private static int TakeNonZeroAndFirstZeros(ReadOnlySpan<int> nonZero, int zeros, Span<int> chosen)
+    {
+        int count = 0, next = 0, index = 0;
+        for (; zeros > 0; index++)
+        {
+            // Below the last zero taken, every index is chosen: non-zero ones, then zeros until enough.
+            if (next < nonZero.Length && nonZero[next] == index) next++;
+            else zeros--;
+            chosen[count++] = index;
+        }
+        while (next < nonZero.Length) chosen[count++] = nonZero[next++];
         return count;
     }
 

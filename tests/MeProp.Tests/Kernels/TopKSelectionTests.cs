@@ -9,7 +9,7 @@ namespace MeProp.Tests.Kernels;
 /// </summary>
 public class TopKSelectionTests
 {
-    private enum PoolKind { Uniform, FewLevels, TwoLevels, AllEqual, AllZero, Sorted, Reversed, SortedWithTies, NearlyEqual }
+    private enum PoolKind { Uniform, FewLevels, TwoLevels, AllEqual, AllZero, Sorted, Reversed, SortedWithTies, NearlyEqual, MostlyZero, ZerosAndDenormals }
 
     private static float[] Pool(Rng rng, int n, PoolKind kind)
     {
@@ -20,6 +20,9 @@ public class TopKSelectionTests
             s[i] = kind switch
             {
                 PoolKind.Uniform => rng.NextUniform(0f, 1f),
+                // A ReLU network's gradient: a few per cent non-zero, so k often exceeds the non-zeros.
+                PoolKind.MostlyZero => rng.NextDouble() < 0.03 ? rng.NextUniform(0f, 1f) : 0f,
+                PoolKind.ZerosAndDenormals => rng.NextDouble() < 0.5 ? 0f : rng.NextDouble() < 0.5 ? float.Epsilon * (1 + rng.NextInt(5)) : rng.NextUniform(0f, 1f),
                 PoolKind.FewLevels => levels[rng.NextInt(levels.Length)],
                 PoolKind.TwoLevels => rng.NextInt(2) == 0 ? 0.5f : 2f,
                 PoolKind.AllEqual => 0.75f,
