@@ -210,10 +210,20 @@ public sealed unsafe class GradientSparsifier
     {
         float magnitude = MathF.Abs(j.Dy[i]);
         if (!j.UseRunning) return magnitude;
-        float r = MathF.FusedMultiplyAdd(j.Decay, j.Running[i], (1 - j.Decay) * magnitude);
+        float r = FlushTiny(MathF.FusedMultiplyAdd(j.Decay, j.Running[i], (1 - j.Decay) * magnitude));
         j.Running[i] = r;
         return r;
     }
+
+    /// <summary>
+    /// Running averages below this are stored as zero. A position whose gradient stays zero decays
+    /// geometrically (0.6^t) into subnormal floats within a few hundred steps, and arithmetic on
+    /// subnormals is about a hundred times slower on x86; scores this small only ever tie with zeros.
+    /// </summary>
+    private const float Tiny = 1e-30f;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float FlushTiny(float value) => value >= Tiny ? value : 0f;
 
     /// <summary>
     /// scores[i] = |dy[i]|, or with a running gradient run[i] = decay·run[i] + (1-decay)·|dy[i]| and
@@ -228,6 +238,7 @@ public sealed unsafe class GradientSparsifier
         {
             var vDecay = Vector512.Create(decay);
             var vKeep = Vector512.Create(keep);
+            var vTiny = Vector512.Create(Tiny);
             for (; i + 16 <= length; i += 16)
             {
                 var v = Vector512.Load(dy + i);
@@ -236,6 +247,7 @@ public sealed unsafe class GradientSparsifier
                 if (running != null)
                 {
                     magnitude = Vector512.FusedMultiplyAdd(vDecay, Vector512.Load(running + i), vKeep * magnitude);
+                    magnitude = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(magnitude, vTiny), magnitude, Vector512<float>.Zero);
                     Vector512.Store(magnitude, running + i);
                 }
                 Vector512.Store(magnitude, scores + i);
@@ -248,7 +260,7 @@ public sealed unsafe class GradientSparsifier
             float magnitude = MathF.Abs(v);
             if (running != null)
             {
-                magnitude = MathF.FusedMultiplyAdd(decay, running[i], keep * magnitude);
+                magnitude = FlushTiny(MathF.FusedMultiplyAdd(decay, running[i], keep * magnitude));
                 running[i] = magnitude;
             }
             scores[i] = magnitude;
@@ -314,7 +326,7 @@ public sealed unsafe class GradientSparsifier
                 mean += MathF.Abs(v);
             }
             long r = (long)u * j.Plane + p;
-            j.Running[r] = j.Decay * j.Running[r] + (1 - j.Decay) * mean * inverseN;
+            j.Running[r] = FlushTiny(j.Decay * j.Running[r] + (1 - j.Decay) * mean * inverseN);
             scores[p] = j.Running[r];
         }
         self._nonZeroByUnit[u] = nonZero;
@@ -371,7 +383,7 @@ public sealed unsafe class GradientSparsifier
             {
                 float mean = 0;
                 for (int n = 0; n < j.N; n++) mean += MathF.Abs(j.Dy[(long)n * j.Units + u]);
-                j.Running[u] = j.Decay * j.Running[u] + (1 - j.Decay) * mean / j.N;
+                j.Running[u] = FlushTiny(j.Decay * j.Running[u] + (1 - j.Decay) * mean / j.N);
                 scores[u] = j.Running[u];
             }
         }
