@@ -83,9 +83,10 @@ public static class TopKSelection
 
     /// <summary>
     /// Every non-zero index (ascending) plus the first <paramref name="zeros"/> indices of zero scores,
-    /// merged in ascending order: zeros tie, so the lowest indices win.
+    /// merged in ascending order: zeros tie, so the lowest indices win. This is the top k of a pool
+    /// whose non-zero scores (fewer than k) sit at <paramref name="nonZero"/>, k = their count + zeros.
     /// </summary>
-    private static int TakeNonZeroAndFirstZeros(ReadOnlySpan<int> nonZero, int zeros, Span<int> chosen)
+    public static int TakeNonZeroAndFirstZeros(ReadOnlySpan<int> nonZero, int zeros, Span<int> chosen)
     {
         int count = 0, next = 0, index = 0;
         for (; zeros > 0; index++)

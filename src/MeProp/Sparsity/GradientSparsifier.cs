@@ -55,8 +55,17 @@ public sealed unsafe class GradientSparsifier
     private readonly Rng _rng;
     private float[][] _scores = [];
     private int[][] _chosen = [];
+    private int[][] _candidateIndices = [];
+    private float[][] _candidateScores = [];
     private long[] _nonZeroByUnit = [];
+    private long[] _selectedByUnit = [];
     private float[] _unitScores = [];
+    /// <summary>
+    /// Per unit, the k-th largest score of the previous per-channel selection. Only a hint for where
+    /// to cut the next step's candidates (scores change little from step to step, and not at all in
+    /// order of magnitude): the selection is exact whatever it holds, so it is not checkpointed.
+    /// </summary>
+    private float[] _previousKthScore = [];
 
     public GradientSparsifier(string layerName, MePropOptions options, bool convolutional, ulong seed)
     {
@@ -113,6 +122,7 @@ public sealed unsafe class GradientSparsifier
         bool channelPosition = decay && Options.DecayShape == DecayShape.ChannelPosition;
         if (decay) PrepareRunning(n, units, plane, channelPosition);
         EnsureScratch(pool.ThreadCount, n * Math.Max(units, plane), units);
+        Array.Clear(_selectedByUnit, 0, units);
         var policy = Options.Selection;
         if (policy == SelectionPolicy.Random) policy = _convolutional ? SelectionPolicy.PerChannel : SelectionPolicy.PerExample;
 
@@ -163,12 +173,14 @@ public sealed unsafe class GradientSparsifier
             else if (policy == SelectionPolicy.PerExample) SelectPerExample(ref job);
             else SelectUnified(ref job, batchAveragedRunning: false);
         }
-        long nonZero = 0;
+        long nonZero = 0, selected = 0;
         if (countedPerUnit) for (int u = 0; u < units; u++) nonZero += _nonZeroByUnit[u];
         else nonZero = SparsityCounters.CountNonZero(dy[..(n * units * plane)]);
+        for (int u = 0; u < units; u++) selected += _selectedByUnit[u];
+        Result.Selected = selected;
         Counters.Total += (long)n * units * plane;
         Counters.NonZero += nonZero;
-        Counters.Kept += Result.Count;
+        Counters.Kept += selected;
         return Result;
     }
 
@@ -194,13 +206,22 @@ public sealed unsafe class GradientSparsifier
         {
             _scores = new float[workers][];
             _chosen = new int[workers][];
+            _candidateIndices = new int[workers][];
+            _candidateScores = new float[workers][];
             for (int w = 0; w < workers; w++)
             {
                 _scores[w] = new float[poolLength + TopKSelection.ScratchLength(poolLength)];
                 _chosen[w] = new int[poolLength];
+                _candidateIndices[w] = new int[poolLength];
+                _candidateScores[w] = new float[poolLength];
             }
         }
-        if (_nonZeroByUnit.Length < units) _nonZeroByUnit = new long[units];
+        if (_nonZeroByUnit.Length < units)
+        {
+            _nonZeroByUnit = new long[units];
+            _selectedByUnit = new long[units];
+            _previousKthScore = new float[units];
+        }
         if (_unitScores.Length < units) _unitScores = new float[units];
     }
 
@@ -225,11 +246,27 @@ public sealed unsafe class GradientSparsifier
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float FlushTiny(float value) => value >= Tiny ? value : 0f;
 
+    /// <summary>Where the candidates of a per-channel selection are cut, as a fraction of the previous step's k-th score.</summary>
+    private const float CandidateFloorFraction = 0.5f;
+
+    /// <summary>Candidates of a selection gathered while scoring: entries whose score is at least a floor.</summary>
+    private struct Candidates
+    {
+        public int* Indices;
+        public float* Scores;
+        public int Count;
+        /// <summary>Bit pattern of the floor, at least 1: zero scores are never candidates.</summary>
+        public int FloorBits;
+    }
+
     /// <summary>
     /// scores[i] = |dy[i]|, or with a running gradient run[i] = decay·run[i] + (1-decay)·|dy[i]| and
-    /// scores[i] = run[i]; returns how many dy[i] are non-zero. SIMD, as it touches every entry of dL/dy.
+    /// scores[i] = run[i]; returns how many dy[i] are non-zero. With <paramref name="candidates"/>, every
+    /// i whose score reaches the floor is appended as (indexBase + i, score), in index order. Scores are
+    /// non-negative, so comparing their bit patterns as integers orders them like the floats (and stays
+    /// clear of the slow subnormal float paths). SIMD, as it touches every entry of dL/dy.
     /// </summary>
-    private static long ScoreRow(float* dy, float* running, float* scores, int length, float decay)
+    private static long ScoreRow(float* dy, float* running, float* scores, int length, float decay, Candidates* candidates, int indexBase)
     {
         long nonZero = 0;
         int i = 0;
@@ -239,6 +276,7 @@ public sealed unsafe class GradientSparsifier
             var vDecay = Vector512.Create(decay);
             var vKeep = Vector512.Create(keep);
             var vTiny = Vector512.Create(Tiny);
+            var vFloor = Vector512.Create(candidates != null ? candidates->FloorBits : int.MaxValue);
             for (; i + 16 <= length; i += 16)
             {
                 var v = Vector512.Load(dy + i);
@@ -251,6 +289,14 @@ public sealed unsafe class GradientSparsifier
                     Vector512.Store(magnitude, running + i);
                 }
                 Vector512.Store(magnitude, scores + i);
+                ulong mask = Vector512.GreaterThanOrEqual(magnitude.AsInt32(), vFloor).ExtractMostSignificantBits();
+                while (mask != 0)
+                {
+                    int lane = BitOperations.TrailingZeroCount(mask);
+                    candidates->Indices[candidates->Count] = indexBase + i + lane;
+                    candidates->Scores[candidates->Count++] = scores[i + lane];
+                    mask &= mask - 1;
+                }
             }
         }
         for (; i < length; i++)
@@ -264,10 +310,22 @@ public sealed unsafe class GradientSparsifier
                 running[i] = magnitude;
             }
             scores[i] = magnitude;
+            if (candidates != null && BitConverter.SingleToInt32Bits(magnitude) >= candidates->FloorBits)
+            {
+                candidates->Indices[candidates->Count] = indexBase + i;
+                candidates->Scores[candidates->Count++] = magnitude;
+            }
         }
         return nonZero;
     }
 
+    /// <summary>
+    /// One feature map's pool, dy[:, u, :]. Scoring also gathers as candidates the entries scoring at
+    /// least half the previous step's k-th score (all non-zero ones when that was zero). When k or more
+    /// are gathered, every other entry scores below the k-th largest candidate, so the exact top k are
+    /// chosen from the candidates alone, a pool several times smaller than the feature map; otherwise
+    /// from the whole pool.
+    /// </summary>
     private static void PerChannelTask(void* args, int u)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
@@ -275,16 +333,48 @@ public sealed unsafe class GradientSparsifier
         int worker = u % j.Workers;
         int poolSize = j.N * j.Plane;
         var scores = self._scores[worker].AsSpan(0, poolSize);
+        var scratch = self._scores[worker].AsSpan(poolSize);
+        var chosen = self._chosen[worker].AsSpan();
+        float previousKth = self._previousKthScore[u];
         long nonZero = 0;
-        fixed (float* pScores = scores)
+        int count;
+        float kth;
+        fixed (float* pScores = scores, candidateScores = self._candidateScores[worker])
+        fixed (int* candidateIndices = self._candidateIndices[worker])
+        {
+            var candidates = new Candidates
+            {
+                Indices = candidateIndices, Scores = candidateScores,
+                FloorBits = Math.Max(1, BitConverter.SingleToInt32Bits(CandidateFloorFraction * previousKth)),
+            };
             for (int n = 0; n < j.N; n++)
             {
                 long offset = ((long)n * j.Units + u) * j.Plane;
-                nonZero += ScoreRow(j.Dy + offset, j.UseRunning ? j.Running + offset : null, pScores + n * j.Plane, j.Plane, j.Decay);
+                nonZero += ScoreRow(j.Dy + offset, j.UseRunning ? j.Running + offset : null, pScores + n * j.Plane, j.Plane, j.Decay, &candidates, n * j.Plane);
             }
+            if (candidates.Count >= j.K && j.K < poolSize)
+            {
+                count = TopKSelection.Select(new ReadOnlySpan<float>(candidateScores, candidates.Count), j.K, chosen, scratch);
+                kth = float.MaxValue;
+                for (int i = 0; i < count; i++)
+                {
+                    kth = MathF.Min(kth, candidateScores[chosen[i]]);
+                    chosen[i] = candidateIndices[chosen[i]];
+                }
+            }
+            else
+            {
+                // Fewer than k candidates. With a zero floor they are every non-zero score, so the rest
+                // of the k are the lowest-index zeros; otherwise the whole pool is ranked.
+                count = previousKth == 0 && j.K < poolSize
+                    ? TopKSelection.TakeNonZeroAndFirstZeros(new ReadOnlySpan<int>(candidateIndices, candidates.Count), j.K - candidates.Count, chosen)
+                    : TopKSelection.Select(scores, j.K, chosen, scratch);
+                kth = float.MaxValue;
+                for (int i = 0; i < count; i++) kth = MathF.Min(kth, pScores[chosen[i]]);
+            }
+        }
         self._nonZeroByUnit[u] = nonZero;
-        var chosen = self._chosen[worker].AsSpan();
-        int count = TopKSelection.Select(scores, j.K, chosen, self._scores[worker].AsSpan(poolSize));
+        self._previousKthScore[u] = count == 0 ? 0 : kth;
         self.Store(ref j, u, 0, chosen[..count], positionBase: 0);
     }
 
@@ -301,7 +391,7 @@ public sealed unsafe class GradientSparsifier
         {
             long offset = ((long)n * j.Units + u) * j.Plane;
             fixed (float* pScores = scores)
-                nonZero += ScoreRow(j.Dy + offset, j.UseRunning ? j.Running + offset : null, pScores, j.Plane, j.Decay);
+                nonZero += ScoreRow(j.Dy + offset, j.UseRunning ? j.Running + offset : null, pScores, j.Plane, j.Decay, null, 0);
             int count = TopKSelection.Select(scores, j.K, chosen, self._scores[worker].AsSpan(j.Plane));
             slot = self.Store(ref j, u, slot, chosen[..count], positionBase: n * j.Plane);
         }
@@ -336,7 +426,10 @@ public sealed unsafe class GradientSparsifier
         for (int n = 0; n < j.N; n++) slot = self.Store(ref j, u, slot, chosen[..count], positionBase: n * j.Plane);
     }
 
-    /// <summary>Appends the chosen plane positions (relative to <paramref name="positionBase"/>) of unit u; returns the next slot.</summary>
+    /// <summary>
+    /// Appends the chosen plane positions (relative to <paramref name="positionBase"/>) of unit u whose
+    /// dy is non-zero, counts all of them as selected; returns the next slot.
+    /// </summary>
     private int Store(ref Job j, int u, int slot, ReadOnlySpan<int> chosen, int positionBase)
     {
         int baseSlot = u * j.Capacity;
@@ -346,11 +439,14 @@ public sealed unsafe class GradientSparsifier
         {
             int position = positionBase + c;
             int n = position / j.Plane, p = position - n * j.Plane;
+            float value = j.Dy[((long)n * j.Units + u) * j.Plane + p];
+            if (value == 0) continue;
             positions[baseSlot + slot] = position;
-            values[baseSlot + slot] = j.Dy[((long)n * j.Units + u) * j.Plane + p];
+            values[baseSlot + slot] = value;
             slot++;
         }
         Result.Counts[u] = slot;
+        _selectedByUnit[u] += chosen.Length;
         return slot;
     }
 
@@ -397,13 +493,17 @@ public sealed unsafe class GradientSparsifier
         for (int n = 0; n < j.N; n++) AppendRow(ref j, n, chosen[..count]);
     }
 
+    /// <summary>Appends example n's chosen units whose dy is non-zero; counts all of them as selected.</summary>
     private void AppendRow(ref Job j, int n, ReadOnlySpan<int> units)
     {
         foreach (int u in units)
         {
+            _selectedByUnit[u]++;
+            float value = j.Dy[(long)n * j.Units + u];
+            if (value == 0) continue;
             int slot = u * Result.Capacity + Result.Counts[u]++;
             Result.Positions[slot] = n;
-            Result.Values[slot] = j.Dy[(long)n * j.Units + u];
+            Result.Values[slot] = value;
         }
     }
 

@@ -5,7 +5,11 @@ namespace MeProp.Sparsity;
 /// output feature). Unit u owns slots [u·Capacity, u·Capacity + Counts[u]) of <see cref="Positions"/>
 /// and <see cref="Values"/>; positions are ascending within a unit. A position is a row of the layer's
 /// input matrix: n·OH·OW + p for a convolution (a row of its im2col matrix), the example n for a
-/// linear layer. Buffers are sized once per shape and reused.
+/// linear layer. Only entries whose value is non-zero are stored: a selected entry whose current
+/// dL/dy is zero (common with ReLU, and with a running average that remembers earlier steps) adds
+/// nothing to dW, db or dx, so storing it would only cost the backward kernels work.
+/// <see cref="Selected"/> still counts every entry the selection kept. Buffers are sized once per
+/// shape and reused.
 /// </summary>
 public sealed class SparseGradient
 {
@@ -17,6 +21,9 @@ public sealed class SparseGradient
     public int[] Counts { get; private set; } = [];
     public int[] Positions { get; private set; } = [];
     public float[] Values { get; private set; } = [];
+
+    /// <summary>Entries the selection kept, zero-valued ones included (<see cref="Count"/> and more).</summary>
+    public long Selected { get; set; }
 
     /// <summary>Sets the shape and clears the counts; grows the buffers only when needed.</summary>
     public void Reset(int units, int positionCount, int capacity)
@@ -32,9 +39,10 @@ public sealed class SparseGradient
             Values = new float[slots];
         }
         Array.Clear(Counts, 0, units);
+        Selected = 0;
     }
 
-    /// <summary>Total kept entries.</summary>
+    /// <summary>Total stored (kept and non-zero) entries.</summary>
     public long Count
     {
         get

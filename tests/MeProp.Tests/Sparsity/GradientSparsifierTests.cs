@@ -59,8 +59,8 @@ public class GradientSparsifierTests
                     var g = s.Sparsify(dy, n, units, plane, pool);
                     string what = $"[{n},{units},{plane}] ratio {ratio} threads {threads} step {step}";
                     AssertEntries(PerChannel(dy, Abs(dy), n, units, plane, k), g, n * plane, what);
-                    Assert.Equal((long)units * k, g.Count);
-                    total += dy.Length; nonZero += dy.Count(v => v != 0); kept += g.Count;
+                    Assert.Equal((long)units * k, g.Selected);
+                    total += dy.Length; nonZero += dy.Count(v => v != 0); kept += g.Selected;
                     AssertCounters(s, total, nonZero, kept, what);
                 }
             }
@@ -86,8 +86,8 @@ public class GradientSparsifierTests
                     var g = s.Sparsify(dy, n, units, plane, pool);
                     string what = $"[{n},{units},{plane}] ratio {ratio} threads {threads} step {step}";
                     AssertEntries(PerExampleChannel(dy, Abs(dy), n, units, plane, k), g, n * plane, what);
-                    Assert.Equal((long)n * units * k, g.Count);
-                    total += dy.Length; nonZero += dy.Count(v => v != 0); kept += g.Count;
+                    Assert.Equal((long)n * units * k, g.Selected);
+                    total += dy.Length; nonZero += dy.Count(v => v != 0); kept += g.Selected;
                     AssertCounters(s, total, nonZero, kept, what);
                 }
             }
@@ -113,8 +113,8 @@ public class GradientSparsifierTests
                     var g = s.Sparsify(dy, n, units, 1, pool);
                     string what = $"[{n},{units}] ratio {ratio} threads {threads} step {step}";
                     AssertEntries(PerExample(dy, Abs(dy), n, units, k), g, n, what);
-                    Assert.Equal((long)n * k, g.Count);
-                    total += dy.Length; nonZero += dy.Count(v => v != 0); kept += g.Count;
+                    Assert.Equal((long)n * k, g.Selected);
+                    total += dy.Length; nonZero += dy.Count(v => v != 0); kept += g.Selected;
                     AssertCounters(s, total, nonZero, kept, what);
                 }
             }
@@ -140,8 +140,8 @@ public class GradientSparsifierTests
                     var g = s.Sparsify(dy, n, units, 1, pool);
                     string what = $"[{n},{units}] ratio {ratio} threads {threads} step {step}";
                     AssertEntries(SameUnitsForEveryExample(dy, SumOverBatch(Abs(dy), n, units), n, units, k), g, n, what);
-                    Assert.Equal((long)n * k, g.Count);
-                    total += dy.Length; nonZero += dy.Count(v => v != 0); kept += g.Count;
+                    Assert.Equal((long)n * k, g.Selected);
+                    total += dy.Length; nonZero += dy.Count(v => v != 0); kept += g.Selected;
                     AssertCounters(s, total, nonZero, kept, what);
                 }
             }
@@ -202,6 +202,35 @@ public class GradientSparsifierTests
     }
 
     [Fact]
+    public void PerChannelStaysExactWhenTheGradientScaleJumps()
+    {
+        // Each step's candidates are cut at half the previous step's k-th score: a gradient a thousand
+        // times smaller leaves fewer than k candidates (the whole pool is ranked), one a thousand times
+        // larger makes every entry a candidate, an all-zero one and a mostly-zero one (fewer non-zero
+        // entries than k) take the zero-floor path, and decay keeps old scores alive through them.
+        var rng = new Rng(77);
+        int n = 3, units = 5, plane = 49;
+        float[] scales = [1, 1f / 1024, 1024, 0, 1, 1]; // powers of two keep the running average exact
+        foreach (double decay in new[] { 0.0, 0.5 })
+            foreach (int threads in ThreadCounts)
+            {
+                using var pool = new WorkerPool(threads);
+                var s = Conv(SelectionPolicy.PerChannel, 0.1, decay);
+                var run = new float[n * units * plane];
+                for (int step = 0; step < scales.Length; step++)
+                {
+                    var dy = Dyadic(rng, n * units * plane);
+                    for (int i = 0; i < dy.Length; i++) dy[i] *= scales[step];
+                    if (step == scales.Length - 1)
+                        for (int i = 0; i < dy.Length; i++) if (i % 23 != 0) dy[i] = 0;
+                    for (int i = 0; i < run.Length; i++) run[i] = decay == 0 ? MathF.Abs(dy[i]) : (float)decay * run[i] + (1 - (float)decay) * MathF.Abs(dy[i]);
+                    var g = s.Sparsify(dy, n, units, plane, pool);
+                    AssertEntries(PerChannel(dy, run, n, units, plane, s.Options.KeepCount(n * plane)), g, n * plane, $"decay {decay} threads {threads} step {step}");
+                }
+            }
+    }
+
+    [Fact]
     public void PoolsOfDifferentSizesOneAfterAnother()
     {
         // Buffers are grown once and reused: a large batch, a small one, and a large one again.
@@ -235,7 +264,8 @@ public class GradientSparsifierTests
             foreach (double ratio in new[] { 0.1, 0.5, 1.0 })
             {
                 var s = Conv(SelectionPolicy.Random, ratio, seed: 42);
-                var dy = Dyadic(rng, n * units * plane);
+                // No zeros in dy, so every drawn position is stored (zero-valued ones are only counted).
+                var dy = TestData.Uniform(rng, n * units * plane);
                 var g = s.Sparsify(dy, n, units, plane, pool);
                 int k = s.Options.KeepCount(n * plane);
                 Assert.Equal(n * plane, g.PositionCount);
@@ -262,7 +292,7 @@ public class GradientSparsifierTests
         using var pool = new WorkerPool(3);
         int n = 9, units = 20;
         var s = Dense(SelectionPolicy.Random, 0.25, seed: 42);
-        var dy = Dyadic(rng, n * units);
+        var dy = TestData.Uniform(rng, n * units);
         var g = s.Sparsify(dy, n, units, 1, pool);
         int k = s.Options.KeepCount(units);
         var perExample = new int[n];

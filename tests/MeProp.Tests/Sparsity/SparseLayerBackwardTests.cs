@@ -81,7 +81,7 @@ public class SparseLayerBackwardTests
                 sparse.Sparsifier = new GradientSparsifier("conv", new MePropOptions { Ratio = ratio, Decay = decay, Selection = policy }, convolutional: true, seed: 3);
                 var rng = new Rng((ulong)(n * 100 + c * 10 + h + oc * 1000));
                 Prefill(rng, dense, sparse);
-                long kept = 0, denseMacs = 0;
+                long stored = 0, selected = 0, denseMacs = 0;
                 // Two steps: the second runs on reused buffers (and on the running average when decay > 0).
                 for (int step = 0; step < 2; step++)
                 {
@@ -94,18 +94,19 @@ public class SparseLayerBackwardTests
                     var result = sparse.Sparsifier.Result;
                     var masked = Masked(dy.Span, result, oc, plane);
                     if (ratio == 1.0) Assert.Equal(dy.Span.ToArray(), masked);
-                    else Assert.True(result.Count < dy.Length, $"{what}: nothing was dropped");
+                    else Assert.True(result.Selected < dy.Length, $"{what}: nothing was dropped");
                     var dxDense = dense.Backward(new Tensor(masked, n, oc, oh, ow));
                     AssertSameGradients(dense, sparse, dxDense, dxSparse, $"{what} step {step}");
 
                     int k = c * kernel * kernel;
-                    kept += result.Count;
+                    stored += result.Count;
+                    selected += result.Selected;
                     denseMacs += (long)n * plane * k * oc * (computeDx ? 2 : 1);
-                    Assert.Equal(kept * k * (computeDx ? 2 : 1), sparse.BackwardMacs);
+                    Assert.Equal(stored * k * (computeDx ? 2 : 1), sparse.BackwardMacs);
                     Assert.Equal(denseMacs, sparse.DenseBackwardMacs);
                     Assert.Equal(denseMacs, dense.BackwardMacs);
                     Assert.Equal(denseMacs, dense.DenseBackwardMacs);
-                    Assert.Equal(kept, sparse.GradientCounters.Kept);
+                    Assert.Equal(selected, sparse.GradientCounters.Kept);
                     Assert.Equal((long)(step + 1) * dy.Length, sparse.GradientCounters.Total);
                 }
             }
@@ -138,7 +139,7 @@ public class SparseLayerBackwardTests
                 sparse.Sparsifier = new GradientSparsifier("fc", new MePropOptions { Ratio = ratio, Decay = decay, Selection = policy }, convolutional: false, seed: 4);
                 var rng = new Rng((ulong)(n * 100 + inFeatures * 10 + outFeatures));
                 Prefill(rng, dense, sparse);
-                long kept = 0, denseMacs = 0;
+                long stored = 0, selected = 0, denseMacs = 0;
                 for (int step = 0; step < 2; step++)
                 {
                     var x = TestData.UniformTensor(rng, n, inFeatures);
@@ -152,12 +153,13 @@ public class SparseLayerBackwardTests
                     var dxDense = dense.Backward(new Tensor(masked, n, outFeatures));
                     AssertSameGradients(dense, sparse, dxDense, dxSparse, $"{what} step {step}");
 
-                    kept += result.Count;
+                    stored += result.Count;
+                    selected += result.Selected;
                     denseMacs += (long)n * outFeatures * inFeatures * (computeDx ? 2 : 1);
-                    Assert.Equal(kept * inFeatures * (computeDx ? 2 : 1), sparse.BackwardMacs);
+                    Assert.Equal(stored * inFeatures * (computeDx ? 2 : 1), sparse.BackwardMacs);
                     Assert.Equal(denseMacs, sparse.DenseBackwardMacs);
                     Assert.Equal(denseMacs, dense.BackwardMacs);
-                    Assert.Equal(kept, sparse.GradientCounters.Kept);
+                    Assert.Equal(selected, sparse.GradientCounters.Kept);
                 }
             }
     }
@@ -178,6 +180,7 @@ public class SparseLayerBackwardTests
         var dy = TestData.UniformTensor(rng, 4, 8, 12, 12);
         var dxDense = dense.Backward(dy)!.Clone();
         var dxSparse = sparse.Backward(dy);
+        Assert.Equal(dy.Length, sparse.Sparsifier.Result.Selected);
         Assert.Equal(dy.Length, sparse.Sparsifier.Result.Count);
         // dW sums 4·144 = 576 terms here: abs 2e-4.
         for (int i = 0; i < 2; i++)

@@ -37,15 +37,19 @@ internal static class SparseTestData
     public static List<(int Position, float Value)>[] EmptyUnits(int units) =>
         Enumerable.Range(0, units).Select(_ => new List<(int, float)>()).ToArray();
 
-    /// <summary>Asserts the sparse gradient holds exactly the expected entries (positions ascending).</summary>
+    /// <summary>
+    /// Asserts the sparse gradient stores exactly the expected selection's non-zero entries (positions
+    /// ascending) and counts all of them, zeros included, as selected.
+    /// </summary>
     public static void AssertEntries(List<(int Position, float Value)>[] expected, SparseGradient g, int positionCount, string what)
     {
         Assert.True(g.Units == expected.Length, $"{what}: {g.Units} units, expected {expected.Length}");
         Assert.True(g.PositionCount == positionCount, $"{what}: PositionCount {g.PositionCount}, expected {positionCount}");
+        Assert.True(g.Selected == expected.Sum(e => e.Count), $"{what}: {g.Selected} selected, expected {expected.Sum(e => e.Count)}");
         var actual = ByUnit(g);
         for (int u = 0; u < expected.Length; u++)
         {
-            var want = expected[u].OrderBy(e => e.Position).ToList();
+            var want = expected[u].Where(e => e.Value != 0).OrderBy(e => e.Position).ToList();
             Assert.True(g.Counts[u] <= g.Capacity, $"{what}: unit {u} holds {g.Counts[u]} entries, capacity {g.Capacity}");
             if (!want.SequenceEqual(actual[u]))
                 Assert.Fail($"{what}: unit {u} kept [{Text(actual[u])}], expected [{Text(want)}]");
