@@ -40,15 +40,32 @@ internal sealed record StepRecord
 }
 
 /// <summary>
-/// Times training steps of the paper's network on seeded synthetic batches: warm-up steps, then
-/// per-step forward (model + loss), backward (per layer too), Adam update and the whole step, reported
-/// as medians; allocation is measured over the timed steps across all threads.
+/// Times training steps of the paper's network on seeded synthetic batches: per step, forward (model +
+/// loss), backward (per layer too), Adam update and the whole step, reported as medians; allocation is
+/// measured over the timed steps across all threads. Steps run in blocks (<see cref="RunSteps"/>) so
+/// that a caller can interleave several configurations on one pool: the machine's speed drifts over
+/// minutes, and ratios between configurations timed block by block do not.
 /// </summary>
-internal static class StepBenchmark
+internal sealed class StepBenchmark
 {
-    public static StepRecord Run(StepConfig config, int steps, int warmup, ulong seed)
+    private const int Batches = 8;
+    private readonly StepConfig _config;
+    private readonly Sequential _model;
+    private readonly Adam _optimizer;
+    private readonly SoftmaxCrossEntropy _loss = new();
+    private readonly Tensor[] _images = new Tensor[Batches];
+    private readonly int[][] _labels = new int[Batches][];
+    private readonly List<double> _forward, _backward, _update, _whole;
+    private readonly List<double>[] _backwardPerLayer, _forwardPerLayer;
+    private readonly long[] _backwardTicksBefore, _forwardTicksBefore;
+    private long _allocated;
+    private int _stepsRun;
+
+    /// <param name="timedSteps">How many timed steps will be run: the timing lists are sized for them up front, so recording allocates nothing.</param>
+    public StepBenchmark(StepConfig config, ComputeContext compute, ulong seed, int timedSteps)
     {
-        using var compute = new ComputeContext(config.Threads);
+        if (compute.Threads != config.Threads) throw new ArgumentException("bench: the pool's thread count differs from the configuration's");
+        _config = config;
         var options = new TrainOptions
         {
             ModelOptions = new ModelOptions { BatchNorm = config.BatchNorm },
@@ -58,82 +75,80 @@ internal static class StepBenchmark
             Threads = config.Threads,
             BatchSize = config.Batch,
         };
-        var model = Trainer.BuildModel(options, 1, 28, 28, compute);
-        var optimizer = new Adam(model.Parameters, compute.Pool);
-        var loss = new SoftmaxCrossEntropy();
+        _model = Trainer.BuildModel(options, 1, 28, 28, compute);
+        _optimizer = new Adam(_model.Parameters, compute.Pool);
         var rng = new Rng(seed);
-        const int batches = 8;
-        var images = new Tensor[batches];
-        var labels = new int[batches][];
-        for (int b = 0; b < batches; b++)
+        for (int b = 0; b < Batches; b++)
         {
-            images[b] = new Tensor(config.Batch, 1, 28, 28);
-            for (int i = 0; i < images[b].Length; i++) images[b].Storage[i] = (float)rng.NextDouble();
-            labels[b] = new int[config.Batch];
-            for (int i = 0; i < config.Batch; i++) labels[b][i] = rng.NextInt(10);
+            _images[b] = new Tensor(config.Batch, 1, 28, 28);
+            for (int i = 0; i < _images[b].Length; i++) _images[b].Storage[i] = (float)rng.NextDouble();
+            _labels[b] = new int[config.Batch];
+            for (int i = 0; i < config.Batch; i++) _labels[b][i] = rng.NextInt(10);
         }
-        var layers = model.Layers;
-        var forward = new double[steps];
-        var backward = new double[steps];
-        var update = new double[steps];
-        var whole = new double[steps];
-        var perLayer = new double[layers.Count][];
-        for (int l = 0; l < layers.Count; l++) perLayer[l] = new double[steps];
-        var before = new long[layers.Count];
-        var beforeForward = new long[layers.Count];
-        var perLayerForward = new double[layers.Count][];
-        for (int l = 0; l < layers.Count; l++) perLayerForward[l] = new double[steps];
-        long allocatedBefore = 0;
-        for (int s = -warmup; s < steps; s++)
+        int layers = _model.Layers.Count;
+        (_forward, _backward, _update, _whole) = (new(timedSteps), new(timedSteps), new(timedSteps), new(timedSteps));
+        _backwardPerLayer = Enumerable.Range(0, layers).Select(_ => new List<double>(timedSteps)).ToArray();
+        _forwardPerLayer = Enumerable.Range(0, layers).Select(_ => new List<double>(timedSteps)).ToArray();
+        _backwardTicksBefore = new long[layers];
+        _forwardTicksBefore = new long[layers];
+    }
+
+    /// <summary>Runs <paramref name="steps"/> training steps; timed ones are recorded, untimed ones warm up.</summary>
+    public void RunSteps(int steps, bool timed)
+    {
+        var layers = _model.Layers;
+        long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+        for (int s = 0; s < steps; s++, _stepsRun++)
         {
-            if (s == 0)
-            {
-                GC.Collect();
-                allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
-            }
-            var x = images[(s + warmup) % batches];
-            var y = labels[(s + warmup) % batches];
-            if (s >= 0)
-                for (int l = 0; l < layers.Count; l++) (before[l], beforeForward[l]) = (model.BackwardTicks(l), model.ForwardTicks(l));
+            var x = _images[_stepsRun % Batches];
+            var y = _labels[_stepsRun % Batches];
+            for (int l = 0; l < layers.Count; l++) (_backwardTicksBefore[l], _forwardTicksBefore[l]) = (_model.BackwardTicks(l), _model.ForwardTicks(l));
             long t0 = Stopwatch.GetTimestamp();
-            loss.Forward(model.Forward(x, training: true), y);
+            _loss.Forward(_model.Forward(x, training: true), y);
             long t1 = Stopwatch.GetTimestamp();
-            model.Backward(loss.Gradient);
+            _model.Backward(_loss.Gradient);
             long t2 = Stopwatch.GetTimestamp();
-            optimizer.Update();
+            _optimizer.Update();
             long t3 = Stopwatch.GetTimestamp();
-            if (s < 0) continue;
-            forward[s] = Ms(t1 - t0);
-            backward[s] = Ms(t2 - t1);
-            update[s] = Ms(t3 - t2);
-            whole[s] = Ms(t3 - t0);
+            if (!timed) continue;
+            _forward.Add(Ms(t1 - t0));
+            _backward.Add(Ms(t2 - t1));
+            _update.Add(Ms(t3 - t2));
+            _whole.Add(Ms(t3 - t0));
             for (int l = 0; l < layers.Count; l++)
             {
-                perLayer[l][s] = Ms(model.BackwardTicks(l) - before[l]);
-                perLayerForward[l][s] = Ms(model.ForwardTicks(l) - beforeForward[l]);
+                _backwardPerLayer[l].Add(Ms(_model.BackwardTicks(l) - _backwardTicksBefore[l]));
+                _forwardPerLayer[l].Add(Ms(_model.ForwardTicks(l) - _forwardTicksBefore[l]));
             }
         }
-        long allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+        if (timed) _allocated += GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+    }
+
+    /// <summary>Medians over the timed steps so far.</summary>
+    public StepRecord Record()
+    {
+        var layers = _model.Layers;
+        var whole = _whole.ToArray();
         return new StepRecord
         {
             Engine = "meprop",
-            Mode = config.Mode,
-            Topk = config.TopK,
-            Decay = config.TopK is null ? 0 : config.Decay,
-            BatchNorm = config.BatchNorm,
-            Batch = config.Batch,
-            Threads = config.Threads,
-            Steps = steps,
-            ForwardMs = Percentile(forward, 0.5),
-            BackwardMs = Percentile(backward, 0.5),
-            UpdateMs = Percentile(update, 0.5),
+            Mode = _config.Mode,
+            Topk = _config.TopK,
+            Decay = _config.TopK is null ? 0 : _config.Decay,
+            BatchNorm = _config.BatchNorm,
+            Batch = _config.Batch,
+            Threads = _config.Threads,
+            Steps = whole.Length,
+            ForwardMs = Percentile(_forward.ToArray(), 0.5),
+            BackwardMs = Percentile(_backward.ToArray(), 0.5),
+            UpdateMs = Percentile(_update.ToArray(), 0.5),
             StepMs = Percentile(whole, 0.5),
             StepMsP10 = Percentile(whole, 0.1),
             StepMsP90 = Percentile(whole, 0.9),
             BackwardMsPerLayer = layers.Select((l, i) => (l, i)).Where(p => p.l.Parameters.Count > 0 || p.l is MaxPool2d)
-                .ToDictionary(p => p.l.Name, p => Math.Round(Percentile(perLayer[p.i], 0.5), 4)),
-            ForwardMsPerLayer = layers.Select((l, i) => (l, i)).ToDictionary(p => p.l.Name, p => Math.Round(Percentile(perLayerForward[p.i], 0.5), 4)),
-            AllocatedBytesPerStep = (double)allocated / steps,
+                .ToDictionary(p => p.l.Name, p => Math.Round(Percentile(_backwardPerLayer[p.i].ToArray(), 0.5), 4)),
+            ForwardMsPerLayer = layers.Select((l, i) => (l, i)).ToDictionary(p => p.l.Name, p => Math.Round(Percentile(_forwardPerLayer[p.i].ToArray(), 0.5), 4)),
+            AllocatedBytesPerStep = whole.Length == 0 ? null : (double)_allocated / whole.Length,
         };
     }
 

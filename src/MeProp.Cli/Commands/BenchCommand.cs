@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using MeProp.Cli.Benchmarking;
+using MeProp.Threading;
 using MeProp.Training;
 
 namespace MeProp.Cli.Commands;
@@ -8,7 +9,8 @@ namespace MeProp.Cli.Commands;
 /// <summary>
 /// `meprop bench`: training-step timings of the paper's network, dense and meProp, side by side with
 /// libtorch (TorchSharp) in a child process, interleaved so every ratio is measured on the same machine
-/// state: for each batch size and thread count, TorchSharp runs before and after our configurations.
+/// state: for each batch size and thread count, TorchSharp runs before and after our configurations,
+/// which take turns in blocks of steps.
 /// </summary>
 internal static class BenchCommand
 {
@@ -53,7 +55,7 @@ internal static class BenchCommand
                 }
                 var group = new List<StepRecord>();
                 if (baseline is not null) group.Add(Print(baseline.Run(batch, threadCount, stepCount, warmupCount, seedValue)));
-                foreach (var config in configs) group.Add(Print(StepBenchmark.Run(config, stepCount, warmupCount, seedValue)));
+                group.AddRange(RunInterleaved(configs, threadCount, stepCount, warmupCount, seedValue).Select(Print));
                 if (baseline is not null) group.Add(Print(baseline.Run(batch, threadCount, stepCount, warmupCount, seedValue)));
                 records.AddRange(group);
                 PrintRatios(group);
@@ -66,6 +68,23 @@ internal static class BenchCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>Steps taken by one configuration before the next one's turn.</summary>
+    private const int StepsPerBlock = 10;
+
+    /// <summary>
+    /// Runs the configurations on one pool, taking turns every <see cref="StepsPerBlock"/> steps (warm-up
+    /// first, in turn too), so that all of them see the same drift of the machine's speed.
+    /// </summary>
+    private static IEnumerable<StepRecord> RunInterleaved(List<StepConfig> configs, int threads, int steps, int warmup, ulong seed)
+    {
+        using var compute = new ComputeContext(threads);
+        var benches = configs.Select(c => new StepBenchmark(c, compute, seed, steps)).ToArray();
+        foreach (var (total, timed) in new[] { (warmup, false), (steps, true) })
+            for (int done = 0; done < total; done += StepsPerBlock)
+                foreach (var bench in benches) bench.RunSteps(Math.Min(StepsPerBlock, total - done), timed);
+        return benches.Select(b => b.Record()).ToArray();
     }
 
     private static StepRecord Print(StepRecord r)
