@@ -22,7 +22,7 @@ public class TopKBenchmarks
     [Params(Scores.Gradient, Scores.Dense)]
     public Scores Data { get; set; }
 
-    private float[] _scores = [], _scratch = [];
+    private float[] _scores = [];
     private int[] _chosen = [];
     private int _k;
 
@@ -31,11 +31,10 @@ public class TopKBenchmarks
     {
         var values = Data == Scores.Gradient ? BenchData.GradientLike(1, PoolSize) : BenchData.Normal(1, PoolSize);
         _scores = BenchData.Magnitudes(values);
-        _scratch = new float[TopKSelection.ScratchLength(PoolSize)];
         _chosen = new int[PoolSize];
         _k = new MePropOptions { Ratio = 0.05 }.KeepCount(PoolSize);
     }
 
     [Benchmark]
-    public int Select() => TopKSelection.Select(_scores, _k, _chosen, _scratch);
+    public int Select() => TopKSelection.Select(_scores, _k, _chosen);
 }

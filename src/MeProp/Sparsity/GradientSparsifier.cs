@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Numerics;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using MeProp.Kernels;
 using MeProp.Tensors;
 using MeProp.Threading;
@@ -201,7 +202,7 @@ public sealed unsafe class GradientSparsifier
 
     private void EnsureScratch(int workers, int poolLength, int units)
     {
-        // Each worker needs poolLength scores plus poolLength of selection scratch, and poolLength chosen indices.
+        // Each worker needs poolLength scores, chosen indices and candidates (indices and scores).
         if (_scores.Length < workers || _chosen[0].Length < poolLength)
         {
             _scores = new float[workers][];
@@ -210,10 +211,10 @@ public sealed unsafe class GradientSparsifier
             _candidateScores = new float[workers][];
             for (int w = 0; w < workers; w++)
             {
-                _scores[w] = new float[poolLength + TopKSelection.ScratchLength(poolLength)];
+                _scores[w] = new float[poolLength];
                 _chosen[w] = new int[poolLength];
-                _candidateIndices[w] = new int[poolLength];
-                _candidateScores[w] = new float[poolLength];
+                _candidateIndices[w] = new int[poolLength + Vector512<int>.Count];
+                _candidateScores[w] = new float[poolLength + Vector512<float>.Count];
             }
         }
         if (_nonZeroByUnit.Length < units)
@@ -271,12 +272,12 @@ public sealed unsafe class GradientSparsifier
         long nonZero = 0;
         int i = 0;
         float keep = 1 - decay;
-        if (Vector512.IsHardwareAccelerated)
+        if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
         {
             var vDecay = Vector512.Create(decay);
             var vKeep = Vector512.Create(keep);
             var vTiny = Vector512.Create(Tiny);
-            var vFloor = Vector512.Create(candidates != null ? candidates->FloorBits : int.MaxValue);
+            var vFloor = Vector512.Create(candidates != null ? candidates->FloorBits : 0);
             for (; i + 16 <= length; i += 16)
             {
                 var v = Vector512.Load(dy + i);
@@ -289,13 +290,15 @@ public sealed unsafe class GradientSparsifier
                     Vector512.Store(magnitude, running + i);
                 }
                 Vector512.Store(magnitude, scores + i);
-                ulong mask = Vector512.GreaterThanOrEqual(magnitude.AsInt32(), vFloor).ExtractMostSignificantBits();
-                while (mask != 0)
+                if (candidates != null)
                 {
-                    int lane = BitOperations.TrailingZeroCount(mask);
-                    candidates->Indices[candidates->Count] = indexBase + i + lane;
-                    candidates->Scores[candidates->Count++] = scores[i + lane];
-                    mask &= mask - 1;
+                    // Compressed in registers and stored whole: the buffers have a vector of slack, and
+                    // the lanes past the count are overwritten by the next store.
+                    var isCandidate = Vector512.GreaterThanOrEqual(magnitude.AsInt32(), vFloor);
+                    var index = Vector512.Create(indexBase + i) + Vector512<int>.Indices;
+                    Vector512.Store(Avx512F.Compress(Vector512<int>.Zero, isCandidate, index), candidates->Indices + candidates->Count);
+                    Vector512.Store(Avx512F.Compress(Vector512<float>.Zero, isCandidate.AsSingle(), magnitude), candidates->Scores + candidates->Count);
+                    candidates->Count += BitOperations.PopCount(isCandidate.ExtractMostSignificantBits());
                 }
             }
         }
@@ -333,7 +336,6 @@ public sealed unsafe class GradientSparsifier
         int worker = u % j.Workers;
         int poolSize = j.N * j.Plane;
         var scores = self._scores[worker].AsSpan(0, poolSize);
-        var scratch = self._scores[worker].AsSpan(poolSize);
         var chosen = self._chosen[worker].AsSpan();
         float previousKth = self._previousKthScore[u];
         long nonZero = 0;
@@ -354,27 +356,20 @@ public sealed unsafe class GradientSparsifier
             }
             if (candidates.Count >= j.K && j.K < poolSize)
             {
-                count = TopKSelection.Select(new ReadOnlySpan<float>(candidateScores, candidates.Count), j.K, chosen, scratch);
-                kth = float.MaxValue;
-                for (int i = 0; i < count; i++)
-                {
-                    kth = MathF.Min(kth, candidateScores[chosen[i]]);
-                    chosen[i] = candidateIndices[chosen[i]];
-                }
+                count = TopKSelection.Select(new ReadOnlySpan<float>(candidateScores, candidates.Count), j.K, chosen, out kth);
+                for (int i = 0; i < count; i++) chosen[i] = candidateIndices[chosen[i]];
             }
-            else
+            else if (previousKth == 0 && j.K < poolSize)
             {
-                // Fewer than k candidates. With a zero floor they are every non-zero score, so the rest
-                // of the k are the lowest-index zeros; otherwise the whole pool is ranked.
-                count = previousKth == 0 && j.K < poolSize
-                    ? TopKSelection.TakeNonZeroAndFirstZeros(new ReadOnlySpan<int>(candidateIndices, candidates.Count), j.K - candidates.Count, chosen)
-                    : TopKSelection.Select(scores, j.K, chosen, scratch);
-                kth = float.MaxValue;
-                for (int i = 0; i < count; i++) kth = MathF.Min(kth, pScores[chosen[i]]);
+                // Fewer than k candidates on a zero floor: they are every non-zero score, so the rest of
+                // the k are the lowest-index zeros.
+                count = TopKSelection.MergeNonZeroWithFirstZeros(new ReadOnlySpan<int>(candidateIndices, candidates.Count), j.K - candidates.Count, chosen);
+                kth = 0;
             }
+            else count = TopKSelection.Select(scores, j.K, chosen, out kth);
         }
         self._nonZeroByUnit[u] = nonZero;
-        self._previousKthScore[u] = count == 0 ? 0 : kth;
+        self._previousKthScore[u] = kth;
         self.Store(ref j, u, 0, chosen[..count], positionBase: 0);
     }
 
@@ -392,7 +387,7 @@ public sealed unsafe class GradientSparsifier
             long offset = ((long)n * j.Units + u) * j.Plane;
             fixed (float* pScores = scores)
                 nonZero += ScoreRow(j.Dy + offset, j.UseRunning ? j.Running + offset : null, pScores, j.Plane, j.Decay, null, 0);
-            int count = TopKSelection.Select(scores, j.K, chosen, self._scores[worker].AsSpan(j.Plane));
+            int count = TopKSelection.Select(scores, j.K, chosen);
             slot = self.Store(ref j, u, slot, chosen[..count], positionBase: n * j.Plane);
         }
         self._nonZeroByUnit[u] = nonZero;
@@ -421,7 +416,7 @@ public sealed unsafe class GradientSparsifier
         }
         self._nonZeroByUnit[u] = nonZero;
         var chosen = self._chosen[worker].AsSpan();
-        int count = TopKSelection.Select(scores, j.K, chosen, self._scores[worker].AsSpan(j.Plane));
+        int count = TopKSelection.Select(scores, j.K, chosen);
         int slot = 0;
         for (int n = 0; n < j.N; n++) slot = self.Store(ref j, u, slot, chosen[..count], positionBase: n * j.Plane);
     }
@@ -435,11 +430,18 @@ public sealed unsafe class GradientSparsifier
         int baseSlot = u * j.Capacity;
         var positions = Result.Positions;
         var values = Result.Values;
+        // Positions ascend, so the example n (and the offset of its row of dy) only moves forward.
+        int n = 0;
+        long rowOffset = (long)u * j.Plane;
         foreach (int c in chosen)
         {
             int position = positionBase + c;
-            int n = position / j.Plane, p = position - n * j.Plane;
-            float value = j.Dy[((long)n * j.Units + u) * j.Plane + p];
+            while (position >= (n + 1) * j.Plane)
+            {
+                n++;
+                rowOffset += (long)(j.Units - 1) * j.Plane;
+            }
+            float value = j.Dy[rowOffset + position];
             if (value == 0) continue;
             positions[baseSlot + slot] = position;
             values[baseSlot + slot] = value;
@@ -461,7 +463,7 @@ public sealed unsafe class GradientSparsifier
         {
             long offset = (long)n * j.Units;
             for (int u = 0; u < j.Units; u++) scores[u] = Score(ref j, offset + u);
-            int count = TopKSelection.Select(scores, k, chosen, _scores[0].AsSpan(j.Units));
+            int count = TopKSelection.Select(scores, k, chosen);
             AppendRow(ref j, n, chosen[..count]);
         }
     }
@@ -489,7 +491,7 @@ public sealed unsafe class GradientSparsifier
                 for (int u = 0; u < j.Units; u++) scores[u] += Score(ref j, (long)n * j.Units + u);
         }
         var chosen = _chosen[0].AsSpan();
-        int count = TopKSelection.Select(scores, k, chosen, _scores[0]);
+        int count = TopKSelection.Select(scores, k, chosen);
         for (int n = 0; n < j.N; n++) AppendRow(ref j, n, chosen[..count]);
     }
 

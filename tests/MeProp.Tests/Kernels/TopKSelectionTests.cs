@@ -4,12 +4,12 @@ using MeProp.Tensors;
 namespace MeProp.Tests.Kernels;
 
 /// <summary>
-/// TopKSelection (quickselect) against its twin TopKSelectionReference (full sort by score descending,
+/// TopKSelection (bisection on the bit pattern) against its twin TopKSelectionReference (full sort by score descending,
 /// index ascending). Exact equality: the chosen set is defined, ties included (lowest index wins).
 /// </summary>
 public class TopKSelectionTests
 {
-    private enum PoolKind { Uniform, FewLevels, TwoLevels, AllEqual, AllZero, Sorted, Reversed, SortedWithTies, NearlyEqual, MostlyZero, ZerosAndDenormals }
+    private enum PoolKind { Uniform, FewLevels, TwoLevels, AllEqual, AllZero, Sorted, Reversed, SortedWithTies, NearlyEqual, MostlyZero, ZerosAndDenormals, ManyOctaves }
 
     private static float[] Pool(Rng rng, int n, PoolKind kind)
     {
@@ -31,6 +31,8 @@ public class TopKSelectionTests
                 PoolKind.Reversed => n - i,
                 PoolKind.SortedWithTies => i / 3,
                 // Neighbouring floats: differences of one ulp must still order the scores.
+                // Magnitudes over some forty octaves, as gradients have: the bisection takes many steps.
+                PoolKind.ManyOctaves => MathF.Exp(rng.NextUniform(-25f, 3f)),
                 PoolKind.NearlyEqual => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(1f) + rng.NextInt(3)),
                 _ => throw new ArgumentOutOfRangeException(nameof(kind)),
             };
@@ -48,9 +50,8 @@ public class TopKSelectionTests
 
         // The chosen span is exactly as long as the result, so any write past it throws.
         var chosen = new int[expectedCount];
-        var scratch = new float[TopKSelection.ScratchLength(n)];
         var before = (float[])scores.Clone();
-        int count = TopKSelection.Select(scores, k, chosen, scratch);
+        int count = TopKSelection.Select(scores, k, chosen);
         Assert.True(count == expectedCount, $"{what}: returned {count}, expected {expectedCount}");
         Assert.True(expected.AsSpan().SequenceEqual(chosen), $"{what}: chose [{string.Join(",", chosen)}], reference [{string.Join(",", expected)}]");
         Assert.Equal(before, scores);
@@ -115,18 +116,17 @@ public class TopKSelectionTests
     }
 
     [Fact]
-    public void ScratchLargerThanPoolAndReusedAcrossCalls()
+    public void ChosenBufferLargerThanPoolAndReusedAcrossCalls()
     {
-        // A layer reuses one scratch buffer, longer than the pool and full of stale values.
+        // A layer reuses one buffer for the chosen indices, longer than the pool and full of stale values.
         var rng = new Rng(5);
-        var scratch = new float[TopKSelection.ScratchLength(500)];
         var chosen = new int[500];
         for (int trial = 0; trial < 200; trial++)
         {
             int n = 1 + rng.NextInt(300);
             var scores = Pool(rng, n, (PoolKind)rng.NextInt(Enum.GetValues<PoolKind>().Length));
             int k = rng.NextInt(n + 1);
-            int count = TopKSelection.Select(scores, k, chosen, scratch);
+            int count = TopKSelection.Select(scores, k, chosen);
             Assert.Equal(TopKSelectionReference.Select(scores, k), chosen[..count]);
         }
     }
@@ -140,7 +140,7 @@ public class TopKSelectionTests
         Assert.Equal(new[] { 0, 1, 4 }, TopKSelectionReference.Select(scores, 3));
         Assert.Equal(new[] { 0, 1, 2, 4 }, TopKSelectionReference.Select(scores, 4));
         var chosen = new int[4];
-        Assert.Equal(4, TopKSelection.Select(scores, 4, chosen, new float[TopKSelection.ScratchLength(6)]));
+        Assert.Equal(4, TopKSelection.Select(scores, 4, chosen));
         Assert.Equal(new[] { 0, 1, 2, 4 }, chosen);
     }
 }
