@@ -10,8 +10,9 @@ namespace MeProp.Bench;
 /// meProp backward of one layer against its dense GEMMs (the baseline of each category, so the Ratio
 /// column reads sparse/dense directly).
 /// conv2: x [10, 32, 14, 14], 64 channels, 5x5 pad 2, so dY [10, 64, 14, 14], cols [1960, 800].
-///   Sparse = per-channel Sparsify + ConvWeightGradient (dW, db) + ConvInputGradient (dx), both on
-///   zero-padded channels-last buffers as the layer uses them (layout copies not included).
+///   Sparse = per-channel Sparsify + ConvGradients (dW, db and dx in one run), from the zero-padded
+///   channels-last input and weight as the layer uses them (those two layout copies not included;
+///   dx comes out in NCHW).
 ///   Dense  = GEMM dW += dY^T·cols and GEMM dcols = dY·W (col2im not included).
 /// fc1: x [10, 3136], 1024 outputs, dY [10, 1024].
 ///   Sparse = per-example Sparsify + WeightGradient + RowInputGradient. Dense = GEMM dW += dY^T·x, dx = dY·W.
@@ -43,7 +44,7 @@ public class SparseBackwardBenchmarks
 
     // conv2: dY in NCHW (what the sparsifier reads) and as rows [positions, channels] (what the GEMMs read).
     private float[][] _convDy = [], _convDyRows = [];
-    private float[] _cols = [], _convW = [], _convWHwc = [], _convDw = [], _convDb = [], _convXPadded = [], _convDxPadded = [], _dcols = [];
+    private float[] _cols = [], _convW = [], _convWHwc = [], _convDw = [], _convDb = [], _convXPadded = [], _convDx = [], _convDxScratch = [], _dcols = [];
     // fc1
     private float[][] _fcDy = [];
     private float[] _fcX = [], _fcW = [], _fcDw = [], _fcDb = [], _fcDx = [];
@@ -69,7 +70,8 @@ public class SparseBackwardBenchmarks
         _convDw = new float[Conv2Channels * patch];
         _convDb = new float[Conv2Channels];
         _convXPadded = BenchData.Normal(6, SparseBackward.PaddedLength(g));
-        _convDxPadded = new float[SparseBackward.PaddedLength(g)];
+        _convDx = new float[g.N * g.C * g.H * g.W];
+        _convDxScratch = new float[SparseBackward.ScratchLength(g, Threads)];
         _dcols = new float[positions * patch];
         _fcX = BenchData.Normal(4, Batch * Fc1Inputs);
         _fcW = BenchData.Normal(5, Fc1Outputs * Fc1Inputs);
@@ -105,9 +107,7 @@ public class SparseBackwardBenchmarks
         var g = Conv2;
         var pool = _compute.Pool;
         var sparse = _convSparsifier.Sparsify(_convDy[NextStep()], g.N, Conv2Channels, g.OH * g.OW, pool);
-        SparseBackward.ConvWeightGradient(sparse, g, _convXPadded, _convDw, _convDb, pool);
-        _convDxPadded.AsSpan().Clear(); // the layer clears dx before scattering into it
-        SparseBackward.ConvInputGradient(sparse, g, _convWHwc, _convDxPadded, pool);
+        SparseBackward.ConvGradients(sparse, g, _convXPadded, _convDw, _convDb, _convWHwc, _convDx, _convDxScratch, pool);
     }
 
     [Benchmark(Baseline = true), BenchmarkCategory("fc1")]

@@ -17,8 +17,8 @@ public static unsafe class SparseBackward
     private struct Job
     {
         public int* Counts, Positions;
-        public float* Values, X, W, Dw, Db, Dx;
-        public int Capacity, K, Units;
+        public float* Values, X, W, Dw, Db, Dx, Scratch;
+        public int Capacity, K, Units, Workers;
         public ConvGeometry Geometry;
     }
 
@@ -104,33 +104,62 @@ public static unsafe class SparseBackward
     }
 
     /// <summary>
-    /// Convolution input gradient without im2col: for each entry at (n, oh, ow) of unit u,
-    /// dx[n, oh·S+kh, ow·S+kw, :] += v·W[u, kh, kw, :]. dx is channels-last and zero-padded,
-    /// [N, H+2P, W+2P, C], so every tap lands inside it (taps on the border fall on padding, which the
-    /// caller crops) and the inner loop needs no bounds checks; the weight is [U, KH, KW, C]. A weight
-    /// slice stays in registers while the unit's entries stream past. dx is added into. Threads split
-    /// the batch (an entry only touches its own image).
+    /// Convolution gradients from the kept entries, without im2col, in one parallel run whose tasks are
+    /// the units (weight gradient) and then the images (input gradient, skipped when
+    /// <paramref name="dx"/> is empty). For an entry v at (n, oh, ow) of unit u:
+    /// dW[u, :, kh, kw] += v·x[n, :, oh·S+kh-P, ow·S+kw-P], db[u] += v, and
+    /// dx[n, :, oh·S+kh-P, ow·S+kw-P] += v·W[u, :, kh, kw].
+    /// Inputs are channels-last so that a tap is a contiguous row of C values: x as a zero-bordered
+    /// [N, H+2P, W+2P, C] batch (every tap lands inside it, so no bounds checks), the weight as
+    /// [U, KH, KW, C]. dW [U, C, KH, KW] and db are added into; dx [N, C, H, W] is overwritten.
+    /// A unit's tap sums stay in registers while its entries stream past. An image's dx is scattered
+    /// into the worker's own zero-bordered image, <paramref name="dxScratch"/> (<see cref="ScratchLength"/>),
+    /// small enough to stay in cache, then cropped into dx. Results do not depend on the thread count.
     /// </summary>
-    public static void ConvInputGradient(SparseGradient g, ConvGeometry geometry, ReadOnlySpan<float> weightHwc, Span<float> dxPaddedNhwc, WorkerPool pool)
+    public static void ConvGradients(SparseGradient g, ConvGeometry geometry, ReadOnlySpan<float> xPaddedNhwc,
+        Span<float> dW, Span<float> db, ReadOnlySpan<float> weightHwc, Span<float> dx, Span<float> dxScratch, WorkerPool pool)
     {
-        if (weightHwc.Length < g.Units * geometry.PatchLength || dxPaddedNhwc.Length < PaddedLength(geometry))
+        bool inputGradient = !dx.IsEmpty;
+        if (xPaddedNhwc.Length < PaddedLength(geometry) || dW.Length < g.Units * geometry.PatchLength || db.Length < g.Units)
+            throw new ArgumentException("sparse conv weight gradient: span too short");
+        if (inputGradient && (weightHwc.Length < g.Units * geometry.PatchLength || dx.Length < geometry.N * geometry.C * geometry.H * geometry.W
+                              || dxScratch.Length < ScratchLength(geometry, pool.ThreadCount)))
             throw new ArgumentException("sparse conv input gradient: span too short");
         fixed (int* counts = g.Counts, positions = g.Positions)
-        fixed (float* values = g.Values, pw = weightHwc, pdx = dxPaddedNhwc)
+        fixed (float* values = g.Values, px = xPaddedNhwc, pdw = dW, pdb = db, pw = weightHwc, pdx = dx, scratch = dxScratch)
         {
-            var job = new Job { Counts = counts, Positions = positions, Values = values, W = pw, Dx = pdx, Capacity = g.Capacity, Units = g.Units, Geometry = geometry };
-            pool.Run(geometry.N, &ConvInputGradientImage, &job);
+            var job = new Job
+            {
+                Counts = counts, Positions = positions, Values = values, X = px, Dw = pdw, Db = pdb, W = pw, Dx = pdx,
+                Scratch = scratch, Workers = pool.ThreadCount, Capacity = g.Capacity, Units = g.Units, Geometry = geometry,
+            };
+            pool.Run(g.Units + (inputGradient ? geometry.N : 0), &ConvGradientTask, &job);
         }
     }
 
     /// <summary>Length of a zero-padded channels-last image batch [N, H+2P, W+2P, C].</summary>
-    public static int PaddedLength(ConvGeometry g) => g.N * (g.H + 2 * g.Padding) * (g.W + 2 * g.Padding) * g.C;
+    public static int PaddedLength(ConvGeometry g) => g.N * PaddedImageLength(g);
 
-    private static void ConvInputGradientImage(void* args, int n)
+    /// <summary>Scratch floats <see cref="ConvGradients"/> needs for the input gradient on a pool of <paramref name="workers"/>.</summary>
+    public static int ScratchLength(ConvGeometry g, int workers) => workers * PaddedImageLength(g);
+
+    private static int PaddedImageLength(ConvGeometry g) => (g.H + 2 * g.Padding) * (g.W + 2 * g.Padding) * g.C;
+
+    private static void ConvGradientTask(void* args, int task)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
+        if (task < j.Units) ConvWeightGradientUnit(ref j, task);
+        else ConvInputGradientImage(ref j, task - j.Units, worker: task % j.Workers);
+    }
+
+    private static void ConvInputGradientImage(ref Job j, int n, int worker)
+    {
         var g = j.Geometry;
-        int plane = g.OH * g.OW, c = g.C, paddedW = g.W + 2 * g.Padding;
+        int plane = g.OH * g.OW, c = g.C, paddedW = g.W + 2 * g.Padding, imageLength = PaddedImageLength(g);
+        float* image = j.Scratch + (long)worker * imageLength;
+        new Span<float>(image, imageLength).Clear();
+        // Origins are decoded for the batch, so this image's origins are offset back to its own start.
+        long imageStart = (long)n * imageLength;
         int first = n * plane, end = first + plane;
         const int chunk = 256;
         long* origin = stackalloc long[chunk];
@@ -144,9 +173,21 @@ public static unsafe class SparseBackward
                 int entries = Math.Min(chunk, hi - e0);
                 float* v = j.Values + start + e0;
                 DecodeOrigins(j.Positions + start + e0, entries, g, origin);
+                for (int e = 0; e < entries; e++) origin[e] -= imageStart;
                 for (int kh = 0; kh < g.KH; kh++)
                 for (int kw = 0; kw < g.KW; kw++)
-                    ScatterTap(j.Dx + (long)(kh * paddedW + kw) * c, origin, v, entries, weight + (kh * g.KW + kw) * c, c);
+                    ScatterTap(image + (long)(kh * paddedW + kw) * c, origin, v, entries, weight + (kh * g.KW + kw) * c, c);
+            }
+        }
+        // Crop the border and turn channels-last into NCHW while the image is in cache.
+        float* dx = j.Dx + (long)n * c * g.H * g.W;
+        for (int ch = 0; ch < c; ch++)
+        {
+            float* dst = dx + (long)ch * g.H * g.W;
+            for (int y = 0; y < g.H; y++)
+            {
+                float* src = image + ((long)(y + g.Padding) * paddedW + g.Padding) * c + ch;
+                for (int x = 0; x < g.W; x++) dst[y * g.W + x] = src[(long)x * c];
             }
         }
     }
@@ -201,57 +242,44 @@ public static unsafe class SparseBackward
             }
     }
 
-    /// <summary>
-    /// Convolution weight gradient without im2col: for each entry at (n, oh, ow) of unit u,
-    /// dW[u, kh, kw, :] += v·x[n, oh·S+kh, ow·S+kw, :] and db[u] += v. x is channels-last with a zero
-    /// border, [N, H+2P, W+2P, C] (small enough to stay in cache, unlike the im2col matrix, and no
-    /// bounds checks); dW is [U, KH, KW, C]. A slice of dW stays in registers while the unit's entries
-    /// stream past. Both are added into. Threads split the units.
-    /// </summary>
-    public static void ConvWeightGradient(SparseGradient g, ConvGeometry geometry, ReadOnlySpan<float> xPaddedNhwc, Span<float> dWHwc, Span<float> db, WorkerPool pool)
+    private static void ConvWeightGradientUnit(ref Job j, int u)
     {
-        if (xPaddedNhwc.Length < PaddedLength(geometry) || dWHwc.Length < g.Units * geometry.PatchLength || db.Length < g.Units)
-            throw new ArgumentException("sparse conv weight gradient: span too short");
-        fixed (int* counts = g.Counts, positions = g.Positions)
-        fixed (float* values = g.Values, px = xPaddedNhwc, pdw = dWHwc, pdb = db)
-        {
-            var job = new Job { Counts = counts, Positions = positions, Values = values, X = px, Dw = pdw, Db = pdb, Capacity = g.Capacity, Units = g.Units, Geometry = geometry };
-            pool.Run(g.Units, &ConvWeightGradientUnit, &job);
-        }
-    }
-
-    private static void ConvWeightGradientUnit(void* args, int u)
-    {
-        ref Job j = ref Unsafe.AsRef<Job>(args);
         var g = j.Geometry;
-        int c = g.C, start = u * j.Capacity, count = j.Counts[u], paddedW = g.W + 2 * g.Padding;
+        int c = g.C, taps = g.KH * g.KW, start = u * j.Capacity, count = j.Counts[u], paddedW = g.W + 2 * g.Padding;
         float* values = j.Values + start;
-        float* dw = j.Dw + (long)u * g.PatchLength;
         float biasSum = 0;
         for (int e = 0; e < count; e++) biasSum += values[e];
         j.Db[u] += biasSum;
+        if (count == 0) return;
         const int chunk = 256;
         long* origin = stackalloc long[chunk];
+        float* tapSums = stackalloc float[c];
+        float* dw = j.Dw + (long)u * g.PatchLength;
         for (int e0 = 0; e0 < count; e0 += chunk)
         {
             int entries = Math.Min(chunk, count - e0);
             DecodeOrigins(j.Positions + start + e0, entries, g, origin);
             for (int kh = 0; kh < g.KH; kh++)
             for (int kw = 0; kw < g.KW; kw++)
-                GatherTap(j.X + (long)(kh * paddedW + kw) * c, origin, values + e0, entries, dw + (kh * g.KW + kw) * c, c);
+            {
+                int tap = kh * g.KW + kw;
+                GatherTap(j.X + (long)(kh * paddedW + kw) * c, origin, values + e0, entries, tapSums, c);
+                // dW is [C, KH, KW] per unit: a tap's channels lie KH·KW apart.
+                for (int ch = 0; ch < c; ch++) dw[ch * taps + tap] += tapSums[ch];
+            }
         }
     }
 
-    /// <summary>w[:c] += Σ_e v[e]·x[origin[e] + :c]; w accumulates in registers, two entries in flight.</summary>
+    /// <summary>sums[:c] = Σ_e v[e]·x[origin[e] + :c]; the sums stay in registers, two entries in flight.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void GatherTap(float* x, long* origin, float* v, int entries, float* w, int c)
+    private static void GatherTap(float* x, long* origin, float* v, int entries, float* sums, int c)
     {
         int ch = 0;
         if (Vector512.IsHardwareAccelerated)
         {
             for (; ch + 32 <= c; ch += 32)
             {
-                Vector512<float> a0 = Vector512.Load(w + ch), a1 = Vector512.Load(w + ch + 16), b0 = default, b1 = default;
+                Vector512<float> a0 = default, a1 = default, b0 = default, b1 = default;
                 int e = 0;
                 for (; e + 2 <= entries; e += 2)
                 {
@@ -270,21 +298,21 @@ public static unsafe class SparseBackward
                     a0 = Vector512.FusedMultiplyAdd(v0, Vector512.Load(s0), a0);
                     a1 = Vector512.FusedMultiplyAdd(v0, Vector512.Load(s0 + 16), a1);
                 }
-                Vector512.Store(a0 + b0, w + ch);
-                Vector512.Store(a1 + b1, w + ch + 16);
+                Vector512.Store(a0 + b0, sums + ch);
+                Vector512.Store(a1 + b1, sums + ch + 16);
             }
             for (; ch + 16 <= c; ch += 16)
             {
-                var a0 = Vector512.Load(w + ch);
+                var a0 = Vector512<float>.Zero;
                 for (int e = 0; e < entries; e++) a0 = Vector512.FusedMultiplyAdd(Vector512.Create(v[e]), Vector512.Load(x + origin[e] + ch), a0);
-                Vector512.Store(a0, w + ch);
+                Vector512.Store(a0, sums + ch);
             }
         }
         for (; ch < c; ch++)
         {
-            float acc = w[ch];
+            float acc = 0;
             for (int e = 0; e < entries; e++) acc = MathF.FusedMultiplyAdd(v[e], x[origin[e] + ch], acc);
-            w[ch] = acc;
+            sums[ch] = acc;
         }
     }
 

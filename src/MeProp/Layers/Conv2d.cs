@@ -24,9 +24,8 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private readonly Tensor _inputGradient = new(0);
     // Scratch of the sparse backward, channels-last and 64-byte aligned (see AlignedBuffer).
     private readonly AlignedBuffer _weightHwc = new();
-    private readonly AlignedBuffer _inputGradientPaddedNhwc = new();
+    private readonly AlignedBuffer _inputGradientScratch = new();
     private readonly AlignedBuffer _inputPaddedNhwc = new();
-    private readonly AlignedBuffer _weightGradientHwc = new();
     private int[] _paddedInputShape = [];
     private Tensor? _input;
     private ConvGeometry _geometry;
@@ -154,44 +153,31 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         int k = g.PatchLength, plane = g.OH * g.OW;
         var sparse = Sparsifier!.Sparsify(outputGradient.Span, g.N, OutChannels, plane, _compute.Pool);
         long kept = sparse.Count;
-        if (InChannels >= 16)
+        BackwardMacs += (ComputeInputGradient ? 2 : 1) * kept * k;
+        if (InChannels < 16 && !ComputeInputGradient)
         {
-            // Wide inputs: read patches from the channels-last, zero-padded input (it stays in cache)
-            // rather than from the im2col rows, which are KH·KW times larger and mostly come from memory.
-            var inputPadded = FillPaddedNhwc(g);
-            var weightGradientHwc = _weightGradientHwc.Span(OutChannels * k);
-            weightGradientHwc.Clear();
-            SparseBackward.ConvWeightGradient(sparse, g, inputPadded, weightGradientHwc, Bias.Gradient.Span, _compute.Pool);
-            fixed (float* hwc = weightGradientHwc, dw = Weight.Gradient.Storage)
-            {
-                // dW [OC, C, KH*KW] += dWhwc [OC, KH*KW, C] transposed.
-                var job = new LayoutJob { Rows = hwc, Nchw = dw, Channels = InChannels, Plane = KernelSize * KernelSize };
-                _compute.Pool.Run(OutChannels, &AddRowsToNchw, &job);
-            }
-        }
-        else
-        {
+            // A first layer with few input channels: its im2col rows are short and already there.
             SparseBackward.WeightGradient(sparse, _cols.Span, k, Weight.Gradient.Span, Bias.Gradient.Span, _compute.Pool);
+            return null;
         }
-        BackwardMacs += kept * k;
-        if (!ComputeInputGradient) return null;
+        // Read patches from the channels-last, zero-padded input (it stays in cache) rather than from
+        // the im2col rows, which are KH·KW times larger and mostly come from memory.
+        var inputPadded = FillPaddedNhwc(g);
+        if (!ComputeInputGradient)
+        {
+            SparseBackward.ConvGradients(sparse, g, inputPadded, Weight.Gradient.Span, Bias.Gradient.Span, [], [], [], _compute.Pool);
+            return null;
+        }
         var weightHwc = _weightHwc.Span(OutChannels * k);
-        var gradientPadded = _inputGradientPaddedNhwc.Span(SparseBackward.PaddedLength(g));
-        gradientPadded.Clear();
-        _inputGradient.Reshape(g.N, g.C, g.H, g.W);
         fixed (float* w = Weight.Value.Storage, whwc = weightHwc)
         {
             // [OC, C, KH*KW] -> [OC, KH*KW, C]: the same transpose as NCHW -> NHWC with OC as the batch.
             var job = new LayoutJob { Rows = whwc, Nchw = w, Channels = InChannels, Plane = KernelSize * KernelSize };
             _compute.Pool.Run(OutChannels, &NchwToRows, &job);
         }
-        SparseBackward.ConvInputGradient(sparse, g, weightHwc, gradientPadded, _compute.Pool);
-        BackwardMacs += kept * k;
-        fixed (float* padded = gradientPadded, nchw = _inputGradient.Storage)
-        {
-            var job = new PaddedJob { Padded = padded, Nchw = nchw, Geometry = g };
-            _compute.Pool.Run(g.N, &PaddedNhwcToNchw, &job);
-        }
+        _inputGradient.Reshape(g.N, g.C, g.H, g.W);
+        var scratch = _inputGradientScratch.Span(SparseBackward.ScratchLength(g, _compute.Threads));
+        SparseBackward.ConvGradients(sparse, g, inputPadded, Weight.Gradient.Span, Bias.Gradient.Span, weightHwc, _inputGradient.Span, scratch, _compute.Pool);
         return _inputGradient;
     }
 
@@ -236,25 +222,6 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         }
     }
 
-    /// <summary>One image: nchw[n, c, y, x] = padded[n, y+P, x+P, c] (the border is dropped).</summary>
-    private static void PaddedNhwcToNchw(void* args, int n)
-    {
-        ref PaddedJob j = ref Unsafe.AsRef<PaddedJob>(args);
-        var g = j.Geometry;
-        int pw = g.W + 2 * g.Padding, c = g.C;
-        float* image = j.Nchw + (long)n * c * g.H * g.W;
-        float* padded = j.Padded + (long)n * (g.H + 2 * g.Padding) * pw * c;
-        for (int ch = 0; ch < c; ch++)
-        {
-            float* dst = image + (long)ch * g.H * g.W;
-            for (int y = 0; y < g.H; y++)
-            {
-                float* src = padded + ((long)(y + g.Padding) * pw + g.Padding) * c + ch;
-                for (int x = 0; x < g.W; x++) dst[y * g.W + x] = src[(long)x * c];
-            }
-        }
-    }
-
     public IEnumerable<(string Name, Tensor Tensor)> StateTensors() => Sparsifier?.StateTensors(Name) ?? [];
 
     public IEnumerable<(string Key, string Value)> StateMetadata() => Sparsifier?.StateMetadata(Name) ?? [];
@@ -292,19 +259,6 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
             float b = j.Bias[c];
             float* dst = image + (long)c * j.Plane;
             for (int p = 0; p < j.Plane; p++) dst[p] = rows[(long)p * j.Channels + c] + b;
-        }
-    }
-
-    /// <summary>One image: nchw[n, c, p] += rows[n*plane + p, c].</summary>
-    private static void AddRowsToNchw(void* args, int n)
-    {
-        ref LayoutJob j = ref Unsafe.AsRef<LayoutJob>(args);
-        float* rows = j.Rows + (long)n * j.Plane * j.Channels;
-        float* image = j.Nchw + (long)n * j.Plane * j.Channels;
-        for (int c = 0; c < j.Channels; c++)
-        {
-            float* dst = image + (long)c * j.Plane;
-            for (int p = 0; p < j.Plane; p++) dst[p] += rows[(long)p * j.Channels + c];
         }
     }
 

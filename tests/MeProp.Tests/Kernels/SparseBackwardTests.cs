@@ -149,11 +149,10 @@ public class SparseBackwardTests
         var rng = new Rng((ulong)(n * 1_000_003 + c * 10007 + h * 101 + w * 11 + units * 7 + kernel * 3 + stride + padding));
         var g = RandomSparse(rng, units, geometry.Positions);
         var weightHwc = TestData.Uniform(rng, units * kernel * kernel * c);
-        var dx0 = TestData.Uniform(rng, n * h * w * c);
         var dense = g.ToDenseRows();
 
-        // Direct scatter in float64: dx[n, oy·S-P+kh, ox·S-P+kw, c] += v · W[u, kh, kw, c].
-        var sum = dx0.Select(v => (double)v).ToArray();
+        // Direct scatter in float64: dx[n, c, oy·S-P+kh, ox·S-P+kw] += v · W[u, kh, kw, c].
+        var sum = new double[n * c * h * w];
         var terms = new int[n * h * w];
         for (int i = 0; i < n; i++)
             for (int oy = 0; oy < oh; oy++)
@@ -169,7 +168,7 @@ public class SparseBackwardTests
                                 if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
                                 terms[(i * h + iy) * w + ix]++;
                                 for (int ch = 0; ch < c; ch++)
-                                    sum[((i * h + iy) * w + ix) * c + ch] += v * weightHwc[((u * kernel + kh) * kernel + kw) * c + ch];
+                                    sum[((i * c + ch) * h + iy) * w + ix] += v * weightHwc[((u * kernel + kh) * kernel + kw) * c + ch];
                             }
                     }
         var expected = sum.Select(v => (float)v).ToArray();
@@ -179,9 +178,11 @@ public class SparseBackwardTests
         foreach (int threads in new[] { 1, 3 })
         {
             using var pool = new WorkerPool(threads);
-            var padded = Pad(geometry, dx0);
-            SparseBackward.ConvInputGradient(g, geometry, weightHwc, padded, pool);
-            var dx = Crop(geometry, padded);
+            // dx is overwritten and the scratch reused, so both start full of stale values.
+            var dx = TestData.Uniform(rng, n * c * h * w);
+            var scratch = TestData.Uniform(rng, SparseBackward.ScratchLength(geometry, threads));
+            var dw = new float[units * kernel * kernel * c];
+            SparseBackward.ConvGradients(g, geometry, new float[SparseBackward.PaddedLength(geometry)], dw, new float[units], weightHwc, dx, scratch, pool);
             TestData.AssertClose(expected, dx, Tolerance(maxTerms), 1e-6, $"dx threads {threads}");
             if (first is null) first = dx;
             else Assert.Equal(first, dx);
@@ -197,11 +198,11 @@ public class SparseBackwardTests
         var rng = new Rng((ulong)(n * 7_000_003 + c * 1009 + h * 131 + w * 17 + units * 5 + kernel * 3 + stride + padding));
         var g = RandomSparse(rng, units, geometry.Positions);
         var xNhwc = TestData.Uniform(rng, n * h * w * c);
-        var dw0 = TestData.Uniform(rng, units * kernel * kernel * c);
+        var dw0 = TestData.Uniform(rng, units * c * kernel * kernel);
         var db0 = TestData.Uniform(rng, units);
         var dense = g.ToDenseRows();
 
-        // Direct gather in float64: dW[u, kh, kw, c] += v · x[n, oy·S-P+kh, ox·S-P+kw, c]; db[u] += v.
+        // Direct gather in float64: dW[u, c, kh, kw] += v · x[n, oy·S-P+kh, ox·S-P+kw, c]; db[u] += v.
         var dwSum = dw0.Select(v => (double)v).ToArray();
         var dbSum = db0.Select(v => (double)v).ToArray();
         var terms = new int[units];
@@ -220,7 +221,7 @@ public class SparseBackwardTests
                                 int iy = oy * stride - padding + kh, ix = ox * stride - padding + kw;
                                 if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
                                 for (int ch = 0; ch < c; ch++)
-                                    dwSum[((u * kernel + kh) * kernel + kw) * c + ch] += v * xNhwc[((i * h + iy) * w + ix) * c + ch];
+                                    dwSum[((u * c + ch) * kernel + kh) * kernel + kw] += v * xNhwc[((i * h + iy) * w + ix) * c + ch];
                             }
                     }
         int maxTerms = terms.Max();
@@ -230,11 +231,16 @@ public class SparseBackwardTests
             using var pool = new WorkerPool(threads);
             var dw = (float[])dw0.Clone();
             var db = (float[])db0.Clone();
-            SparseBackward.ConvWeightGradient(g, geometry, Pad(geometry, xNhwc), dw, db, pool);
+            SparseBackward.ConvGradients(g, geometry, Pad(geometry, xNhwc), dw, db, [], [], [], pool);
             TestData.AssertClose(dwSum.Select(v => (float)v).ToArray(), dw, Tolerance(maxTerms), 1e-6, $"dW threads {threads}");
             TestData.AssertClose(dbSum.Select(v => (float)v).ToArray(), db, Tolerance(maxTerms), 1e-6, $"db threads {threads}");
             if (first is null) first = dw;
             else Assert.Equal(first, dw);
+            // With the input gradient in the same run, the weight gradient is the same to the bit.
+            var dwBoth = (float[])dw0.Clone();
+            SparseBackward.ConvGradients(g, geometry, Pad(geometry, xNhwc), dwBoth, (float[])db0.Clone(), new float[units * geometry.PatchLength],
+                new float[n * c * h * w], new float[SparseBackward.ScratchLength(geometry, threads)], pool);
+            Assert.Equal(dw, dwBoth);
         }
     }
 
@@ -251,24 +257,10 @@ public class SparseBackwardTests
         return padded;
     }
 
-    /// <summary>The inside of a zero-bordered batch, as [N, H, W, C].</summary>
-    private static float[] Crop(ConvGeometry g, float[] padded)
-    {
-        int ph = g.H + 2 * g.Padding, pw = g.W + 2 * g.Padding;
-        var nhwc = new float[g.N * g.H * g.W * g.C];
-        for (int i = 0; i < g.N; i++)
-            for (int y = 0; y < g.H; y++)
-                for (int x = 0; x < g.W; x++)
-                    for (int ch = 0; ch < g.C; ch++)
-                        nhwc[((i * g.H + y) * g.W + x) * g.C + ch] = padded[((i * ph + y + g.Padding) * pw + x + g.Padding) * g.C + ch];
-        return nhwc;
-    }
-
     [Fact]
     public void ConvInputGradientAgreesWithCol2ImOfDenseProduct()
     {
-        // A second, independent oracle: dcols = dense rows · W (weight as [U, C·KH·KW]) then col2im,
-        // transposed from NCHW to NHWC.
+        // A second, independent oracle: dcols = dense rows · W (weight as [U, C·KH·KW]) then col2im.
         var geometry = new ConvGeometry(2, 3, 9, 7, 3, 3, 2, 1);
         int units = 5, k = geometry.PatchLength, positions = geometry.Positions;
         var rng = new Rng(99);
@@ -291,17 +283,10 @@ public class SparseBackwardTests
         using var pool = new WorkerPool(2);
         var nchw = new float[geometry.N * geometry.C * geometry.H * geometry.W];
         Im2Col.Backward(geometry, dcols, nchw, pool);
-        var expected = new float[nchw.Length];
-        int plane = geometry.H * geometry.W;
-        for (int i = 0; i < geometry.N; i++)
-            for (int ch = 0; ch < geometry.C; ch++)
-                for (int p = 0; p < plane; p++)
-                    expected[(i * plane + p) * geometry.C + ch] = nchw[(i * geometry.C + ch) * plane + p];
-
-        var padded = new float[SparseBackward.PaddedLength(geometry)];
-        SparseBackward.ConvInputGradient(g, geometry, weightHwc, padded, pool);
-        var dx = Crop(geometry, padded);
-        TestData.AssertClose(expected, dx, 1e-5, 1e-5, "sparse dx vs col2im");
+        var dx = new float[nchw.Length];
+        SparseBackward.ConvGradients(g, geometry, new float[SparseBackward.PaddedLength(geometry)], new float[units * k], new float[units],
+            weightHwc, dx, new float[SparseBackward.ScratchLength(geometry, pool.ThreadCount)], pool);
+        TestData.AssertClose(nchw, dx, 1e-5, 1e-5, "sparse dx vs col2im");
     }
 
     [Fact]
@@ -318,8 +303,13 @@ public class SparseBackwardTests
         Assert.Throws<ArgumentException>(() => SparseBackward.RowInputGradient(g, new float[3 * k], k, new float[4 * k - 1], pool));
         var geometry = new ConvGeometry(1, 2, 2, 2, 1, 1, 1, 0);
         var conv = RandomSparse(rng, 3, geometry.Positions);
-        Assert.Throws<ArgumentException>(() => SparseBackward.ConvInputGradient(conv, geometry, new float[3 * 2 - 1], new float[8], pool));
-        Assert.Throws<ArgumentException>(() => SparseBackward.ConvInputGradient(conv, geometry, new float[3 * 2], new float[7], pool));
+        // Geometry [1, 2, 2, 2], 1x1 kernel: x padded and dx 8 floats, weight and dW 3·2, db 3, scratch 8 a worker.
+        Assert.Throws<ArgumentException>(() => SparseBackward.ConvGradients(conv, geometry, new float[7], new float[6], new float[3], [], [], [], pool));
+        Assert.Throws<ArgumentException>(() => SparseBackward.ConvGradients(conv, geometry, new float[8], new float[5], new float[3], [], [], [], pool));
+        Assert.Throws<ArgumentException>(() => SparseBackward.ConvGradients(conv, geometry, new float[8], new float[6], new float[2], [], [], [], pool));
+        Assert.Throws<ArgumentException>(() => SparseBackward.ConvGradients(conv, geometry, new float[8], new float[6], new float[3], new float[5], new float[8], new float[8], pool));
+        Assert.Throws<ArgumentException>(() => SparseBackward.ConvGradients(conv, geometry, new float[8], new float[6], new float[3], new float[6], new float[7], new float[8], pool));
+        Assert.Throws<ArgumentException>(() => SparseBackward.ConvGradients(conv, geometry, new float[8], new float[6], new float[3], new float[6], new float[8], new float[7], pool));
     }
 
     [Fact]
