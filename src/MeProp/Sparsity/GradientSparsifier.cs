@@ -262,7 +262,7 @@ public sealed unsafe class GradientSparsifier
 
     /// <summary>
     /// scores[i] = |dy[i]|, or with a running gradient run[i] = decay·run[i] + (1-decay)·|dy[i]| and
-    /// scores[i] = run[i]; returns how many dy[i] are non-zero. With <paramref name="candidates"/>, every
+    /// scores[i] = run[i] (scores may be null: not stored); returns how many dy[i] are non-zero. With <paramref name="candidates"/>, every
     /// i whose score reaches the floor is appended as (indexBase + i, score), in index order. Scores are
     /// non-negative, so comparing their bit patterns as integers orders them like the floats (and stays
     /// clear of the slow subnormal float paths). SIMD, as it touches every entry of dL/dy.
@@ -278,10 +278,11 @@ public sealed unsafe class GradientSparsifier
             var vKeep = Vector512.Create(keep);
             var vTiny = Vector512.Create(Tiny);
             var vFloor = Vector512.Create(candidates != null ? candidates->FloorBits : 0);
+            var zeroLanes = Vector512<int>.Zero;
             for (; i + 16 <= length; i += 16)
             {
                 var v = Vector512.Load(dy + i);
-                nonZero += 16 - BitOperations.PopCount(Vector512.Equals(v, Vector512<float>.Zero).ExtractMostSignificantBits());
+                zeroLanes -= Vector512.Equals(v, Vector512<float>.Zero).AsInt32();
                 var magnitude = Vector512.Abs(v);
                 if (running != null)
                 {
@@ -289,7 +290,7 @@ public sealed unsafe class GradientSparsifier
                     magnitude = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(magnitude, vTiny), magnitude, Vector512<float>.Zero);
                     Vector512.Store(magnitude, running + i);
                 }
-                Vector512.Store(magnitude, scores + i);
+                if (scores != null) Vector512.Store(magnitude, scores + i);
                 if (candidates != null)
                 {
                     // Compressed in registers and stored whole: the buffers have a vector of slack, and
@@ -301,6 +302,7 @@ public sealed unsafe class GradientSparsifier
                     candidates->Count += BitOperations.PopCount(isCandidate.ExtractMostSignificantBits());
                 }
             }
+            nonZero = i - Vector512.Sum(zeroLanes);
         }
         for (; i < length; i++)
         {
@@ -312,7 +314,7 @@ public sealed unsafe class GradientSparsifier
                 magnitude = FlushTiny(MathF.FusedMultiplyAdd(decay, running[i], keep * magnitude));
                 running[i] = magnitude;
             }
-            scores[i] = magnitude;
+            if (scores != null) scores[i] = magnitude;
             if (candidates != null && BitConverter.SingleToInt32Bits(magnitude) >= candidates->FloorBits)
             {
                 candidates->Indices[candidates->Count] = indexBase + i;
@@ -341,7 +343,7 @@ public sealed unsafe class GradientSparsifier
         long nonZero = 0;
         int count;
         float kth;
-        fixed (float* pScores = scores, candidateScores = self._candidateScores[worker])
+        fixed (float* candidateScores = self._candidateScores[worker])
         fixed (int* candidateIndices = self._candidateIndices[worker])
         {
             var candidates = new Candidates
@@ -352,7 +354,7 @@ public sealed unsafe class GradientSparsifier
             for (int n = 0; n < j.N; n++)
             {
                 long offset = ((long)n * j.Units + u) * j.Plane;
-                nonZero += ScoreRow(j.Dy + offset, j.UseRunning ? j.Running + offset : null, pScores + n * j.Plane, j.Plane, j.Decay, &candidates, n * j.Plane);
+                nonZero += ScoreRow(j.Dy + offset, j.UseRunning ? j.Running + offset : null, null, j.Plane, j.Decay, &candidates, n * j.Plane);
             }
             if (candidates.Count >= j.K && j.K < poolSize)
             {
@@ -366,7 +368,19 @@ public sealed unsafe class GradientSparsifier
                 count = TopKSelection.MergeNonZeroWithFirstZeros(new ReadOnlySpan<int>(candidateIndices, candidates.Count), j.K - candidates.Count, chosen);
                 kth = 0;
             }
-            else count = TopKSelection.Select(scores, j.K, chosen, out kth);
+            else
+            {
+                // The scores were not kept (it is rare to get here): gather them again, |dy| or the
+                // running averages just updated.
+                for (int n = 0; n < j.N; n++)
+                {
+                    long offset = ((long)n * j.Units + u) * j.Plane;
+                    var row = new ReadOnlySpan<float>((j.UseRunning ? j.Running : j.Dy) + offset, j.Plane);
+                    if (j.UseRunning) row.CopyTo(scores.Slice(n * j.Plane, j.Plane));
+                    else System.Numerics.Tensors.TensorPrimitives.Abs(row, scores.Slice(n * j.Plane, j.Plane));
+                }
+                count = TopKSelection.Select(scores, j.K, chosen, out kth);
+            }
         }
         self._nonZeroByUnit[u] = nonZero;
         self._previousKthScore[u] = kth;

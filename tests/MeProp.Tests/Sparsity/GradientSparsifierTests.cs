@@ -207,11 +207,12 @@ public class GradientSparsifierTests
         // Each step's candidates are cut at half the previous step's k-th score: a gradient a thousand
         // times smaller leaves fewer than k candidates (the whole pool is ranked), one a thousand times
         // larger makes every entry a candidate, an all-zero one and a mostly-zero one (fewer non-zero
-        // entries than k) take the zero-floor path, and decay keeps old scores alive through them.
+        // entries than k) take the zero-floor path, and decay keeps old scores alive through them (at
+        // decay 1/4 the all-zero step leaves fewer than k candidates, so the running averages are ranked).
         var rng = new Rng(77);
         int n = 3, units = 5, plane = 49;
         float[] scales = [1, 1f / 1024, 1024, 0, 1, 1]; // powers of two keep the running average exact
-        foreach (double decay in new[] { 0.0, 0.5 })
+        foreach (double decay in new[] { 0.0, 0.5, 0.25 })
             foreach (int threads in ThreadCounts)
             {
                 using var pool = new WorkerPool(threads);
