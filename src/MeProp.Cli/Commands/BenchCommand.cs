@@ -70,20 +70,31 @@ internal static class BenchCommand
         return command;
     }
 
-    /// <summary>Steps taken by one configuration before the next one's turn.</summary>
+    /// <summary>Timed steps taken by one configuration before the next one's turn.</summary>
     private const int StepsPerBlock = 10;
 
     /// <summary>
-    /// Runs the configurations on one pool, taking turns every <see cref="StepsPerBlock"/> steps (warm-up
-    /// first, in turn too), so that all of them see the same drift of the machine's speed.
+    /// Untimed steps at the start of each turn: another configuration's weights and optimizer state
+    /// (about 55 MB each) have just pushed this one's out of the caches, where in training they stay.
+    /// </summary>
+    private const int RewarmSteps = 3;
+
+    /// <summary>
+    /// Runs the configurations on one pool, taking turns every <see cref="StepsPerBlock"/> timed steps
+    /// (warm-up first, in turn too), so that all of them see the same drift of the machine's speed.
     /// </summary>
     private static IEnumerable<StepRecord> RunInterleaved(List<StepConfig> configs, int threads, int steps, int warmup, ulong seed)
     {
         using var compute = new ComputeContext(threads);
         var benches = configs.Select(c => new StepBenchmark(c, compute, seed, steps)).ToArray();
-        foreach (var (total, timed) in new[] { (warmup, false), (steps, true) })
-            for (int done = 0; done < total; done += StepsPerBlock)
-                foreach (var bench in benches) bench.RunSteps(Math.Min(StepsPerBlock, total - done), timed);
+        for (int done = 0; done < warmup; done += StepsPerBlock)
+            foreach (var bench in benches) bench.RunSteps(Math.Min(StepsPerBlock, warmup - done), timed: false);
+        for (int done = 0; done < steps; done += StepsPerBlock)
+            foreach (var bench in benches)
+            {
+                bench.RunSteps(RewarmSteps, timed: false);
+                bench.RunSteps(Math.Min(StepsPerBlock, steps - done), timed: true);
+            }
         return benches.Select(b => b.Record()).ToArray();
     }
 
