@@ -157,7 +157,7 @@ public readonly unsafe struct AdamStep(float beta1, float beta2, float stepSize,
     /// after an epoch or so, and arithmetic on subnormals is about a hundred times slower on x86. A
     /// moment this small moves its weight by at most about lr·1e-30/ε, which is nothing.
     /// </summary>
-    private const float Tiny = 1e-30f;
+    internal const float Tiny = 1e-30f;
 
     public float Beta1 { get; } = beta1;
     public float Beta2 { get; } = beta2;
@@ -174,37 +174,56 @@ public readonly unsafe struct AdamStep(float beta1, float beta2, float stepSize,
     /// </summary>
     public void Apply(float* p, float* g, float* m, float* v, int length, bool clearGradient)
     {
-        float b1 = Beta1, b2 = Beta2, c1 = 1 - b1, c2 = 1 - b2;
+        var vectors = new AdamStepVectors(this);
         int i = 0;
         int width = Vector<float>.Count;
-        var vb1 = new Vector<float>(b1); var vb2 = new Vector<float>(b2);
-        var vc1 = new Vector<float>(c1); var vc2 = new Vector<float>(c2);
-        var vStep = new Vector<float>(StepSize); var vRoot = new Vector<float>(InverseRootBias2); var vEps = new Vector<float>(Epsilon);
-        var vTiny = new Vector<float>(Tiny);
         for (; i + width <= length; i += width)
         {
-            var gi = Vector.Load(g + i);
-            var mi = vb1 * Vector.Load(m + i) + vc1 * gi;
-            var vi = vb2 * Vector.Load(v + i) + vc2 * gi * gi;
-            mi = Vector.ConditionalSelect(Vector.LessThan(Vector.Abs(mi), vTiny), Vector<float>.Zero, mi);
-            vi = Vector.ConditionalSelect(Vector.LessThan(vi, vTiny), Vector<float>.Zero, vi);
-            var pi = Vector.Load(p + i) - vStep * mi / (Vector.SquareRoot(vi) * vRoot + vEps);
-            Vector.Store(mi, m + i);
-            Vector.Store(vi, v + i);
-            Vector.Store(pi, p + i);
+            vectors.Apply(Vector.Load(g + i), p + i, m + i, v + i);
             if (clearGradient) Vector.Store(Vector<float>.Zero, g + i);
         }
         for (; i < length; i++)
         {
-            float gi = g[i];
-            float mi = b1 * m[i] + c1 * gi;
-            float vi = b2 * v[i] + c2 * gi * gi;
-            if (MathF.Abs(mi) < Tiny) mi = 0;
-            if (vi < Tiny) vi = 0;
-            m[i] = mi;
-            v[i] = vi;
-            p[i] -= StepSize * mi / (MathF.Sqrt(vi) * InverseRootBias2 + Epsilon);
+            Apply(g[i], p + i, m + i, v + i);
             if (clearGradient) g[i] = 0;
         }
+    }
+
+    /// <summary>Updates one value *p and its moments *m, *v from gradient g.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Apply(float g, float* p, float* m, float* v)
+    {
+        float mi = Beta1 * *m + (1 - Beta1) * g;
+        float vi = Beta2 * *v + (1 - Beta2) * g * g;
+        if (MathF.Abs(mi) < Tiny) mi = 0;
+        if (vi < Tiny) vi = 0;
+        *m = mi;
+        *v = vi;
+        *p -= StepSize * mi / (MathF.Sqrt(vi) * InverseRootBias2 + Epsilon);
+    }
+}
+
+/// <summary>
+/// An <see cref="AdamStep"/>'s constants broadcast to SIMD vectors once, for kernels that update a
+/// vector at a time (made once per task, not per vector).
+/// </summary>
+public readonly struct AdamStepVectors(AdamStep step)
+{
+    private readonly Vector<float> _beta1 = new(step.Beta1), _beta2 = new(step.Beta2);
+    private readonly Vector<float> _oneMinusBeta1 = new(1 - step.Beta1), _oneMinusBeta2 = new(1 - step.Beta2);
+    private readonly Vector<float> _stepSize = new(step.StepSize), _inverseRootBias2 = new(step.InverseRootBias2);
+    private readonly Vector<float> _epsilon = new(step.Epsilon), _tiny = new(AdamStep.Tiny);
+
+    /// <summary>Updates Vector&lt;float&gt;.Count values at p and their moments at m, v from gradient g (as <see cref="AdamStep.Apply(float, float*, float*, float*)"/> per lane).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public unsafe void Apply(Vector<float> g, float* p, float* m, float* v)
+    {
+        var mi = _beta1 * Vector.Load(m) + _oneMinusBeta1 * g;
+        var vi = _beta2 * Vector.Load(v) + _oneMinusBeta2 * g * g;
+        mi = Vector.ConditionalSelect(Vector.LessThan(Vector.Abs(mi), _tiny), Vector<float>.Zero, mi);
+        vi = Vector.ConditionalSelect(Vector.LessThan(vi, _tiny), Vector<float>.Zero, vi);
+        Vector.Store(mi, m);
+        Vector.Store(vi, v);
+        Vector.Store(Vector.Load(p) - _stepSize * mi / (Vector.SquareRoot(vi) * _inverseRootBias2 + _epsilon), p);
     }
 }
