@@ -9,9 +9,10 @@ namespace MeProp.Kernels;
 /// <summary>
 /// Dense backward of a linear layer fused with Adam's update of its weight: dW = dYᵀ · X, dX = dY · W
 /// (the weights before the update) and Adam's step on W, m, v from dW, in one pass: each vector of dW
-/// is applied as soon as it is summed, in registers, so dW never exists in memory. Adam is bound by
-/// its square root and division (about 1.5 cycles a weight), so the products' FMAs run beside them
-/// almost for free, and W is read once for dX and the update.
+/// is applied as soon as it is summed, in registers, so dW never exists in memory. Adam alone is
+/// bound by its square root and division (its own pass over fc1 costs about as much on one core as
+/// the dW product), so the products' FMAs partly hide beside them, and W is read once for dX and
+/// the update.
 /// Legend: N batch, O output features (rows of W), I input features; dY [N, O], X [N, I], W, m, v [O, I],
 /// dX [N, I], all row-major.
 /// <para>
