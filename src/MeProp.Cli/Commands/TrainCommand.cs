@@ -37,12 +37,13 @@ internal static class TrainCommand
         var output = new Option<string?>("--out") { Description = "Directory for metrics.jsonl, summary.json and checkpoints" };
         var resume = new Option<string?>("--resume") { Description = "Continue the run in this directory from its last.safetensors (its configuration is used; --epochs may extend it)" };
 
+        var noFusedUpdate = new Option<bool>("--no-fused-update") { Description = "With Adam, update the linear layers in the optimizer's own pass instead of during their backward (same results, slower)" };
         var batchNorm = new Option<bool>("--batch-norm") { Description = "Batch normalization after conv1, conv2 and fc1 (before the nonlinearity)" };
         var mePropOptions = new MePropCliOptions();
 
         var command = new Command("train", "Train a model on MNIST (or any directory of IDX files) and report test accuracy at the best dev epoch")
         {
-            model, activation, hiddenSize, hiddenLayers, batchNorm, epochs, batch, lr, optimizer, momentum, seed, threads, data, devSize, maxTrain, output, resume,
+            model, activation, hiddenSize, hiddenLayers, batchNorm, epochs, batch, lr, optimizer, momentum, seed, threads, data, devSize, maxTrain, output, resume, noFusedUpdate,
         };
         mePropOptions.AddTo(command);
         command.SetAction(parse => CommonOptions.Run(parse, () =>
@@ -60,6 +61,7 @@ internal static class TrainCommand
                 options = Checkpoint.ReadOptions(checkpoint);
                 if (parse.GetResult(epochs) is { Implicit: false }) options = options with { Epochs = parse.GetValue(epochs) };
                 if (parse.GetResult(threads) is { Implicit: false }) options = options with { Threads = parse.GetValue(threads) };
+                if (parse.GetValue(noFusedUpdate)) options = options with { FusedUpdate = false };
                 outDirectory = resumeDirectory;
             }
             else
@@ -83,6 +85,7 @@ internal static class TrainCommand
                     Threads = parse.GetValue(threads),
                     DevSize = parse.GetValue(devSize),
                     MaxTrain = parse.GetValue(maxTrain),
+                    FusedUpdate = !parse.GetValue(noFusedUpdate),
                 };
                 options = mePropOptions.Apply(parse, options);
             }

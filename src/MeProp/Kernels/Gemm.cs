@@ -22,7 +22,7 @@ public sealed unsafe class Gemm
     internal static readonly int MR = Vector512.IsHardwareAccelerated ? 8 : 6;
     /// <summary>Columns of the register tile: two vectors.</summary>
     internal static readonly int NR = Vector512.IsHardwareAccelerated ? 32 : 16;
-    private const int KC = 256;
+    internal const int KC = 256;
     private const int MC = 96; // a multiple of both MR values
     /// <summary>Up to this many rows of C, B is read in place instead of packed.</summary>
     internal const int SmallM = 64;

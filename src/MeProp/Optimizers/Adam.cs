@@ -10,13 +10,24 @@ namespace MeProp.Optimizers;
 /// Adam (Kingma and Ba), in PyTorch's arithmetic: m = β1·m + (1-β1)·g; v = β2·v + (1-β2)·g²;
 /// p -= (lr / (1-β1^t)) · m / (sqrt(v) / sqrt(1-β2^t) + ε). One fused pass per parameter reads p, g,
 /// m, v once, writes p, m, v and zeroes g. Threads split each parameter into fixed chunks.
+/// <para>
+/// A step can also be taken in phases, so that a layer applies the update during its own backward
+/// while each block of its gradient is still in cache (see <see cref="Linear.FusedOptimizer"/>):
+/// <see cref="BeginStep"/>, then backward, in which a layer <see cref="Claim"/>s a parameter and
+/// updates it range by range with <see cref="UpdateRange"/> (or with <see cref="CurrentStep"/> in a
+/// kernel), then <see cref="FinishStep"/>, which updates every parameter not claimed.
+/// <see cref="Update"/> is BeginStep followed by FinishStep.
+/// </para>
 /// </summary>
 public sealed unsafe class Adam : IOptimizer
 {
     private const int Chunk = 1 << 14;
     private readonly IReadOnlyList<Parameter> _parameters;
     private readonly Tensor[] _m, _v;
+    private readonly Dictionary<Parameter, int> _index;
+    private readonly bool[] _claimed;
     private readonly WorkerPool _pool;
+    private AdamStep _step;
 
     public Adam(IReadOnlyList<Parameter> parameters, WorkerPool pool, float learningRate = 1e-3f,
         float beta1 = 0.9f, float beta2 = 0.999f, float epsilon = 1e-8f)
@@ -29,6 +40,8 @@ public sealed unsafe class Adam : IOptimizer
         LearningRate = learningRate; Beta1 = beta1; Beta2 = beta2; Epsilon = epsilon;
         _m = parameters.Select(p => new Tensor(p.Value.ShapeArray())).ToArray();
         _v = parameters.Select(p => new Tensor(p.Value.ShapeArray())).ToArray();
+        _index = parameters.Select((p, i) => (p, i)).ToDictionary(x => x.p, x => x.i);
+        _claimed = new bool[parameters.Count];
     }
 
     public float LearningRate { get; }
@@ -37,63 +50,87 @@ public sealed unsafe class Adam : IOptimizer
     public float Epsilon { get; }
     public long Step { get; private set; }
 
+    /// <summary>True between <see cref="BeginStep"/> and <see cref="FinishStep"/>.</summary>
+    public bool StepInProgress { get; private set; }
+
+    /// <summary>Constants of the step in progress (valid between BeginStep and FinishStep).</summary>
+    public AdamStep CurrentStep => StepInProgress ? _step : throw new InvalidOperationException("Adam: no step in progress");
+
+    public void Update()
+    {
+        BeginStep();
+        FinishStep();
+    }
+
+    /// <summary>Starts step t+1: counts it and fixes its bias-corrected step size.</summary>
+    public void BeginStep()
+    {
+        if (StepInProgress) throw new InvalidOperationException("Adam: BeginStep while a step is in progress");
+        Step++;
+        double bias1 = 1 - Math.Pow(Beta1, Step), bias2 = 1 - Math.Pow(Beta2, Step);
+        _step = new AdamStep(Beta1, Beta2, (float)(LearningRate / bias1), (float)(1 / Math.Sqrt(bias2)), Epsilon);
+        StepInProgress = true;
+    }
+
+    /// <summary>
+    /// Takes over this step's update of <paramref name="parameter"/>: the caller updates all of it
+    /// (through <see cref="UpdateRange"/> or <see cref="CurrentStep"/>) from a gradient it holds, and
+    /// <see cref="FinishStep"/> leaves it alone, its Gradient included. Returns its moments. Call from
+    /// one thread, before updating ranges from several.
+    /// </summary>
+    public (Tensor ExpAvg, Tensor ExpAvgSq) Claim(Parameter parameter)
+    {
+        if (!StepInProgress) throw new InvalidOperationException($"Adam: {parameter.Name} claimed outside a step");
+        if (!_index.TryGetValue(parameter, out int i)) throw new ArgumentException($"Adam: {parameter.Name} is not one of its parameters");
+        _claimed[i] = true;
+        return (_m[i], _v[i]);
+    }
+
+    /// <summary>
+    /// Updates values [offset, offset + gradient.Length) of a claimed parameter from
+    /// <paramref name="gradient"/> (not cleared), with the same arithmetic as <see cref="Update"/>.
+    /// Ranges may be updated from several threads at once if they do not overlap.
+    /// </summary>
+    public void UpdateRange(Parameter parameter, int offset, ReadOnlySpan<float> gradient)
+    {
+        if (!StepInProgress) throw new InvalidOperationException($"Adam: {parameter.Name} updated outside a step");
+        if (!_index.TryGetValue(parameter, out int i) || !_claimed[i]) throw new InvalidOperationException($"Adam: {parameter.Name} updated without being claimed");
+        if ((uint)offset > (uint)parameter.Value.Length || gradient.Length > parameter.Value.Length - offset)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"Adam: range [{offset}, {offset + gradient.Length}) outside {parameter.Name}");
+        fixed (float* pp = parameter.Value.Storage, pg = gradient, pm = _m[i].Storage, pv = _v[i].Storage)
+            _step.Apply(pp + offset, pg, pm + offset, pv + offset, gradient.Length, clearGradient: false);
+    }
+
+    /// <summary>Updates every parameter not claimed in this step, clears their gradients and ends the step.</summary>
+    public void FinishStep()
+    {
+        if (!StepInProgress) throw new InvalidOperationException("Adam: FinishStep without BeginStep");
+        for (int i = 0; i < _parameters.Count; i++)
+        {
+            if (_claimed[i]) continue;
+            var p = _parameters[i];
+            fixed (float* pp = p.Value.Storage, pg = p.Gradient.Storage, pm = _m[i].Storage, pv = _v[i].Storage)
+            {
+                var job = new Job { P = pp, G = pg, M = pm, V = pv, Length = p.Value.Length, Step = _step };
+                _pool.Run((job.Length + Chunk - 1) / Chunk, &UpdateChunk, &job);
+            }
+        }
+        Array.Clear(_claimed);
+        StepInProgress = false;
+    }
+
     private struct Job
     {
         public float* P, G, M, V;
         public int Length;
-        public float Beta1, Beta2, StepSize, InverseRootBias2, Epsilon;
-    }
-
-    public void Update()
-    {
-        Step++;
-        double bias1 = 1 - Math.Pow(Beta1, Step), bias2 = 1 - Math.Pow(Beta2, Step);
-        for (int i = 0; i < _parameters.Count; i++)
-        {
-            var p = _parameters[i];
-            fixed (float* pp = p.Value.Storage, pg = p.Gradient.Storage, pm = _m[i].Storage, pv = _v[i].Storage)
-            {
-                var job = new Job
-                {
-                    P = pp, G = pg, M = pm, V = pv, Length = p.Value.Length, Beta1 = Beta1, Beta2 = Beta2,
-                    StepSize = (float)(LearningRate / bias1), InverseRootBias2 = (float)(1 / Math.Sqrt(bias2)), Epsilon = Epsilon,
-                };
-                _pool.Run((job.Length + Chunk - 1) / Chunk, &UpdateChunk, &job);
-            }
-        }
+        public AdamStep Step;
     }
 
     private static void UpdateChunk(void* args, int chunk)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         int start = chunk * Chunk, end = Math.Min(j.Length, start + Chunk);
-        float b1 = j.Beta1, b2 = j.Beta2, c1 = 1 - b1, c2 = 1 - b2;
-        int i = start;
-        int width = Vector<float>.Count;
-        var vb1 = new Vector<float>(b1); var vb2 = new Vector<float>(b2);
-        var vc1 = new Vector<float>(c1); var vc2 = new Vector<float>(c2);
-        var vStep = new Vector<float>(j.StepSize); var vRoot = new Vector<float>(j.InverseRootBias2); var vEps = new Vector<float>(j.Epsilon);
-        for (; i + width <= end; i += width)
-        {
-            var g = Vector.Load(j.G + i);
-            var m = vb1 * Vector.Load(j.M + i) + vc1 * g;
-            var v = vb2 * Vector.Load(j.V + i) + vc2 * g * g;
-            var p = Vector.Load(j.P + i) - vStep * m / (Vector.SquareRoot(v) * vRoot + vEps);
-            Vector.Store(m, j.M + i);
-            Vector.Store(v, j.V + i);
-            Vector.Store(p, j.P + i);
-            Vector.Store(Vector<float>.Zero, j.G + i);
-        }
-        for (; i < end; i++)
-        {
-            float g = j.G[i];
-            float m = b1 * j.M[i] + c1 * g;
-            float v = b2 * j.V[i] + c2 * g * g;
-            j.M[i] = m;
-            j.V[i] = v;
-            j.P[i] -= j.StepSize * m / (MathF.Sqrt(v) * j.InverseRootBias2 + j.Epsilon);
-            j.G[i] = 0;
-        }
+        j.Step.Apply(j.P + start, j.G + start, j.M + start, j.V + start, end - start, clearGradient: true);
     }
 
     public IEnumerable<(string Name, Tensor State)> State()
@@ -106,4 +143,87 @@ public sealed unsafe class Adam : IOptimizer
     }
 
     public void RestoreStep(long step) => Step = step;
+}
+
+/// <summary>
+/// The constants of one Adam step and its element-wise arithmetic, shared by the optimizer's own pass
+/// and by layers that apply the update during backward, so both give the same bits.
+/// </summary>
+public readonly unsafe struct AdamStep(float beta1, float beta2, float stepSize, float inverseRootBias2, float epsilon)
+{
+    /// <summary>
+    /// Moments smaller than this are stored as zero. Weights whose gradient stays zero (dead ReLUs,
+    /// rows meProp never keeps) decay their moments geometrically (0.9^t, 0.999^t) into subnormal floats
+    /// after an epoch or so, and arithmetic on subnormals is about a hundred times slower on x86. A
+    /// moment this small moves its weight by at most about lr·1e-30/ε, which is nothing.
+    /// </summary>
+    internal const float Tiny = 1e-30f;
+
+    public float Beta1 { get; } = beta1;
+    public float Beta2 { get; } = beta2;
+    /// <summary>lr / (1 - β1^t).</summary>
+    public float StepSize { get; } = stepSize;
+    /// <summary>1 / sqrt(1 - β2^t).</summary>
+    public float InverseRootBias2 { get; } = inverseRootBias2;
+    public float Epsilon { get; } = epsilon;
+
+    /// <summary>
+    /// Updates p, m, v [length] from g [length], clearing g when asked. Every operation is a single
+    /// IEEE-rounded one (no FMA), so the SIMD body and the scalar tail give the same bits per element,
+    /// wherever a range starts.
+    /// </summary>
+    public void Apply(float* p, float* g, float* m, float* v, int length, bool clearGradient)
+    {
+        var vectors = new AdamStepVectors(this);
+        int i = 0;
+        int width = Vector<float>.Count;
+        for (; i + width <= length; i += width)
+        {
+            vectors.Apply(Vector.Load(g + i), p + i, m + i, v + i);
+            if (clearGradient) Vector.Store(Vector<float>.Zero, g + i);
+        }
+        for (; i < length; i++)
+        {
+            Apply(g[i], p + i, m + i, v + i);
+            if (clearGradient) g[i] = 0;
+        }
+    }
+
+    /// <summary>Updates one value *p and its moments *m, *v from gradient g.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Apply(float g, float* p, float* m, float* v)
+    {
+        float mi = Beta1 * *m + (1 - Beta1) * g;
+        float vi = Beta2 * *v + (1 - Beta2) * g * g;
+        if (MathF.Abs(mi) < Tiny) mi = 0;
+        if (vi < Tiny) vi = 0;
+        *m = mi;
+        *v = vi;
+        *p -= StepSize * mi / (MathF.Sqrt(vi) * InverseRootBias2 + Epsilon);
+    }
+}
+
+/// <summary>
+/// An <see cref="AdamStep"/>'s constants broadcast to SIMD vectors once, for kernels that update a
+/// vector at a time (made once per task, not per vector).
+/// </summary>
+public readonly struct AdamStepVectors(AdamStep step)
+{
+    private readonly Vector<float> _beta1 = new(step.Beta1), _beta2 = new(step.Beta2);
+    private readonly Vector<float> _oneMinusBeta1 = new(1 - step.Beta1), _oneMinusBeta2 = new(1 - step.Beta2);
+    private readonly Vector<float> _stepSize = new(step.StepSize), _inverseRootBias2 = new(step.InverseRootBias2);
+    private readonly Vector<float> _epsilon = new(step.Epsilon), _tiny = new(AdamStep.Tiny);
+
+    /// <summary>Updates Vector&lt;float&gt;.Count values at p and their moments at m, v from gradient g (as <see cref="AdamStep.Apply(float, float*, float*, float*)"/> per lane).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public unsafe void Apply(Vector<float> g, float* p, float* m, float* v)
+    {
+        var mi = _beta1 * Vector.Load(m) + _oneMinusBeta1 * g;
+        var vi = _beta2 * Vector.Load(v) + _oneMinusBeta2 * g * g;
+        mi = Vector.ConditionalSelect(Vector.LessThan(Vector.Abs(mi), _tiny), Vector<float>.Zero, mi);
+        vi = Vector.ConditionalSelect(Vector.LessThan(vi, _tiny), Vector<float>.Zero, vi);
+        Vector.Store(mi, m);
+        Vector.Store(vi, v);
+        Vector.Store(Vector.Load(p) - _stepSize * mi / (Vector.SquareRoot(vi) * _inverseRootBias2 + _epsilon), p);
+    }
 }

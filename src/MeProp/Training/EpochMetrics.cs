@@ -13,6 +13,7 @@ public sealed record EpochMetrics
     [JsonPropertyName("epoch_seconds")] public double EpochSeconds { get; init; }
     [JsonPropertyName("forward_seconds")] public double ForwardSeconds { get; init; }
     [JsonPropertyName("backward_seconds")] public double BackwardSeconds { get; init; }
+    /// <summary>The optimizer's own pass; with a fused update (TrainOptions.FusedUpdate) the linear layers' share is in their backward.</summary>
     [JsonPropertyName("update_seconds")] public double UpdateSeconds { get; init; }
     [JsonPropertyName("eval_seconds")] public double EvalSeconds { get; init; }
     [JsonPropertyName("backward_seconds_per_layer")] public Dictionary<string, double> BackwardSecondsPerLayer { get; init; } = [];

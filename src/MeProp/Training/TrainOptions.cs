@@ -26,6 +26,12 @@ public sealed record TrainOptions
     public int? MaxTrain { get; init; }
     /// <summary>Batch size for evaluation, which needs no backward and so can be larger.</summary>
     public int EvalBatchSize { get; init; } = 100;
+    /// <summary>
+    /// With Adam, dense linear layers apply the update during their backward (Linear.FusedOptimizer,
+    /// at batches up to Linear.FusedBatchLimit); the results are the same bit for bit, only faster.
+    /// False is `--no-fused-update`.
+    /// </summary>
+    public bool FusedUpdate { get; init; } = true;
 
     /// <summary>meProp top-k ratio in (0, 1]; null trains dense.</summary>
     public double? TopK { get; init; }

@@ -36,6 +36,7 @@ public sealed class Trainer
     private readonly TrainOptions _options;
     private readonly Sequential _model;
     private readonly IOptimizer _optimizer;
+    private readonly Adam? _fusedAdam;
     private readonly ComputeContext _compute;
     private readonly DatasetSplit _split;
     private readonly Dataset _test;
@@ -56,6 +57,11 @@ public sealed class Trainer
         _optimizer = options.Optimizer == "sgd"
             ? new SgdMomentum(_model.Parameters, options.LearningRate, options.Momentum)
             : new Adam(_model.Parameters, compute.Pool, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon);
+        if (_optimizer is Adam adam && options.FusedUpdate)
+        {
+            _fusedAdam = adam;
+            foreach (var linear in _model.Layers.OfType<Linear>()) linear.FusedOptimizer = adam;
+        }
     }
 
     /// <summary>The model of a configuration, with meProp attached to the chosen layers when --topk is set.</summary>
@@ -143,9 +149,12 @@ public sealed class Trainer
             var logits = _model.Forward(images, training: true);
             double loss = _loss.Forward(logits, labels.AsSpan(0, n));
             long t1 = Stopwatch.GetTimestamp();
+            // The step is opened before backward so that fused layers can apply their share of it there.
+            _fusedAdam?.BeginStep();
             _model.Backward(_loss.Gradient);
             long t2 = Stopwatch.GetTimestamp();
-            _optimizer.Update();
+            if (_fusedAdam is not null) _fusedAdam.FinishStep();
+            else _optimizer.Update();
             long t3 = Stopwatch.GetTimestamp();
             forwardTicks += t1 - t0; backwardTicks += t2 - t1; updateTicks += t3 - t2;
             correct += SoftmaxCrossEntropy.CountCorrect(logits, labels.AsSpan(0, n));

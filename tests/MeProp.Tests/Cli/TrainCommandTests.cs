@@ -70,6 +70,34 @@ public class TrainCommandTests
         foreach (string name in a.Names) Assert.True(a.GetFloat32(name).Span.SequenceEqual(b.GetFloat32(name).Span), $"{name} differs after resume");
     }
 
+    /// <summary>
+    /// `--no-fused-update` trains the same bits as the default (Adam fused into the dense linear
+    /// backward, batch 7 ≤ Linear.FusedBatchLimit), and summary.json's config says which ran; a resumed
+    /// run may switch it.
+    /// </summary>
+    [Fact]
+    public void NoFusedUpdateGivesTheSameRunAndIsEchoed()
+    {
+        using var data = TinyData();
+        using var output = new TempDirectory();
+        string fused = Path.Combine(output.Path, "fused"), plain = Path.Combine(output.Path, "plain");
+        string[] model = ["--model", "paper-cnn", "--topk", "0.2", "--decay", "0.5", "--batch-norm"];
+        Assert.Equal(0, Run(Args(data.Path, fused, [.. model, "--epochs", "2"])).Code);
+        Assert.Equal(0, Run(Args(data.Path, plain, [.. model, "--epochs", "1", "--no-fused-update"])).Code);
+        using (var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(plain, Trainer.SummaryFile))))
+            Assert.False(summary.RootElement.GetProperty("config").GetProperty("fused_update").GetBoolean());
+        var resumed = Run("train", "--resume", plain, "--epochs", "2", "--data", data.Path, "--no-fused-update");
+        Assert.True(resumed.Code == 0, resumed.Stderr);
+        using (var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(fused, Trainer.SummaryFile))))
+            Assert.True(summary.RootElement.GetProperty("config").GetProperty("fused_update").GetBoolean());
+
+        Assert.Equal(MetricsWithoutTimes(fused), MetricsWithoutTimes(plain));
+        var a = SafeTensorsFile.Load(Path.Combine(fused, Trainer.LastCheckpoint));
+        var b = SafeTensorsFile.Load(Path.Combine(plain, Trainer.LastCheckpoint));
+        Assert.Equal(a.Names, b.Names);
+        foreach (string name in a.Names) Assert.True(a.GetFloat32(name).Span.SequenceEqual(b.GetFloat32(name).Span), $"{name} differs with --no-fused-update");
+    }
+
     [Fact]
     public void WritesSummaryMetricsAndCheckpointsThatEvalReads()
     {

@@ -114,4 +114,73 @@ public class OptimizerTests
         Assert.Throws<ArgumentException>(() => new SgdMomentum([p], learningRate: -1f));
         Assert.Throws<ArgumentException>(() => new SgdMomentum([p], learningRate: 0.1f, momentum: 1f));
     }
+
+    /// <summary>
+    /// Moments below 1e-30 are stored as zero, in the SIMD body and the scalar tail (length 2·width + 3):
+    /// v of a gradient of 1e-20 (1e-43, subnormal) at once, and m (1e-21) after its 0.9^t decay under
+    /// zero gradients passes 1e-30 (t ≈ 200); without the flush m would still be about 4e-33 at t = 250.
+    /// A moment above the threshold (m = 1e-28) is kept.
+    /// </summary>
+    [Fact]
+    public void Adam_StoresMomentsBelow1em30AsZero()
+    {
+        int length = 2 * System.Numerics.Vector<float>.Count + 3;
+        var tiny = new Parameter("tiny", length);
+        var small = new Parameter("small", length);
+        using var pool = new WorkerPool(1);
+        var adam = new Adam([tiny, small], pool);
+        tiny.Gradient.Span.Fill(1e-20f);
+        small.Gradient.Span.Fill(1e-27f);
+        adam.Update();
+        var state = adam.State().ToDictionary(s => s.Name, s => s.State);
+        Assert.All(state["tiny.exp_avg_sq"].Span.ToArray(), v => Assert.Equal(0f, v));
+        Assert.All(state["tiny.exp_avg"].Span.ToArray(), m => Assert.Equal(0.1f * 1e-20f, m, 1e-27f));
+        Assert.All(state["small.exp_avg"].Span.ToArray(), m => Assert.True(m > 9e-29f, $"m = {m} was flushed"));
+        for (int t = 0; t < 249; t++) adam.Update();
+        Assert.All(state["tiny.exp_avg"].Span.ToArray(), m => Assert.Equal(0f, m));
+        Assert.All(state["small.exp_avg"].Span.ToArray(), m => Assert.Equal(0f, m));
+    }
+
+    /// <summary>
+    /// A phased step (BeginStep; a claimed parameter updated in three ranges from a gradient the caller
+    /// holds; FinishStep) gives the same bits as Update, leaves the claimed parameter's Gradient alone,
+    /// clears the others, and refuses calls out of order.
+    /// </summary>
+    [Fact]
+    public void Adam_PhasedStepEqualsUpdate()
+    {
+        var rng = new Rng(74);
+        var plain = MakeParameters(rng, 37, 1000);
+        var phased = plain.Select(p => { var q = new Parameter(p.Name, p.Value.Length); p.Value.Span.CopyTo(q.Value.Span); return q; }).ToArray();
+        using var pool = new WorkerPool(2);
+        var plainAdam = new Adam(plain, pool, learningRate: 1e-2f);
+        var phasedAdam = new Adam(phased, pool, learningRate: 1e-2f);
+        Assert.Throws<InvalidOperationException>(() => phasedAdam.FinishStep());
+        for (int t = 0; t < 3; t++)
+        {
+            var g0 = TestData.Uniform(rng, 37);
+            var g1 = TestData.Uniform(rng, 1000);
+            g0.CopyTo(plain[0].Gradient.Span); g1.CopyTo(plain[1].Gradient.Span);
+            plainAdam.Update();
+
+            g0.CopyTo(phased[0].Gradient.Span);
+            phasedAdam.BeginStep();
+            Assert.Throws<InvalidOperationException>(() => phasedAdam.BeginStep());
+            Assert.Throws<InvalidOperationException>(() => phasedAdam.UpdateRange(phased[1], 0, g1));
+            phasedAdam.Claim(phased[1]);
+            phasedAdam.UpdateRange(phased[1], 0, g1.AsSpan(0, 5));
+            phasedAdam.UpdateRange(phased[1], 500, g1.AsSpan(500));
+            phasedAdam.UpdateRange(phased[1], 5, g1.AsSpan(5, 495));
+            phasedAdam.FinishStep();
+            Assert.False(phasedAdam.StepInProgress);
+
+            for (int i = 0; i < 2; i++) Assert.True(plain[i].Value.Span.SequenceEqual(phased[i].Value.Span), $"step {t}: {plain[i].Name} differs");
+            Assert.True(phased[0].Gradient.Span.IndexOfAnyExcept(0f) < 0, "unclaimed gradient not cleared");
+            Assert.True(phased[1].Gradient.Span.IndexOfAnyExcept(0f) < 0, "claimed gradient was written");
+        }
+        Assert.Equal(plainAdam.Step, phasedAdam.Step);
+        var a = plainAdam.State().ToArray();
+        var b = phasedAdam.State().ToArray();
+        for (int i = 0; i < a.Length; i++) Assert.True(a[i].State.Span.SequenceEqual(b[i].State.Span), $"{a[i].Name} differs");
+    }
 }
