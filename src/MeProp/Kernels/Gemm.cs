@@ -28,6 +28,8 @@ public sealed unsafe class Gemm
     internal const int SmallM = 64;
     /// <summary>Up to this many rows of C, a transposed B is multiplied as row-by-row dot products.</summary>
     internal const int DotM = 16;
+    /// <summary>Depth of one pass of the dot-product path: op(A)'s rows of that depth (16 x 3 KiB) stay in L1.</summary>
+    private const int DotDepthChunk = 768;
 
     /// <summary>Fewest depth values per split when the depth is cut to make enough tasks.</summary>
     private const int SplitDepth = 4 * KC;
@@ -260,39 +262,117 @@ public sealed unsafe class Gemm
     }
 
     /// <summary>
-    /// Small m with B transposed: C[i, j] (+)= Σ_p op(A)[i, p]·B[j, p]. A task owns a run of columns j.
-    /// Depth is cut into chunks small enough that op(A)'s chunk (m rows) stays in L1 while every row of
-    /// B streams past it once; four rows of A at a time are dotted with each row chunk of B.
+    /// Small m with B transposed: C[i, j] (+)= Σ_p op(A)[i, p]·B[j, p], a task owning a run of columns j
+    /// (a linear layer's forward at small batch: B is the weight, each column of C a dot product with
+    /// one weight row). Two weight rows at a time
+    /// stream over the whole depth against four rows of A, eight sums in registers: each weight row is
+    /// read from memory once, and each sum is reduced across lanes once.
     /// </summary>
     private static void DotTask(void* args, int task)
     {
-        const int depthChunk = 512;
         ref Job job = ref Unsafe.AsRef<Job>(args);
         int j0 = task * job.ColumnsPerTask, j1 = Math.Min(job.N, j0 + job.ColumnsPerTask);
         nint rowStride = job.TransA ? 1 : job.Lda, depthStride = job.TransA ? job.Lda : 1;
-        for (int p0 = 0; p0 < job.K; p0 += depthChunk)
+        int col = j0;
+        float* sums = stackalloc float[8];
+        if (depthStride == 1)
         {
-            int kc = Math.Min(depthChunk, job.K - p0);
-            bool accumulate = job.Accumulate || p0 > 0;
-            for (int col = j0; col < j1; col++)
+            int pairsEnd = j0 + (j1 - j0) / 2 * 2;
+            for (int p0 = 0; p0 < job.K; p0 += DotDepthChunk)
             {
-                float* bRow = job.B + (long)col * job.Ldb + p0;
-                for (int i = 0; i < job.M; i += 4)
+                int kc = Math.Min(DotDepthChunk, job.K - p0);
+                bool accumulate = job.Accumulate || p0 > 0;
+                for (col = j0; col < pairsEnd; col += 2)
                 {
-                    int rows = Math.Min(4, job.M - i);
-                    float* a0 = job.A + i * rowStride + p0 * depthStride;
-                    float s0, s1, s2, s3;
-                    if (depthStride == 1) Dot4(a0, rowStride, rows, bRow, kc, out s0, out s1, out s2, out s3);
-                    else Dot4Strided(a0, rowStride, depthStride, rows, bRow, kc, out s0, out s1, out s2, out s3);
-                    float* cCol = job.C + (long)i * job.Ldc + col;
-                    Span<float> sums = [s0, s1, s2, s3];
-                    for (int r = 0; r < rows; r++)
+                    float* b0 = job.B + (long)col * job.Ldb + p0, b1 = b0 + job.Ldb;
+                    for (int i = 0; i < job.M; i += 4)
                     {
-                        float* target = cCol + (long)r * job.Ldc;
-                        *target = accumulate ? *target + sums[r] : sums[r];
+                        int rows = Math.Min(4, job.M - i);
+                        Dot4x2(job.A + i * rowStride + p0, rowStride, rows, b0, b1, kc, sums);
+                        for (int r = 0; r < rows; r++)
+                        {
+                            float* target = job.C + (long)(i + r) * job.Ldc + col;
+                            target[0] = accumulate ? target[0] + sums[r] : sums[r];
+                            target[1] = accumulate ? target[1] + sums[4 + r] : sums[4 + r];
+                        }
                     }
                 }
             }
+            col = pairsEnd;
+        }
+        for (; col < j1; col++)
+        {
+            float* bRow = job.B + (long)col * job.Ldb;
+            for (int i = 0; i < job.M; i += 4)
+            {
+                int rows = Math.Min(4, job.M - i);
+                float* a0 = job.A + i * rowStride;
+                float s0, s1, s2, s3;
+                if (depthStride == 1) Dot4(a0, rowStride, rows, bRow, job.K, out s0, out s1, out s2, out s3);
+                else Dot4Strided(a0, rowStride, depthStride, rows, bRow, job.K, out s0, out s1, out s2, out s3);
+                (sums[0], sums[1], sums[2], sums[3]) = (s0, s1, s2, s3);
+                for (int r = 0; r < rows; r++)
+                {
+                    float* target = job.C + (long)(i + r) * job.Ldc + col;
+                    *target = job.Accumulate ? *target + sums[r] : sums[r];
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// sums[r] = a_r · b0 and sums[4 + r] = a_r · b1 for up to four contiguous rows a_r = a + r·rowStride,
+    /// over k values.
+    /// </summary>
+    private static void Dot4x2(float* a, nint rowStride, int rows, float* b0, float* b1, int k, float* sums)
+    {
+        float* a0 = a, a1 = Row(a, rowStride, 1, rows), a2 = Row(a, rowStride, 2, rows), a3 = Row(a, rowStride, 3, rows);
+        int p = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            Vector512<float> c00 = default, c10 = default, c20 = default, c30 = default, c01 = default, c11 = default, c21 = default, c31 = default;
+            for (; p + 16 <= k; p += 16)
+            {
+                var x0 = Vector512.Load(b0 + p);
+                var x1 = Vector512.Load(b1 + p);
+                var r0 = Vector512.Load(a0 + p);
+                var r1 = Vector512.Load(a1 + p);
+                var r2 = Vector512.Load(a2 + p);
+                var r3 = Vector512.Load(a3 + p);
+                c00 = Vector512.FusedMultiplyAdd(r0, x0, c00); c01 = Vector512.FusedMultiplyAdd(r0, x1, c01);
+                c10 = Vector512.FusedMultiplyAdd(r1, x0, c10); c11 = Vector512.FusedMultiplyAdd(r1, x1, c11);
+                c20 = Vector512.FusedMultiplyAdd(r2, x0, c20); c21 = Vector512.FusedMultiplyAdd(r2, x1, c21);
+                c30 = Vector512.FusedMultiplyAdd(r3, x0, c30); c31 = Vector512.FusedMultiplyAdd(r3, x1, c31);
+            }
+            sums[0] = Vector512.Sum(c00); sums[1] = Vector512.Sum(c10); sums[2] = Vector512.Sum(c20); sums[3] = Vector512.Sum(c30);
+            sums[4] = Vector512.Sum(c01); sums[5] = Vector512.Sum(c11); sums[6] = Vector512.Sum(c21); sums[7] = Vector512.Sum(c31);
+        }
+        else
+        {
+            Vector256<float> c00 = default, c10 = default, c20 = default, c30 = default, c01 = default, c11 = default, c21 = default, c31 = default;
+            for (; p + 8 <= k; p += 8)
+            {
+                var x0 = Vector256.Load(b0 + p);
+                var x1 = Vector256.Load(b1 + p);
+                var r0 = Vector256.Load(a0 + p);
+                var r1 = Vector256.Load(a1 + p);
+                var r2 = Vector256.Load(a2 + p);
+                var r3 = Vector256.Load(a3 + p);
+                c00 = Vector256.FusedMultiplyAdd(r0, x0, c00); c01 = Vector256.FusedMultiplyAdd(r0, x1, c01);
+                c10 = Vector256.FusedMultiplyAdd(r1, x0, c10); c11 = Vector256.FusedMultiplyAdd(r1, x1, c11);
+                c20 = Vector256.FusedMultiplyAdd(r2, x0, c20); c21 = Vector256.FusedMultiplyAdd(r2, x1, c21);
+                c30 = Vector256.FusedMultiplyAdd(r3, x0, c30); c31 = Vector256.FusedMultiplyAdd(r3, x1, c31);
+            }
+            sums[0] = Vector256.Sum(c00); sums[1] = Vector256.Sum(c10); sums[2] = Vector256.Sum(c20); sums[3] = Vector256.Sum(c30);
+            sums[4] = Vector256.Sum(c01); sums[5] = Vector256.Sum(c11); sums[6] = Vector256.Sum(c21); sums[7] = Vector256.Sum(c31);
+        }
+        for (; p < k; p++)
+        {
+            float x0 = b0[p], x1 = b1[p];
+            sums[0] = MathF.FusedMultiplyAdd(a0[p], x0, sums[0]); sums[4] = MathF.FusedMultiplyAdd(a0[p], x1, sums[4]);
+            sums[1] = MathF.FusedMultiplyAdd(a1[p], x0, sums[1]); sums[5] = MathF.FusedMultiplyAdd(a1[p], x1, sums[5]);
+            sums[2] = MathF.FusedMultiplyAdd(a2[p], x0, sums[2]); sums[6] = MathF.FusedMultiplyAdd(a2[p], x1, sums[6]);
+            sums[3] = MathF.FusedMultiplyAdd(a3[p], x0, sums[3]); sums[7] = MathF.FusedMultiplyAdd(a3[p], x1, sums[7]);
         }
     }
 
