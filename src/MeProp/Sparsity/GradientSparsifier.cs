@@ -248,7 +248,7 @@ public sealed unsafe class GradientSparsifier
     private static float FlushTiny(float value) => value >= Tiny ? value : 0f;
 
     /// <summary>Where the candidates of a per-channel selection are cut, as a fraction of the previous step's k-th score.</summary>
-    private const float CandidateFloorFraction = 0.5f;
+    private const float CandidateFloorFraction = 0.7f;
 
     /// <summary>Candidates of a selection gathered while scoring: entries whose score is at least a floor.</summary>
     private struct Candidates
@@ -272,6 +272,11 @@ public sealed unsafe class GradientSparsifier
         long nonZero = 0;
         int i = 0;
         float keep = 1 - decay;
+        // Locals, not fields through the pointer: stores through the candidate buffers could alias the
+        // struct, so the JIT would reload the count and the buffer addresses on every vector.
+        int* candidateIndices = candidates != null ? candidates->Indices : null;
+        float* candidateScores = candidates != null ? candidates->Scores : null;
+        int count = candidates != null ? candidates->Count : 0;
         if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
         {
             var vDecay = Vector512.Create(decay);
@@ -297,10 +302,38 @@ public sealed unsafe class GradientSparsifier
                     // the lanes past the count are overwritten by the next store.
                     var isCandidate = Vector512.GreaterThanOrEqual(magnitude.AsInt32(), vFloor);
                     var index = Vector512.Create(indexBase + i) + Vector512<int>.Indices;
-                    Vector512.Store(Avx512F.Compress(Vector512<int>.Zero, isCandidate, index), candidates->Indices + candidates->Count);
-                    Vector512.Store(Avx512F.Compress(Vector512<float>.Zero, isCandidate.AsSingle(), magnitude), candidates->Scores + candidates->Count);
-                    candidates->Count += BitOperations.PopCount(isCandidate.ExtractMostSignificantBits());
+                    Vector512.Store(Avx512F.Compress(Vector512<int>.Zero, isCandidate, index), candidateIndices + count);
+                    Vector512.Store(Avx512F.Compress(Vector512<float>.Zero, isCandidate.AsSingle(), magnitude), candidateScores + count);
+                    count += BitOperations.PopCount(isCandidate.ExtractMostSignificantBits());
                 }
+            }
+            if (i < length && length >= 16)
+            {
+                // The tail as the row's last vector, of which only the lanes not yet done count: rows
+                // are often not a multiple of 16 long (14x14 = 196), and scalar tails cost as much as
+                // the vectors.
+                int start = length - 16;
+                var fresh = Vector512.GreaterThanOrEqual(Vector512<int>.Indices, Vector512.Create(i - start));
+                var v = Vector512.Load(dy + start);
+                zeroLanes -= Vector512.Equals(v, Vector512<float>.Zero).AsInt32() & fresh;
+                var magnitude = Vector512.Abs(v);
+                if (running != null)
+                {
+                    var old = Vector512.Load(running + start);
+                    magnitude = Vector512.FusedMultiplyAdd(vDecay, old, vKeep * magnitude);
+                    magnitude = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(magnitude, vTiny), magnitude, Vector512<float>.Zero);
+                    Vector512.Store(Vector512.ConditionalSelect(fresh.AsSingle(), magnitude, old), running + start);
+                }
+                if (scores != null) Vector512.Store(magnitude, scores + start);
+                if (candidates != null)
+                {
+                    var isCandidate = Vector512.GreaterThanOrEqual(magnitude.AsInt32(), vFloor) & fresh;
+                    var index = Vector512.Create(indexBase + start) + Vector512<int>.Indices;
+                    Vector512.Store(Avx512F.Compress(Vector512<int>.Zero, isCandidate, index), candidateIndices + count);
+                    Vector512.Store(Avx512F.Compress(Vector512<float>.Zero, isCandidate.AsSingle(), magnitude), candidateScores + count);
+                    count += BitOperations.PopCount(isCandidate.ExtractMostSignificantBits());
+                }
+                i = length;
             }
             nonZero = i - Vector512.Sum(zeroLanes);
         }
@@ -317,10 +350,11 @@ public sealed unsafe class GradientSparsifier
             if (scores != null) scores[i] = magnitude;
             if (candidates != null && BitConverter.SingleToInt32Bits(magnitude) >= candidates->FloorBits)
             {
-                candidates->Indices[candidates->Count] = indexBase + i;
-                candidates->Scores[candidates->Count++] = magnitude;
+                candidateIndices[count] = indexBase + i;
+                candidateScores[count++] = magnitude;
             }
         }
+        if (candidates != null) candidates->Count = count;
         return nonZero;
     }
 
@@ -455,11 +489,12 @@ public sealed unsafe class GradientSparsifier
                 n++;
                 rowOffset += (long)(j.Units - 1) * j.Plane;
             }
+            // Written always, kept by advancing the slot only for a non-zero value: whether a kept
+            // gradient entry is zero is unpredictable, and a branch on it mispredicts often.
             float value = j.Dy[rowOffset + position];
-            if (value == 0) continue;
             positions[baseSlot + slot] = position;
             values[baseSlot + slot] = value;
-            slot++;
+            slot += value != 0 ? 1 : 0;
         }
         Result.Counts[u] = slot;
         _selectedByUnit[u] += chosen.Length;

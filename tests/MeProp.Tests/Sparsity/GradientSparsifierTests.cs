@@ -355,13 +355,16 @@ public class GradientSparsifierTests
     }
 
     [Theory]
-    [InlineData(SelectionPolicy.PerChannel, 0.5, true)]
-    [InlineData(SelectionPolicy.PerChannel, 0.9, false)]
-    [InlineData(SelectionPolicy.PerExampleChannel, 0.5, true)]
-    [InlineData(SelectionPolicy.PerExampleChannel, 0.9, false)]
-    public void ConvFullRunningAverageSelectsOnHandComputedRun(SelectionPolicy policy, double decay, bool dyadic)
+    [InlineData(SelectionPolicy.PerChannel, 0.5, true, 10)]
+    [InlineData(SelectionPolicy.PerChannel, 0.9, false, 10)]
+    [InlineData(SelectionPolicy.PerExampleChannel, 0.5, true, 10)]
+    [InlineData(SelectionPolicy.PerExampleChannel, 0.9, false, 10)]
+    // Rows of 25 and 49: a vector and a tail that overlaps it (its lanes must be updated once).
+    [InlineData(SelectionPolicy.PerChannel, 0.9, false, 25)]
+    [InlineData(SelectionPolicy.PerChannel, 0.6, false, 49)]
+    public void ConvFullRunningAverageSelectsOnHandComputedRun(SelectionPolicy policy, double decay, bool dyadic, int plane)
     {
-        int n = 3, units = 4, plane = 10;
+        int n = 3, units = 4;
         var rng = new Rng(12);
         using var pool = new WorkerPool(3);
         var s = Conv(policy, 0.2, decay);
