@@ -18,12 +18,12 @@ public static unsafe class SparseBackward
     {
         public int* Counts, Positions;
         public float* Values, X, W, Dw, Db, Dx, Scratch;
-        public int Capacity, K, Units, Workers;
+        public int Capacity, K, Units;
         public ConvGeometry Geometry;
     }
 
     /// <summary>
-    /// dW[u, :] += Σ v·X[position, :] and db[u] += Σ v over u's entries. Threads split the units.
+    /// dW[u, :] += Σ v·X[position, :] and db[u] += Σ v over u's entries. Threads take units as they free up.
     /// Columns of dW accumulate in registers over all of a unit's entries (two in flight).
     /// </summary>
     public static void WeightGradient(SparseGradient g, ReadOnlySpan<float> x, int k, Span<float> dW, Span<float> db, WorkerPool pool)
@@ -34,11 +34,11 @@ public static unsafe class SparseBackward
         fixed (float* values = g.Values, px = x, pdw = dW, pdb = db)
         {
             var job = new Job { Counts = counts, Positions = positions, Values = values, X = px, Dw = pdw, Db = pdb, Capacity = g.Capacity, K = k, Units = g.Units };
-            pool.Run(g.Units, &WeightGradientUnit, &job);
+            pool.RunDynamic(g.Units, &WeightGradientUnit, &job);
         }
     }
 
-    private static void WeightGradientUnit(void* args, int u)
+    private static void WeightGradientUnit(void* args, int u, int worker)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         int start = u * j.Capacity, count = j.Counts[u], k = j.K;
@@ -131,9 +131,9 @@ public static unsafe class SparseBackward
             var job = new Job
             {
                 Counts = counts, Positions = positions, Values = values, X = px, Dw = pdw, Db = pdb, W = pw, Dx = pdx,
-                Scratch = scratch, Workers = pool.ThreadCount, Capacity = g.Capacity, Units = g.Units, Geometry = geometry,
+                Scratch = scratch, Capacity = g.Capacity, Units = g.Units, Geometry = geometry,
             };
-            pool.Run(g.Units + (inputGradient ? geometry.N : 0), &ConvGradientTask, &job);
+            pool.RunDynamic(g.Units + (inputGradient ? geometry.N : 0), &ConvGradientTask, &job);
         }
     }
 
@@ -145,11 +145,11 @@ public static unsafe class SparseBackward
 
     private static int PaddedImageLength(ConvGeometry g) => (g.H + 2 * g.Padding) * (g.W + 2 * g.Padding) * g.C;
 
-    private static void ConvGradientTask(void* args, int task)
+    private static void ConvGradientTask(void* args, int task, int worker)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         if (task < j.Units) ConvWeightGradientUnit(ref j, task);
-        else ConvInputGradientImage(ref j, task - j.Units, worker: task % j.Workers);
+        else ConvInputGradientImage(ref j, task - j.Units, worker);
     }
 
     private static void ConvInputGradientImage(ref Job j, int n, int worker)

@@ -46,7 +46,8 @@ public struct SparsityCounters
 /// choice. Scores are |dy|, or with decay the running average run = decay·run + (1-decay)·|dy|,
 /// shaped like dy (Full, one slot per batch position) or [U, P] averaged over the batch
 /// (ChannelPosition: positions chosen per unit are then kept for every example). Kept values are
-/// always the current dy. Work is split over units; per-worker scratch is grown once and reused.
+/// always the current dy. Work is split over units, each taken by the next free worker; per-worker
+/// scratch is grown once and reused.
 /// </summary>
 public sealed unsafe class GradientSparsifier
 {
@@ -108,8 +109,6 @@ public sealed unsafe class GradientSparsifier
     {
         public float* Dy, Running;
         public int N, Units, Plane, K, Capacity;
-        /// <summary>Threads of the pool running the tasks: task u runs on worker u % Workers.</summary>
-        public int Workers;
         public float Decay;
         public bool UseRunning;
         public GradientSparsifier Self;
@@ -133,7 +132,7 @@ public sealed unsafe class GradientSparsifier
             var job = new Job
             {
                 Dy = pdy, Running = prun, N = n, Units = units, Plane = plane,
-                Decay = (float)Options.Decay, UseRunning = decay, Self = this, Workers = pool.ThreadCount,
+                Decay = (float)Options.Decay, UseRunning = decay, Self = this,
             };
             if (Options.Selection == SelectionPolicy.Random)
             {
@@ -146,7 +145,7 @@ public sealed unsafe class GradientSparsifier
                 job.K = Options.KeepCount(plane);
                 job.Capacity = n * job.K;
                 Result.Reset(units, n * plane, job.Capacity);
-                pool.Run(units, &ChannelPositionTask, &job);
+                pool.RunDynamic(units, &ChannelPositionTask, &job);
                 countedPerUnit = true;
             }
             else if (channelPosition)
@@ -160,7 +159,7 @@ public sealed unsafe class GradientSparsifier
                 job.K = Options.KeepCount(n * plane);
                 job.Capacity = job.K;
                 Result.Reset(units, n * plane, job.Capacity);
-                pool.Run(units, &PerChannelTask, &job);
+                pool.RunDynamic(units, &PerChannelTask, &job);
                 countedPerUnit = true;
             }
             else if (policy == SelectionPolicy.PerExampleChannel)
@@ -168,7 +167,7 @@ public sealed unsafe class GradientSparsifier
                 job.K = Options.KeepCount(plane);
                 job.Capacity = n * job.K;
                 Result.Reset(units, n * plane, job.Capacity);
-                pool.Run(units, &PerExampleChannelTask, &job);
+                pool.RunDynamic(units, &PerExampleChannelTask, &job);
                 countedPerUnit = true;
             }
             else if (policy == SelectionPolicy.PerExample) SelectPerExample(ref job);
@@ -365,11 +364,10 @@ public sealed unsafe class GradientSparsifier
     /// chosen from the candidates alone, a pool several times smaller than the feature map; otherwise
     /// from the whole pool.
     /// </summary>
-    private static void PerChannelTask(void* args, int u)
+    private static void PerChannelTask(void* args, int u, int worker)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         var self = j.Self;
-        int worker = u % j.Workers;
         int poolSize = j.N * j.Plane;
         var scores = self._scores[worker].AsSpan(0, poolSize);
         var chosen = self._chosen[worker].AsSpan();
@@ -421,11 +419,10 @@ public sealed unsafe class GradientSparsifier
         self.Store(ref j, u, 0, chosen[..count], positionBase: 0);
     }
 
-    private static void PerExampleChannelTask(void* args, int u)
+    private static void PerExampleChannelTask(void* args, int u, int worker)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         var self = j.Self;
-        int worker = u % j.Workers;
         var scores = self._scores[worker].AsSpan(0, j.Plane);
         var chosen = self._chosen[worker].AsSpan();
         long nonZero = 0;
@@ -441,11 +438,10 @@ public sealed unsafe class GradientSparsifier
         self._nonZeroByUnit[u] = nonZero;
     }
 
-    private static void ChannelPositionTask(void* args, int u)
+    private static void ChannelPositionTask(void* args, int u, int worker)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         var self = j.Self;
-        int worker = u % j.Workers;
         var scores = self._scores[worker].AsSpan(0, j.Plane);
         float inverseN = 1f / j.N;
         long nonZero = 0;

@@ -78,6 +78,36 @@ public sealed unsafe class WorkerPool : IDisposable
         if (_failure is not null) throw new AggregateException("a worker task failed", _failure);
     }
 
+    private struct DynamicJob
+    {
+        public delegate*<void*, int, int, void> Body;
+        public void* Args;
+        public int TaskCount;
+        public int Claimed;
+    }
+
+    /// <summary>
+    /// Runs body(args, t, worker) for every t in [0, taskCount) and returns when all are done. Unlike
+    /// <see cref="Run"/>, tasks go to whichever worker is free next (claimed in order), which balances
+    /// tasks of uneven cost (a feature map with many candidates, another with few); worker (0 to
+    /// ThreadCount - 1) is the thread running the task, for per-worker scratch. Tasks must write
+    /// disjoint memory and compute the same whichever worker runs them, so results stay deterministic.
+    /// </summary>
+    public void RunDynamic(int taskCount, delegate*<void*, int, int, void> body, void* args)
+    {
+        if (taskCount <= 0) return;
+        var job = new DynamicJob { Body = body, Args = args, TaskCount = taskCount };
+        // Task w of this run is worker w's share: a loop claiming tasks until none are left.
+        Run(Math.Min(ThreadCount, taskCount), &ClaimTasks, &job);
+    }
+
+    private static void ClaimTasks(void* args, int worker)
+    {
+        var job = (DynamicJob*)args;
+        for (int t = Interlocked.Increment(ref job->Claimed) - 1; t < job->TaskCount; t = Interlocked.Increment(ref job->Claimed) - 1)
+            job->Body(job->Args, t, worker);
+    }
+
     /// <summary>
     /// One step of a wait: mostly a pure spin, since runs within a training step come microseconds apart
     /// and a yield is a system call (slow in a VM); every 64th step yields the core, in case the thread
