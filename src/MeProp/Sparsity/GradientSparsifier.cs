@@ -145,7 +145,7 @@ public sealed unsafe class GradientSparsifier
                 job.K = Options.KeepCount(plane);
                 job.Capacity = n * job.K;
                 Result.Reset(units, n * plane, job.Capacity);
-                pool.RunDynamic(units, &ChannelPositionTask, &job);
+                RunUnits(pool, units, &ChannelPositionTask, ref job);
                 countedPerUnit = true;
             }
             else if (channelPosition)
@@ -159,7 +159,7 @@ public sealed unsafe class GradientSparsifier
                 job.K = Options.KeepCount(n * plane);
                 job.Capacity = job.K;
                 Result.Reset(units, n * plane, job.Capacity);
-                pool.RunDynamic(units, &PerChannelTask, &job);
+                RunUnits(pool, units, &PerChannelTask, ref job);
                 countedPerUnit = true;
             }
             else if (policy == SelectionPolicy.PerExampleChannel)
@@ -167,7 +167,7 @@ public sealed unsafe class GradientSparsifier
                 job.K = Options.KeepCount(plane);
                 job.Capacity = n * job.K;
                 Result.Reset(units, n * plane, job.Capacity);
-                pool.RunDynamic(units, &PerExampleChannelTask, &job);
+                RunUnits(pool, units, &PerExampleChannelTask, ref job);
                 countedPerUnit = true;
             }
             else if (policy == SelectionPolicy.PerExample) SelectPerExample(ref job);
@@ -182,6 +182,38 @@ public sealed unsafe class GradientSparsifier
         Counters.NonZero += nonZero;
         Counters.Kept += selected;
         return Result;
+    }
+
+    /// <summary>Consecutive units one task takes.</summary>
+    private const int UnitsPerTask = 4;
+
+    private struct UnitsJob
+    {
+        public delegate*<void*, int, int, void> Body;
+        public void* Job;
+        public int Units;
+    }
+
+    /// <summary>
+    /// Runs body(job, u, worker) for every unit, UnitsPerTask consecutive units a task. Neighbouring units'
+    /// rows of dy and of the running average share cache lines at their ends (a conv2 row is 196 floats,
+    /// not a whole number of lines): units taken one by one in turn by the two workers made both write
+    /// those lines and pass them back and forth; grouped, only a group's edges are shared.
+    /// </summary>
+    private static void RunUnits(WorkerPool pool, int units, delegate*<void*, int, int, void> body, ref Job job)
+    {
+        fixed (Job* pJob = &job)
+        {
+            var group = new UnitsJob { Body = body, Job = pJob, Units = units };
+            pool.RunDynamic((units + UnitsPerTask - 1) / UnitsPerTask, &UnitGroupTask, &group);
+        }
+    }
+
+    private static void UnitGroupTask(void* args, int task, int worker)
+    {
+        var group = (UnitsJob*)args;
+        int end = Math.Min(group->Units, (task + 1) * UnitsPerTask);
+        for (int u = task * UnitsPerTask; u < end; u++) group->Body(group->Job, u, worker);
     }
 
     private void PrepareRunning(int n, int units, int plane, bool channelPosition)
