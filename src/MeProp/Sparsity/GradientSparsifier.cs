@@ -391,7 +391,7 @@ public sealed unsafe class GradientSparsifier
 
     /// <summary>
     /// One feature map's pool, dy[:, u, :]. Scoring also gathers as candidates the entries scoring at
-    /// least half the previous step's k-th score (all non-zero ones when that was zero). When k or more
+    /// least 0.7 of the previous step's k-th score (all non-zero ones when that was zero). When k or more
     /// are gathered, every other entry scores below the k-th largest candidate, so the exact top k are
     /// chosen from the candidates alone, a pool several times smaller than the feature map; otherwise
     /// from the whole pool.

@@ -204,7 +204,7 @@ public class GradientSparsifierTests
     [Fact]
     public void PerChannelStaysExactWhenTheGradientScaleJumps()
     {
-        // Each step's candidates are cut at half the previous step's k-th score: a gradient a thousand
+        // Each step's candidates are cut at 0.7 of the previous step's k-th score: a gradient a thousand
         // times smaller leaves fewer than k candidates (the whole pool is ranked), one a thousand times
         // larger makes every entry a candidate, an all-zero one and a mostly-zero one (fewer non-zero
         // entries than k) take the zero-floor path, and decay keeps old scores alive through them (at
