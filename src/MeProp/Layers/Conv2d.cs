@@ -12,8 +12,9 @@ namespace MeProp.Layers;
 /// Forward: im2col into cols [N*OH*OW, C*KH*KW], then Y [N*OH*OW, OC] = cols · W^T, then
 /// transposed into NCHW with the bias added. Backward: dW += dY^T · cols, db += sums of dY, and
 /// dcols = dY · W scattered back by col2im into dx. With a <see cref="Sparsifier"/> (meProp-CNN) the
-/// backward reads only the kept entries of dY: dW[c] += v·cols[position] per entry, and dx is scattered
-/// directly from the weight (channels-last, SIMD over C) without forming dcols.
+/// backward reads only the kept entries of dY: dW[c] += v·patch(position) per entry (the patch from a
+/// zero-padded channels-last copy of x, or from cols for a first layer with few channels), and dx is
+/// scattered directly from the weight (channels-last, SIMD over C) without forming dcols.
 /// </summary>
 public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
 {
@@ -154,20 +155,16 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         var sparse = Sparsifier!.Sparsify(outputGradient.Span, g.N, OutChannels, plane, _compute.Pool);
         long kept = sparse.Count;
         BackwardMacs += (ComputeInputGradient ? 2 : 1) * kept * k;
-        if (InChannels < 16 && !ComputeInputGradient)
-        {
-            // A first layer with few input channels: its im2col rows are short and already there.
-            SparseBackward.WeightGradient(sparse, _cols.Span, k, Weight.Gradient.Span, Bias.Gradient.Span, _compute.Pool);
-            return null;
-        }
-        // Read patches from the channels-last, zero-padded input (it stays in cache) rather than from
-        // the im2col rows, which are KH·KW times larger and mostly come from memory.
-        var inputPadded = FillPaddedNhwc(g);
+        // Patches are read from the channels-last, zero-padded input (it stays in cache) rather than
+        // from the im2col rows, which are KH·KW times larger and mostly come from memory; except for a
+        // first layer with few input channels, whose im2col rows are short and already there.
         if (!ComputeInputGradient)
         {
-            SparseBackward.ConvGradients(sparse, g, inputPadded, Weight.Gradient.Span, Bias.Gradient.Span, [], [], [], _compute.Pool);
+            if (InChannels < 16) SparseBackward.WeightGradient(sparse, _cols.Span, k, Weight.Gradient.Span, Bias.Gradient.Span, _compute.Pool);
+            else SparseBackward.ConvGradients(sparse, g, FillPaddedNhwc(g), Weight.Gradient.Span, Bias.Gradient.Span, [], [], [], _compute.Pool);
             return null;
         }
+        var inputPadded = FillPaddedNhwc(g);
         var weightHwc = _weightHwc.Span(OutChannels * k);
         fixed (float* w = Weight.Value.Storage, whwc = weightHwc)
         {
