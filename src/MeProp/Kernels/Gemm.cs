@@ -30,6 +30,8 @@ public sealed unsafe class Gemm
     internal const int DotM = 16;
     /// <summary>Depth of one pass of the dot-product path: op(A)'s rows of that depth (16 x 3 KiB) stay in L1.</summary>
     private const int DotDepthChunk = 768;
+    /// <summary>Rows of op(A) one pass of the dot-product path takes: 2 x DotRows sums fit the registers.</summary>
+    private static readonly int DotRows = Vector512.IsHardwareAccelerated ? 10 : 4;
 
     /// <summary>Fewest depth values per split when the depth is cut to make enough tasks.</summary>
     private const int SplitDepth = 4 * KC;
@@ -264,9 +266,10 @@ public sealed unsafe class Gemm
     /// <summary>
     /// Small m with B transposed: C[i, j] (+)= Σ_p op(A)[i, p]·B[j, p], a task owning a run of columns j
     /// (a linear layer's forward at small batch: B is the weight, each column of C a dot product with
-    /// one weight row). Two weight rows at a time
-    /// stream over the whole depth against four rows of A, eight sums in registers: each weight row is
-    /// read from memory once, and each sum is reduced across lanes once.
+    /// one weight row). Depth is cut into chunks whose rows of A stay in L1; in each, two weight rows at
+    /// a time meet ten rows of A (four with 256-bit vectors), twenty sums in registers: each piece of a
+    /// weight row is read from memory once, and per loaded weight vector ten FMAs instead of four
+    /// (fc1's forward at batch 10: 1.17 -> 0.85 ms with one thread on the Xeon VM).
     /// </summary>
     private static void DotTask(void* args, int task)
     {
@@ -274,7 +277,8 @@ public sealed unsafe class Gemm
         int j0 = task * job.ColumnsPerTask, j1 = Math.Min(job.N, j0 + job.ColumnsPerTask);
         nint rowStride = job.TransA ? 1 : job.Lda, depthStride = job.TransA ? job.Lda : 1;
         int col = j0;
-        float* sums = stackalloc float[8];
+        float* sums = stackalloc float[2 * DotRows];
+        float* sums2 = sums + DotRows;
         if (depthStride == 1)
         {
             int pairsEnd = j0 + (j1 - j0) / 2 * 2;
@@ -285,15 +289,16 @@ public sealed unsafe class Gemm
                 for (col = j0; col < pairsEnd; col += 2)
                 {
                     float* b0 = job.B + (long)col * job.Ldb + p0, b1 = b0 + job.Ldb;
-                    for (int i = 0; i < job.M; i += 4)
+                    for (int i = 0; i < job.M; i += DotRows)
                     {
-                        int rows = Math.Min(4, job.M - i);
-                        Dot4x2(job.A + i * rowStride + p0, rowStride, rows, b0, b1, kc, sums);
+                        int rows = Math.Min(DotRows, job.M - i);
+                        if (Vector512.IsHardwareAccelerated) Dot10x2(job.A + i * rowStride + p0, rowStride, rows, b0, b1, kc, sums);
+                        else Dot4x2(job.A + i * rowStride + p0, rowStride, rows, b0, b1, kc, sums);
                         for (int r = 0; r < rows; r++)
                         {
                             float* target = job.C + (long)(i + r) * job.Ldc + col;
                             target[0] = accumulate ? target[0] + sums[r] : sums[r];
-                            target[1] = accumulate ? target[1] + sums[4 + r] : sums[4 + r];
+                            target[1] = accumulate ? target[1] + sums2[r] : sums2[r];
                         }
                     }
                 }
@@ -328,44 +333,22 @@ public sealed unsafe class Gemm
     {
         float* a0 = a, a1 = Row(a, rowStride, 1, rows), a2 = Row(a, rowStride, 2, rows), a3 = Row(a, rowStride, 3, rows);
         int p = 0;
-        if (Vector512.IsHardwareAccelerated)
+        Vector256<float> c00 = default, c10 = default, c20 = default, c30 = default, c01 = default, c11 = default, c21 = default, c31 = default;
+        for (; p + 8 <= k; p += 8)
         {
-            Vector512<float> c00 = default, c10 = default, c20 = default, c30 = default, c01 = default, c11 = default, c21 = default, c31 = default;
-            for (; p + 16 <= k; p += 16)
-            {
-                var x0 = Vector512.Load(b0 + p);
-                var x1 = Vector512.Load(b1 + p);
-                var r0 = Vector512.Load(a0 + p);
-                var r1 = Vector512.Load(a1 + p);
-                var r2 = Vector512.Load(a2 + p);
-                var r3 = Vector512.Load(a3 + p);
-                c00 = Vector512.FusedMultiplyAdd(r0, x0, c00); c01 = Vector512.FusedMultiplyAdd(r0, x1, c01);
-                c10 = Vector512.FusedMultiplyAdd(r1, x0, c10); c11 = Vector512.FusedMultiplyAdd(r1, x1, c11);
-                c20 = Vector512.FusedMultiplyAdd(r2, x0, c20); c21 = Vector512.FusedMultiplyAdd(r2, x1, c21);
-                c30 = Vector512.FusedMultiplyAdd(r3, x0, c30); c31 = Vector512.FusedMultiplyAdd(r3, x1, c31);
-            }
-            sums[0] = Vector512.Sum(c00); sums[1] = Vector512.Sum(c10); sums[2] = Vector512.Sum(c20); sums[3] = Vector512.Sum(c30);
-            sums[4] = Vector512.Sum(c01); sums[5] = Vector512.Sum(c11); sums[6] = Vector512.Sum(c21); sums[7] = Vector512.Sum(c31);
+            var x0 = Vector256.Load(b0 + p);
+            var x1 = Vector256.Load(b1 + p);
+            var r0 = Vector256.Load(a0 + p);
+            var r1 = Vector256.Load(a1 + p);
+            var r2 = Vector256.Load(a2 + p);
+            var r3 = Vector256.Load(a3 + p);
+            c00 = Vector256.FusedMultiplyAdd(r0, x0, c00); c01 = Vector256.FusedMultiplyAdd(r0, x1, c01);
+            c10 = Vector256.FusedMultiplyAdd(r1, x0, c10); c11 = Vector256.FusedMultiplyAdd(r1, x1, c11);
+            c20 = Vector256.FusedMultiplyAdd(r2, x0, c20); c21 = Vector256.FusedMultiplyAdd(r2, x1, c21);
+            c30 = Vector256.FusedMultiplyAdd(r3, x0, c30); c31 = Vector256.FusedMultiplyAdd(r3, x1, c31);
         }
-        else
-        {
-            Vector256<float> c00 = default, c10 = default, c20 = default, c30 = default, c01 = default, c11 = default, c21 = default, c31 = default;
-            for (; p + 8 <= k; p += 8)
-            {
-                var x0 = Vector256.Load(b0 + p);
-                var x1 = Vector256.Load(b1 + p);
-                var r0 = Vector256.Load(a0 + p);
-                var r1 = Vector256.Load(a1 + p);
-                var r2 = Vector256.Load(a2 + p);
-                var r3 = Vector256.Load(a3 + p);
-                c00 = Vector256.FusedMultiplyAdd(r0, x0, c00); c01 = Vector256.FusedMultiplyAdd(r0, x1, c01);
-                c10 = Vector256.FusedMultiplyAdd(r1, x0, c10); c11 = Vector256.FusedMultiplyAdd(r1, x1, c11);
-                c20 = Vector256.FusedMultiplyAdd(r2, x0, c20); c21 = Vector256.FusedMultiplyAdd(r2, x1, c21);
-                c30 = Vector256.FusedMultiplyAdd(r3, x0, c30); c31 = Vector256.FusedMultiplyAdd(r3, x1, c31);
-            }
-            sums[0] = Vector256.Sum(c00); sums[1] = Vector256.Sum(c10); sums[2] = Vector256.Sum(c20); sums[3] = Vector256.Sum(c30);
-            sums[4] = Vector256.Sum(c01); sums[5] = Vector256.Sum(c11); sums[6] = Vector256.Sum(c21); sums[7] = Vector256.Sum(c31);
-        }
+        sums[0] = Vector256.Sum(c00); sums[1] = Vector256.Sum(c10); sums[2] = Vector256.Sum(c20); sums[3] = Vector256.Sum(c30);
+        sums[4] = Vector256.Sum(c01); sums[5] = Vector256.Sum(c11); sums[6] = Vector256.Sum(c21); sums[7] = Vector256.Sum(c31);
         for (; p < k; p++)
         {
             float x0 = b0[p], x1 = b1[p];
@@ -373,6 +356,50 @@ public sealed unsafe class Gemm
             sums[1] = MathF.FusedMultiplyAdd(a1[p], x0, sums[1]); sums[5] = MathF.FusedMultiplyAdd(a1[p], x1, sums[5]);
             sums[2] = MathF.FusedMultiplyAdd(a2[p], x0, sums[2]); sums[6] = MathF.FusedMultiplyAdd(a2[p], x1, sums[6]);
             sums[3] = MathF.FusedMultiplyAdd(a3[p], x0, sums[3]); sums[7] = MathF.FusedMultiplyAdd(a3[p], x1, sums[7]);
+        }
+    }
+
+    /// <summary>
+    /// sums[r] = a_r · b0 and sums[10 + r] = a_r · b1 for up to ten rows a_r = a + r·rowStride, over k
+    /// values: twenty 512-bit sums, the two weight vectors and one row vector fill 23 of 32 registers.
+    /// </summary>
+    private static void Dot10x2(float* a, nint rowStride, int rows, float* b0, float* b1, int k, float* sums)
+    {
+        float* a0 = a, a1 = Row(a, rowStride, 1, rows), a2 = Row(a, rowStride, 2, rows), a3 = Row(a, rowStride, 3, rows),
+            a4 = Row(a, rowStride, 4, rows), a5 = Row(a, rowStride, 5, rows), a6 = Row(a, rowStride, 6, rows),
+            a7 = Row(a, rowStride, 7, rows), a8 = Row(a, rowStride, 8, rows), a9 = Row(a, rowStride, 9, rows);
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default,
+            c5 = default, c6 = default, c7 = default, c8 = default, c9 = default;
+        Vector512<float> d0 = default, d1 = default, d2 = default, d3 = default, d4 = default,
+            d5 = default, d6 = default, d7 = default, d8 = default, d9 = default;
+        int p = 0;
+        for (; p + 16 <= k; p += 16)
+        {
+            var x0 = Vector512.Load(b0 + p);
+            var x1 = Vector512.Load(b1 + p);
+            var r = Vector512.Load(a0 + p); c0 = Vector512.FusedMultiplyAdd(r, x0, c0); d0 = Vector512.FusedMultiplyAdd(r, x1, d0);
+            r = Vector512.Load(a1 + p); c1 = Vector512.FusedMultiplyAdd(r, x0, c1); d1 = Vector512.FusedMultiplyAdd(r, x1, d1);
+            r = Vector512.Load(a2 + p); c2 = Vector512.FusedMultiplyAdd(r, x0, c2); d2 = Vector512.FusedMultiplyAdd(r, x1, d2);
+            r = Vector512.Load(a3 + p); c3 = Vector512.FusedMultiplyAdd(r, x0, c3); d3 = Vector512.FusedMultiplyAdd(r, x1, d3);
+            r = Vector512.Load(a4 + p); c4 = Vector512.FusedMultiplyAdd(r, x0, c4); d4 = Vector512.FusedMultiplyAdd(r, x1, d4);
+            r = Vector512.Load(a5 + p); c5 = Vector512.FusedMultiplyAdd(r, x0, c5); d5 = Vector512.FusedMultiplyAdd(r, x1, d5);
+            r = Vector512.Load(a6 + p); c6 = Vector512.FusedMultiplyAdd(r, x0, c6); d6 = Vector512.FusedMultiplyAdd(r, x1, d6);
+            r = Vector512.Load(a7 + p); c7 = Vector512.FusedMultiplyAdd(r, x0, c7); d7 = Vector512.FusedMultiplyAdd(r, x1, d7);
+            r = Vector512.Load(a8 + p); c8 = Vector512.FusedMultiplyAdd(r, x0, c8); d8 = Vector512.FusedMultiplyAdd(r, x1, d8);
+            r = Vector512.Load(a9 + p); c9 = Vector512.FusedMultiplyAdd(r, x0, c9); d9 = Vector512.FusedMultiplyAdd(r, x1, d9);
+        }
+        sums[0] = Vector512.Sum(c0); sums[1] = Vector512.Sum(c1); sums[2] = Vector512.Sum(c2); sums[3] = Vector512.Sum(c3); sums[4] = Vector512.Sum(c4);
+        sums[5] = Vector512.Sum(c5); sums[6] = Vector512.Sum(c6); sums[7] = Vector512.Sum(c7); sums[8] = Vector512.Sum(c8); sums[9] = Vector512.Sum(c9);
+        sums[10] = Vector512.Sum(d0); sums[11] = Vector512.Sum(d1); sums[12] = Vector512.Sum(d2); sums[13] = Vector512.Sum(d3); sums[14] = Vector512.Sum(d4);
+        sums[15] = Vector512.Sum(d5); sums[16] = Vector512.Sum(d6); sums[17] = Vector512.Sum(d7); sums[18] = Vector512.Sum(d8); sums[19] = Vector512.Sum(d9);
+        for (int r = 0; r < rows; r++)
+        {
+            float* row = a + r * rowStride;
+            for (int q = p; q < k; q++)
+            {
+                sums[r] = MathF.FusedMultiplyAdd(row[q], b0[q], sums[r]);
+                sums[10 + r] = MathF.FusedMultiplyAdd(row[q], b1[q], sums[10 + r]);
+            }
         }
     }
 

@@ -10,6 +10,8 @@ public class GemmTests
     {
         { 1, 1, 1 }, { 1, 37, 5 }, { 7, 1, 300 }, { 8, 32, 256 }, { 9, 33, 257 }, { 13, 17, 19 },
         { 97, 65, 3 }, { 200, 70, 513 }, { 10, 1024, 31 }, { 64, 100, 600 }, { 5, 3, 0 },
+        // Transposed B at small m: row groups of ten (or four) over depth chunks of 768 with a tail.
+        { 10, 6, 3136 }, { 11, 5, 800 }, { 16, 9, 1601 },
         // Small C over a long depth: the depth is split into partial products (a conv layer's dW).
         { 32, 25, 7841 }, { 5, 70, 2600 },
     };
