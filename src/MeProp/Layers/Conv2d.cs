@@ -211,12 +211,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         float* image = j.Nchw + (long)n * c * g.H * g.W;
         float* padded = j.Padded + (long)n * (g.H + 2 * g.Padding) * pw * c;
         for (int y = 0; y < g.H; y++)
-        for (int x = 0; x < g.W; x++)
-        {
-            float* dst = padded + ((long)(y + g.Padding) * pw + x + g.Padding) * c;
-            float* src = image + y * g.W + x;
-            for (int ch = 0; ch < c; ch++) dst[ch] = src[(long)ch * g.H * g.W];
-        }
+            ChannelLayout.PlanesToRows(image + y * g.W, g.H * g.W, padded + ((long)(y + g.Padding) * pw + g.Padding) * c, c, g.W);
     }
 
     public IEnumerable<(string Name, Tensor Tensor)> StateTensors() => Sparsifier?.StateTensors(Name) ?? [];
@@ -249,26 +244,15 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private static void RowsToNchwWithBias(void* args, int n)
     {
         ref LayoutJob j = ref Unsafe.AsRef<LayoutJob>(args);
-        float* rows = j.Rows + (long)n * j.Plane * j.Channels;
-        float* image = j.Nchw + (long)n * j.Plane * j.Channels;
-        for (int c = 0; c < j.Channels; c++)
-        {
-            float b = j.Bias[c];
-            float* dst = image + (long)c * j.Plane;
-            for (int p = 0; p < j.Plane; p++) dst[p] = rows[(long)p * j.Channels + c] + b;
-        }
+        long offset = (long)n * j.Plane * j.Channels;
+        ChannelLayout.RowsToPlanes(j.Rows + offset, j.Nchw + offset, j.Plane, j.Channels, j.Plane, j.Bias);
     }
 
     /// <summary>One image: rows[n*plane + p, c] = nchw[n, c, p].</summary>
     private static void NchwToRows(void* args, int n)
     {
         ref LayoutJob j = ref Unsafe.AsRef<LayoutJob>(args);
-        float* rows = j.Rows + (long)n * j.Plane * j.Channels;
-        float* image = j.Nchw + (long)n * j.Plane * j.Channels;
-        for (int p = 0; p < j.Plane; p++)
-        {
-            float* dst = rows + (long)p * j.Channels;
-            for (int c = 0; c < j.Channels; c++) dst[c] = image[(long)c * j.Plane + p];
-        }
+        long offset = (long)n * j.Plane * j.Channels;
+        ChannelLayout.PlanesToRows(j.Nchw + offset, j.Plane, j.Rows + offset, j.Channels, j.Plane);
     }
 }
