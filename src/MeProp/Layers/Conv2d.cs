@@ -10,7 +10,12 @@ namespace MeProp.Layers;
 /// 2-D convolution (cross-correlation, as PyTorch). x [N, C, H, W] -> y [N, OC, OH, OW];
 /// weight [OC, C, KH, KW], bias [OC]; OH = (H + 2P - KH) / S + 1.
 /// Forward: im2col into cols [N*OH*OW, C*KH*KW], then Y [N*OH*OW, OC] = cols · W^T, then
-/// transposed into NCHW with the bias added. Backward: dW += dY^T · cols, db += sums of dY, and
+/// transposed into NCHW with the bias added. When no backward will read the patches again (evaluation,
+/// or a sparse backward that takes them from the padded input), image by image instead: the image
+/// copied zero-padded and channels-last, its patches gathered from there in [KH, KW, C] order (KH
+/// contiguous runs of KW·C values) against the weight in that order, so one image's patches stay in
+/// cache instead of the batch's going through memory; sums run over the patch in that other order, so
+/// the outputs differ from the batch path's in the last bits. Backward: dW += dY^T · cols, db += sums of dY, and
 /// dcols = dY · W scattered back by col2im into dx. With a <see cref="Sparsifier"/> (meProp-CNN) the
 /// backward reads only the kept entries of dY: dW[c] += v·patch(position) per entry (the patch from a
 /// zero-padded channels-last copy of x, or from cols for a first layer with few channels), and dx is
@@ -27,11 +32,24 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private readonly AlignedBuffer _weightHwc = new();
     private readonly AlignedBuffer _inputGradientScratch = new();
     private readonly AlignedBuffer _inputPaddedNhwc = new();
+    // Forward image by image: the [OC, KH, KW, C] weight packed, and per worker one image's patches and output rows.
+    private readonly AlignedBuffer _packedWeight = new();
+    private readonly AlignedBuffer _imageCols = new();
+    private readonly AlignedBuffer _imageRows = new();
     private int[] _paddedInputShape = [];
     private Tensor? _input;
     private ConvGeometry _geometry;
-    /// <summary>True from Forward until Backward overwrites the saved patches with dcols.</summary>
+    /// <summary>True from a training Forward until the next Forward.</summary>
+    private bool _trainingForward;
+    /// <summary>True from a training Forward that kept the batch's patches until Backward overwrites them with dcols.</summary>
     private bool _colsHoldPatches;
+    /// <summary>True when the last Forward left the padded channels-last input and the [OC, KH, KW, C] weight behind (image by image).</summary>
+    private bool _channelsLastCopiesCurrent;
+    /// <summary>
+    /// Below this many input channels the sparse backward reads its patches from cols (a first layer's
+    /// patch rows are short and already there), so the forward keeps them; from it on, from the padded input.
+    /// </summary>
+    private const int SparsePatchesFromColsBelow = 16;
 
     public Conv2d(string name, int inChannels, int outChannels, int kernelSize, int stride, int padding,
         ComputeContext compute, Rng initRng)
@@ -102,25 +120,89 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     {
         var g = _geometry = Geometry(input.Shape);
         _input = input;
+        _output.Reshape(g.N, OutChannels, g.OH, g.OW);
+        _trainingForward = training;
+        _channelsLastCopiesCurrent = false;
+        _colsHoldPatches = training && (Sparsifier is null || InChannels < SparsePatchesFromColsBelow);
+        if (_colsHoldPatches) ForwardBatch(g);
+        else ForwardByImage(g);
+        return _output;
+    }
+
+    /// <summary>im2col of the whole batch into cols (kept for the backward), one GEMM, one transpose to NCHW.</summary>
+    private void ForwardBatch(ConvGeometry g)
+    {
         int positions = g.Positions, k = g.PatchLength, oc = OutChannels;
         _cols.Reshape(positions, k);
         _rowMajorOutput.Reshape(positions, oc);
-        _output.Reshape(g.N, oc, g.OH, g.OW);
-        Im2Col.Forward(g, input.Span, _cols.Span, _compute.Pool);
-        _colsHoldPatches = true;
+        Im2Col.Forward(g, _input!.Span, _cols.Span, _compute.Pool);
         _compute.Gemm.Multiply(false, true, positions, oc, k, _cols.Span, k, Weight.Value.Span, k, _rowMajorOutput.Span, oc, false);
         fixed (float* rows = _rowMajorOutput.Storage, nchw = _output.Storage, bias = Bias.Value.Storage)
         {
             var job = new LayoutJob { Rows = rows, Nchw = nchw, Bias = bias, Channels = oc, Plane = g.OH * g.OW };
             _compute.Pool.Run(g.N, &RowsToNchwWithBias, &job);
         }
-        return _output;
+    }
+
+    /// <summary>Each worker takes whole images: im2col of one image, its GEMM against the packed weight, its transpose to NCHW.</summary>
+    private void ForwardByImage(ConvGeometry g)
+    {
+        int k = g.PatchLength, oc = OutChannels, plane = g.OH * g.OW, workers = _compute.Threads;
+        var weightHwc = FillWeightHwc();
+        var padded = PaddedInput(g);
+        var packed = _packedWeight.Span(checked((int)Gemm.PackedLength(oc, k)));
+        var cols = _imageCols.Span(checked(workers * plane * k));
+        var rows = _imageRows.Span(checked(workers * plane * oc));
+        fixed (float* whwc = weightHwc, pw = packed, pp = padded, pc = cols, pr = rows, x = _input!.Storage, y = _output.Storage, bias = Bias.Value.Storage)
+        {
+            Gemm.PackB(true, oc, k, whwc, k, pw, _compute.Pool);
+            var job = new ImageJob
+            {
+                Input = x, Padded = pp, PackedWeight = pw, Cols = pc, Rows = pr, Output = y, Bias = bias,
+                Geometry = g, Channels = oc, Workers = workers,
+            };
+            _compute.Pool.Run(g.N, &ForwardImage, &job);
+        }
+        _channelsLastCopiesCurrent = true;
+    }
+
+    private struct ImageJob
+    {
+        public float* Input, Padded, PackedWeight, Cols, Rows, Output, Bias;
+        public ConvGeometry Geometry;
+        public int Channels, Workers;
+    }
+
+    /// <summary>Image n, on worker n % Workers (the pool's fixed partition) with that worker's scratch.</summary>
+    private static void ForwardImage(void* args, int n)
+    {
+        ref ImageJob j = ref Unsafe.AsRef<ImageJob>(args);
+        var g = j.Geometry;
+        int c = g.C, k = g.PatchLength, oc = j.Channels, plane = g.OH * g.OW, worker = n % j.Workers;
+        int paddedW = g.W + 2 * g.Padding, segment = g.KW * c;
+        float* padded = j.Padded + (long)n * (g.H + 2 * g.Padding) * paddedW * c;
+        FillPaddedImage(j.Input + (long)n * c * g.H * g.W, padded, g);
+        float* cols = j.Cols + (long)worker * plane * k, rows = j.Rows + (long)worker * plane * oc;
+        float* dst = cols;
+        for (int oy = 0; oy < g.OH; oy++)
+            for (int ox = 0; ox < g.OW; ox++)
+            {
+                float* src = padded + ((long)oy * g.Stride * paddedW + ox * g.Stride) * c;
+                for (int ky = 0; ky < g.KH; ky++, dst += segment, src += paddedW * c)
+                {
+                    // A first layer's runs are a few values long: a call per run would cost more than the copy.
+                    if (segment >= 16) Buffer.MemoryCopy(src, dst, segment * sizeof(float), segment * sizeof(float));
+                    else for (int i = 0; i < segment; i++) dst[i] = src[i];
+                }
+            }
+        Gemm.MultiplyPacked(plane, oc, k, cols, k, j.PackedWeight, rows, oc);
+        ChannelLayout.RowsToPlanes(rows, j.Output + (long)n * oc * plane, plane, oc, plane, j.Bias);
     }
 
     public Tensor? Backward(Tensor outputGradient)
     {
-        if (!_colsHoldPatches)
-            throw new InvalidOperationException($"{Name}: Backward needs its own Forward first (the previous Backward used up the saved input patches)");
+        if (!_trainingForward)
+            throw new InvalidOperationException($"{Name}: Backward needs a training Forward first");
         var g = _geometry;
         int positions = g.Positions, k = g.PatchLength, oc = OutChannels, plane = g.OH * g.OW;
         if (!outputGradient.SameShape([g.N, oc, g.OH, g.OW]))
@@ -128,6 +210,9 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         long denseMacs = (long)positions * k * oc;
         DenseBackwardMacs += ComputeInputGradient ? 2 * denseMacs : denseMacs;
         if (Sparsifier is null && MeasureDensity) _denseCounters.Add(outputGradient.Span);
+        bool readsCols = Sparsifier is null || InChannels < SparsePatchesFromColsBelow;
+        if (readsCols && !_colsHoldPatches)
+            throw new InvalidOperationException($"{Name}: Backward needs its own Forward first (the previous Backward used up the saved input patches, or meProp was switched on or off in between)");
         if (Sparsifier is not null) return SparseBackwardPass(outputGradient, g);
         // dY in the patch-row layout [positions, OC], reusing the forward's row-major output buffer.
         var dyRows = _rowMajorOutput;
@@ -160,26 +245,32 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         // first layer with few input channels, whose im2col rows are short and already there.
         if (!ComputeInputGradient)
         {
-            if (InChannels < 16) SparseBackward.WeightGradient(sparse, _cols.Span, k, Weight.Gradient.Span, Bias.Gradient.Span, _compute.Pool);
-            else SparseBackward.ConvGradients(sparse, g, FillPaddedNhwc(g), Weight.Gradient.Span, Bias.Gradient.Span, [], [], [], _compute.Pool);
+            if (InChannels < SparsePatchesFromColsBelow) SparseBackward.WeightGradient(sparse, _cols.Span, k, Weight.Gradient.Span, Bias.Gradient.Span, _compute.Pool);
+            else SparseBackward.ConvGradients(sparse, g, PaddedInputOfForward(g), Weight.Gradient.Span, Bias.Gradient.Span, [], [], [], _compute.Pool);
             return null;
         }
-        var inputPadded = FillPaddedNhwc(g);
-        var weightHwc = _weightHwc.Span(OutChannels * k);
-        fixed (float* w = Weight.Value.Storage, whwc = weightHwc)
-        {
-            // [OC, C, KH*KW] -> [OC, KH*KW, C]: the same transpose as NCHW -> NHWC with OC as the batch.
-            var job = new LayoutJob { Rows = whwc, Nchw = w, Channels = InChannels, Plane = KernelSize * KernelSize };
-            _compute.Pool.Run(OutChannels, &NchwToRows, &job);
-        }
+        var inputPadded = PaddedInputOfForward(g);
+        var weightHwc = _channelsLastCopiesCurrent ? _weightHwc.Span(OutChannels * k) : FillWeightHwc();
         _inputGradient.Reshape(g.N, g.C, g.H, g.W);
         var scratch = _inputGradientScratch.Span(SparseBackward.ScratchLength(g, _compute.Threads));
         SparseBackward.ConvGradients(sparse, g, inputPadded, Weight.Gradient.Span, Bias.Gradient.Span, weightHwc, _inputGradient.Span, scratch, _compute.Pool);
         return _inputGradient;
     }
 
-    /// <summary>The layer input as [N, H+2P, W+2P, C] with a zero border (the border is cleared only when the shape changes).</summary>
-    private Span<float> FillPaddedNhwc(ConvGeometry g)
+    /// <summary>[OC, C, KH, KW] -> [OC, KH, KW, C]: the same transpose as NCHW -> NHWC with OC as the batch.</summary>
+    private Span<float> FillWeightHwc()
+    {
+        var weightHwc = _weightHwc.Span(OutChannels * InChannels * KernelSize * KernelSize);
+        fixed (float* w = Weight.Value.Storage, whwc = weightHwc)
+        {
+            var job = new LayoutJob { Rows = whwc, Nchw = w, Channels = InChannels, Plane = KernelSize * KernelSize };
+            _compute.Pool.Run(OutChannels, &NchwToRows, &job);
+        }
+        return weightHwc;
+    }
+
+    /// <summary>Storage for the input as [N, H+2P, W+2P, C] with a zero border (cleared only when the shape changes).</summary>
+    private Span<float> PaddedInput(ConvGeometry g)
     {
         int paddedH = g.H + 2 * g.Padding, paddedW = g.W + 2 * g.Padding;
         var padded = _inputPaddedNhwc.Span(SparseBackward.PaddedLength(g));
@@ -188,6 +279,14 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
             padded.Clear();
             _paddedInputShape = [g.N, paddedH, paddedW, g.C];
         }
+        return padded;
+    }
+
+    /// <summary>The forward's input, padded channels-last: left by an image-by-image forward, else filled now.</summary>
+    private Span<float> PaddedInputOfForward(ConvGeometry g)
+    {
+        var padded = PaddedInput(g);
+        if (_channelsLastCopiesCurrent) return padded;
         fixed (float* p = padded, nchw = _input!.Storage)
         {
             var job = new PaddedJob { Padded = p, Nchw = nchw, Geometry = g };
@@ -207,9 +306,13 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     {
         ref PaddedJob j = ref Unsafe.AsRef<PaddedJob>(args);
         var g = j.Geometry;
+        FillPaddedImage(j.Nchw + (long)n * g.C * g.H * g.W, j.Padded + (long)n * (g.H + 2 * g.Padding) * (g.W + 2 * g.Padding) * g.C, g);
+    }
+
+    /// <summary>padded[y+P, x+P, c] = image[c, y, x] for one image; the border is left as it is (zero).</summary>
+    private static void FillPaddedImage(float* image, float* padded, ConvGeometry g)
+    {
         int pw = g.W + 2 * g.Padding, c = g.C;
-        float* image = j.Nchw + (long)n * c * g.H * g.W;
-        float* padded = j.Padded + (long)n * (g.H + 2 * g.Padding) * pw * c;
         for (int y = 0; y < g.H; y++)
             ChannelLayout.PlanesToRows(image + y * g.W, g.H * g.W, padded + ((long)(y + g.Padding) * pw + g.Padding) * c, c, g.W);
     }

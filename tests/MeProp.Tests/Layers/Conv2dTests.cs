@@ -1,5 +1,6 @@
 using MeProp.Kernels;
 using MeProp.Layers;
+using MeProp.Sparsity;
 using MeProp.Tensors;
 using MeProp.Tests.Reference;
 using MeProp.Threading;
@@ -48,6 +49,40 @@ public class Conv2dTests
         var expected = ReferenceOps.Conv2d(ReferenceOps.ToDouble(x.Span), n, c, h, w,
             ReferenceOps.ToDouble(conv.Weight.Value.Span), ReferenceOps.ToDouble(conv.Bias.Value.Span), oc, k, s, p);
         GradientCheck.AssertMatches(expected, y.Span, "y");
+    }
+
+    /// <summary>Cases of the image-by-image forward: the ones above, and wider inputs (C >= 16, batches larger than the pool).</summary>
+    public static TheoryData<int, int, int, int, int, int, int, int> ImageByImageCases
+    {
+        get
+        {
+            var cases = new TheoryData<int, int, int, int, int, int, int, int>();
+            foreach (var row in Cases) cases.Add((int)row[0], (int)row[1], (int)row[2], (int)row[3], (int)row[4], (int)row[5], (int)row[6], (int)row[7]);
+            cases.Add(3, 17, 7, 6, 5, 3, 2, 1);
+            cases.Add(5, 32, 6, 6, 4, 5, 1, 2);
+            cases.Add(4, 16, 9, 5, 33, 3, 1, 0);
+            return cases;
+        }
+    }
+
+    /// <summary>
+    /// Evaluation, and training with meProp on a layer of 16 or more input channels, keep no patches for
+    /// a backward and run image by image (channels-last patches, two workers): the same convolution.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(ImageByImageCases))]
+    public void ImageByImageForward_MatchesDirectConvolution(int n, int c, int h, int w, int oc, int k, int s, int p)
+    {
+        using var compute = new ComputeContext(2);
+        var rng = new Rng(Seed(n, c, h, w, oc, k, s, p) + 7);
+        var (conv, x) = Make(compute, rng, n, c, h, w, oc, k, s, p);
+        var expected = ReferenceOps.Conv2d(ReferenceOps.ToDouble(x.Span), n, c, h, w,
+            ReferenceOps.ToDouble(conv.Weight.Value.Span), ReferenceOps.ToDouble(conv.Bias.Value.Span), oc, k, s, p);
+        GradientCheck.AssertMatches(expected, conv.Forward(x, training: false).Span, "y (evaluation)");
+        var error = Assert.Throws<InvalidOperationException>(() => conv.Backward(new Tensor(conv.OutputShape(x.Shape))));
+        Assert.Contains("training Forward", error.Message);
+        conv.Sparsifier = new GradientSparsifier("conv", new MePropOptions { Ratio = 0.5 }, convolutional: true, seed: 1);
+        GradientCheck.AssertMatches(expected, conv.Forward(x, training: true).Span, "y (training with meProp)");
     }
 
     [Theory]
