@@ -37,6 +37,12 @@ public sealed unsafe class Gemm
     /// <summary>Rows of op(A) one pass of the dot-product path takes: 2 x DotRows sums fit the registers.</summary>
     private static readonly int DotRows = Vector512.IsHardwareAccelerated ? 10 : 4;
 
+    /// <summary>
+    /// Up to this many rows of C (above the small-m paths) and at least four times as many columns,
+    /// Cᵀ = op(B)ᵀ · op(A)ᵀ is computed instead (see <see cref="Multiply"/>).
+    /// </summary>
+    internal const int SwapM = 128;
+
     /// <summary>Fewest depth values per split when the depth is cut to make enough tasks.</summary>
     private const int SplitDepth = 4 * KC;
     private const int MaxSplits = 8;
@@ -44,6 +50,7 @@ public sealed unsafe class Gemm
     private readonly WorkerPool _pool;
     private float[] _packedB = [];
     private float[] _partials = [];
+    private float[] _transposedC = [];
     private readonly float[] _edgePanels;
 
     public Gemm(WorkerPool pool)
@@ -75,6 +82,11 @@ public sealed unsafe class Gemm
         if (k == 0)
         {
             if (!accumulate) for (int i = 0; i < m; i++) c.Slice(i * ldc, n).Clear();
+            return;
+        }
+        if (!accumulate && m > Math.Max(DotM, transB ? 0 : SmallM) && m <= SwapM && n >= 4 * m)
+        {
+            MultiplySwapped(transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
             return;
         }
         int nr = NR;
@@ -154,6 +166,33 @@ public sealed unsafe class Gemm
             PaddedN = panels * NR, ColumnSplits = 1, PanelsPerSplit = panels, Workers = 1,
         };
         for (int rowBlock = 0; rowBlock * MC < m; rowBlock++) Tile(ref job, rowBlock, 0);
+    }
+
+    /// <summary>
+    /// A few dozen rows of C against a wide B (a linear layer's forward or dX at batch ~17-128, B the
+    /// weight): packing B would copy the whole weight every call. Cᵀ = op(B)ᵀ · op(A)ᵀ reads the weight
+    /// in place as the A side and packs only op(A); Cᵀ is then transposed into C. Each element is the
+    /// same chain of FMAs (a·b = b·a), so the result is the same bits as the unswapped product.
+    /// </summary>
+    private void MultiplySwapped(bool transA, bool transB, int m, int n, int k,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc)
+    {
+        if (_transposedC.Length < (long)n * m) _transposedC = GC.AllocateUninitializedArray<float>(n * m, pinned: true);
+        var transposed = _transposedC.AsSpan(0, n * m);
+        Multiply(!transB, !transA, n, m, k, b, ldb, a, lda, transposed, m, false);
+        fixed (float* pt = transposed, pc = c)
+        {
+            var job = new Job { C = pc, Ldc = ldc, Partials = pt, M = m, N = n };
+            _pool.Run(m, &TransposeRow, &job);
+        }
+    }
+
+    /// <summary>Row i of C = column i of Cᵀ [n, m] (held in Partials).</summary>
+    private static void TransposeRow(void* args, int row)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(args);
+        float* target = j.C + (long)row * j.Ldc, source = j.Partials + row;
+        for (int col = 0; col < j.N; col++) target[col] = source[(long)col * j.M];
     }
 
     /// <summary>One tile of one depth split, written (not added) into that split's partial C [m, n].</summary>

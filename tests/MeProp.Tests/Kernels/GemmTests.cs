@@ -14,6 +14,8 @@ public class GemmTests
         { 10, 6, 3136 }, { 11, 5, 800 }, { 16, 9, 1601 },
         // Small C over a long depth: the depth is split into partial products (a conv layer's dW).
         { 32, 25, 7841 }, { 5, 70, 2600 },
+        // A few dozen rows against four or more times as many columns: computed as Cᵀ = op(B)ᵀ · op(A)ᵀ.
+        { 17, 100, 300 }, { 65, 263, 131 }, { 100, 1024, 37 }, { 128, 513, 257 },
     };
 
     [Theory]
