@@ -16,6 +16,8 @@ public class GemmTests
         { 32, 25, 7841 }, { 5, 70, 2600 },
         // A few dozen rows against four or more times as many columns: computed as Cᵀ = op(B)ᵀ · op(A)ᵀ.
         { 17, 100, 300 }, { 65, 263, 131 }, { 100, 1024, 37 }, { 128, 513, 257 },
+        // Tasks of eight or more column panels pack A too (a short last sliver, a depth tail).
+        { 499, 263, 300 },
     };
 
     [Theory]
