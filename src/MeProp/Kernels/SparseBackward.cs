@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using MeProp.Sparsity;
 using MeProp.Threading;
 
@@ -38,6 +39,9 @@ public static unsafe class SparseBackward
         }
     }
 
+    /// <summary>How many kept entries ahead the weight-gradient loops prefetch their rows.</summary>
+    private const int PrefetchEntries = 8;
+
     private static void WeightGradientUnit(void* args, int u, int worker)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
@@ -49,6 +53,40 @@ public static unsafe class SparseBackward
         for (int e = 0; e < count; e++) biasSum += values[e];
         j.Db[u] += biasSum;
         int col = 0;
+        if (Vector512.IsHardwareAccelerated && k > 16 && k <= 32)
+        {
+            // A first conv layer's patch (25 values): both of the row's vectors in one pass, so each
+            // kept entry's row is fetched once, and rows a few entries ahead are prefetched, as the
+            // positions are scattered over a batch's patches that mostly miss L1 (conv1's weight
+            // gradient at batch 10, cols not in cache: 105-122 -> 71-89 us on one thread). Same sums.
+            int c1 = k - 16;
+            Vector512<float> lo = default, hi = default, lo2 = default, hi2 = default;
+            int e = 0;
+            for (; e + 2 <= count; e += 2)
+            {
+                if (e + PrefetchEntries < count) Sse.Prefetch0(x + (long)positions[e + PrefetchEntries] * k);
+                if (e + 1 + PrefetchEntries < count) Sse.Prefetch0(x + (long)positions[e + 1 + PrefetchEntries] * k);
+                float* row0 = x + (long)positions[e] * k, row1 = x + (long)positions[e + 1] * k;
+                var v0 = Vector512.Create(values[e]);
+                var v1 = Vector512.Create(values[e + 1]);
+                lo = Vector512.FusedMultiplyAdd(v0, Vector512.Load(row0), lo);
+                hi = Vector512.FusedMultiplyAdd(v0, Vector512.Load(row0 + c1), hi);
+                lo2 = Vector512.FusedMultiplyAdd(v1, Vector512.Load(row1), lo2);
+                hi2 = Vector512.FusedMultiplyAdd(v1, Vector512.Load(row1 + c1), hi2);
+            }
+            if (e < count)
+            {
+                float* row = x + (long)positions[e] * k;
+                var v = Vector512.Create(values[e]);
+                lo = Vector512.FusedMultiplyAdd(v, Vector512.Load(row), lo);
+                hi = Vector512.FusedMultiplyAdd(v, Vector512.Load(row + c1), hi);
+            }
+            lo += lo2;
+            hi += hi2;
+            Vector512.Store(Vector512.Load(dwRow) + lo, dwRow);
+            for (int lane = 16 - c1; lane < 16; lane++) dwRow[c1 + lane] += hi[lane];
+            return;
+        }
         if (Vector512.IsHardwareAccelerated && k >= 16)
         {
             // 16 columns at a time stay in registers while the unit's rows stream past; a row tail
