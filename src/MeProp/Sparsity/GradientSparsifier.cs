@@ -296,9 +296,13 @@ public sealed unsafe class GradientSparsifier
     /// scores[i] = run[i] (scores may be null: not stored); returns how many dy[i] are non-zero. With <paramref name="candidates"/>, every
     /// i whose score reaches the floor is appended as (indexBase + i, score), in index order. Scores are
     /// non-negative, so comparing their bit patterns as integers orders them like the floats (and stays
-    /// clear of the slow subnormal float paths). SIMD, as it touches every entry of dL/dy.
+    /// clear of the slow subnormal float paths). SIMD, as it touches every entry of dL/dy. When
+    /// <paramref name="next"/> is not zero, the rows of dy and of the running average that far ahead
+    /// (the row scored next) are prefetched: a feature map's rows are short runs (3 KB for conv1,
+    /// 784 bytes for conv2) a batch slot apart, mostly coming from L3, too short for the hardware
+    /// prefetcher (selection with decay 0.6 at batch 10: conv1 232-240 -> 208 us, conv2 142-157 -> 126 us).
     /// </summary>
-    private static long ScoreRow(float* dy, float* running, float* scores, int length, float decay, Candidates* candidates, int indexBase)
+    private static long ScoreRow(float* dy, float* running, float* scores, int length, float decay, Candidates* candidates, int indexBase, nint next)
     {
         long nonZero = 0;
         int i = 0;
@@ -317,6 +321,11 @@ public sealed unsafe class GradientSparsifier
             var zeroLanes = Vector512<int>.Zero;
             for (; i + 16 <= length; i += 16)
             {
+                if (next != 0)
+                {
+                    Sse.Prefetch0(dy + next + i);
+                    if (running != null) Sse.Prefetch0(running + next + i);
+                }
                 var v = Vector512.Load(dy + i);
                 zeroLanes -= Vector512.Equals(v, Vector512<float>.Zero).AsInt32();
                 var magnitude = Vector512.Abs(v);
@@ -418,7 +427,8 @@ public sealed unsafe class GradientSparsifier
             for (int n = 0; n < j.N; n++)
             {
                 long offset = ((long)n * j.Units + u) * j.Plane;
-                nonZero += ScoreRow(j.Dy + offset, j.UseRunning ? j.Running + offset : null, null, j.Plane, j.Decay, &candidates, n * j.Plane);
+                nint next = n + 1 < j.N ? (nint)j.Units * j.Plane : (nint)j.Plane - (nint)(j.N - 1) * j.Units * j.Plane;
+                nonZero += ScoreRow(j.Dy + offset, j.UseRunning ? j.Running + offset : null, null, j.Plane, j.Decay, &candidates, n * j.Plane, next);
             }
             if (candidates.Count >= j.K && j.K < poolSize)
             {
@@ -463,7 +473,7 @@ public sealed unsafe class GradientSparsifier
         {
             long offset = ((long)n * j.Units + u) * j.Plane;
             fixed (float* pScores = scores)
-                nonZero += ScoreRow(j.Dy + offset, j.UseRunning ? j.Running + offset : null, pScores, j.Plane, j.Decay, null, 0);
+                nonZero += ScoreRow(j.Dy + offset, j.UseRunning ? j.Running + offset : null, pScores, j.Plane, j.Decay, null, 0, 0);
             int count = TopKSelection.Select(scores, j.K, chosen);
             slot = self.Store(ref j, u, slot, chosen[..count], positionBase: n * j.Plane);
         }
