@@ -144,7 +144,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         }
     }
 
-    /// <summary>Each worker takes whole images: im2col of one image, its GEMM against the packed weight, its transpose to NCHW.</summary>
+    /// <summary>Each worker takes whole images: the image padded channels-last, its patches gathered from there, one GEMM against the packed weight, the transpose to NCHW.</summary>
     private void ForwardByImage(ConvGeometry g)
     {
         int k = g.PatchLength, oc = OutChannels, plane = g.OH * g.OW, workers = _compute.Threads;
