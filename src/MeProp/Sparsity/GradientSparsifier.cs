@@ -442,10 +442,35 @@ public sealed unsafe class GradientSparsifier
                 count = TopKSelection.MergeNonZeroWithFirstZeros(new ReadOnlySpan<int>(candidateIndices, candidates.Count), j.K - candidates.Count, chosen);
                 kth = 0;
             }
+            else if (j.K < poolSize)
+            {
+                // Fewer than k reached the floor (often: a feature map with fewer than k non-zero
+                // entries one step, more the next). Every positive score is gathered again, from the
+                // rows just scored (still in cache; the running averages are read, not updated, here):
+                // the top k come from those when there are enough, else they are all kept with the
+                // lowest-index zeros. Ranking the whole pool instead cost ~13 us for conv1's 7,840.
+                candidates.Count = 0;
+                candidates.FloorBits = 1;
+                for (int n = 0; n < j.N; n++)
+                {
+                    long offset = ((long)n * j.Units + u) * j.Plane;
+                    nint next = n + 1 < j.N ? (nint)j.Units * j.Plane : 0;
+                    ScoreRow((j.UseRunning ? j.Running : j.Dy) + offset, null, null, j.Plane, 0, &candidates, n * j.Plane, next);
+                }
+                if (candidates.Count >= j.K)
+                {
+                    count = TopKSelection.Select(new ReadOnlySpan<float>(candidateScores, candidates.Count), j.K, chosen, out kth);
+                    for (int i = 0; i < count; i++) chosen[i] = candidateIndices[chosen[i]];
+                }
+                else
+                {
+                    count = TopKSelection.MergeNonZeroWithFirstZeros(new ReadOnlySpan<int>(candidateIndices, candidates.Count), j.K - candidates.Count, chosen);
+                    kth = 0;
+                }
+            }
             else
             {
-                // The scores were not kept (it is rare to get here): gather them again, |dy| or the
-                // running averages just updated.
+                // k covers the whole pool: every entry is kept, ranked as the scores stand.
                 for (int n = 0; n < j.N; n++)
                 {
                     long offset = ((long)n * j.Units + u) * j.Plane;
