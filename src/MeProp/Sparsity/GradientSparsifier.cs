@@ -430,25 +430,12 @@ public sealed unsafe class GradientSparsifier
                 nint next = n + 1 < j.N ? (nint)j.Units * j.Plane : (nint)j.Plane - (nint)(j.N - 1) * j.Units * j.Plane;
                 nonZero += ScoreRow(j.Dy + offset, j.UseRunning ? j.Running + offset : null, null, j.Plane, j.Decay, &candidates, n * j.Plane, next);
             }
-            if (candidates.Count >= j.K && j.K < poolSize)
-            {
-                count = TopKSelection.Select(new ReadOnlySpan<float>(candidateScores, candidates.Count), j.K, chosen, out kth);
-                for (int i = 0; i < count; i++) chosen[i] = candidateIndices[chosen[i]];
-            }
-            else if (previousKth == 0 && j.K < poolSize)
-            {
-                // Fewer than k candidates on a zero floor: they are every non-zero score, so the rest of
-                // the k are the lowest-index zeros.
-                count = TopKSelection.MergeNonZeroWithFirstZeros(new ReadOnlySpan<int>(candidateIndices, candidates.Count), j.K - candidates.Count, chosen);
-                kth = 0;
-            }
-            else if (j.K < poolSize)
+            if (candidates.Count < j.K && previousKth != 0 && j.K < poolSize)
             {
                 // Fewer than k reached the floor (often: a feature map with fewer than k non-zero
                 // entries one step, more the next). Every positive score is gathered again, from the
-                // rows just scored (still in cache; the running averages are read, not updated, here):
-                // the top k come from those when there are enough, else they are all kept with the
-                // lowest-index zeros. Ranking the whole pool instead cost ~13 us for conv1's 7,840.
+                // rows just scored (still in cache; the running averages are read, not updated, here),
+                // instead of ranking the whole pool (~13 us for conv1's 7,840).
                 candidates.Count = 0;
                 candidates.FloorBits = 1;
                 for (int n = 0; n < j.N; n++)
@@ -457,16 +444,18 @@ public sealed unsafe class GradientSparsifier
                     nint next = n + 1 < j.N ? (nint)j.Units * j.Plane : 0;
                     ScoreRow((j.UseRunning ? j.Running : j.Dy) + offset, null, null, j.Plane, 0, &candidates, n * j.Plane, next);
                 }
-                if (candidates.Count >= j.K)
-                {
-                    count = TopKSelection.Select(new ReadOnlySpan<float>(candidateScores, candidates.Count), j.K, chosen, out kth);
-                    for (int i = 0; i < count; i++) chosen[i] = candidateIndices[chosen[i]];
-                }
-                else
-                {
-                    count = TopKSelection.MergeNonZeroWithFirstZeros(new ReadOnlySpan<int>(candidateIndices, candidates.Count), j.K - candidates.Count, chosen);
-                    kth = 0;
-                }
+            }
+            if (candidates.Count >= j.K && j.K < poolSize)
+            {
+                count = TopKSelection.Select(new ReadOnlySpan<float>(candidateScores, candidates.Count), j.K, chosen, out kth);
+                for (int i = 0; i < count; i++) chosen[i] = candidateIndices[chosen[i]];
+            }
+            else if (j.K < poolSize)
+            {
+                // Fewer than k candidates on a zero floor: they are every positive score, so the rest of
+                // the k are the lowest-index zeros.
+                count = TopKSelection.MergeNonZeroWithFirstZeros(new ReadOnlySpan<int>(candidateIndices, candidates.Count), j.K - candidates.Count, chosen);
+                kth = 0;
             }
             else
             {
