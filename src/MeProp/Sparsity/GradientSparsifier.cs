@@ -523,30 +523,69 @@ public sealed unsafe class GradientSparsifier
 
     /// <summary>
     /// Appends the chosen plane positions (relative to <paramref name="positionBase"/>) of unit u whose
-    /// dy is non-zero, counts all of them as selected; returns the next slot.
+    /// dy is non-zero, counts all of them as selected; returns the next slot. A chosen position p of the
+    /// pool is example n = p / P, at dy[(n·U + u)·P + p - n·P].
     /// </summary>
     private int Store(ref Job j, int u, int slot, ReadOnlySpan<int> chosen, int positionBase)
     {
-        int baseSlot = u * j.Capacity;
-        var positions = Result.Positions;
-        var values = Result.Values;
-        // Positions ascend, so the example n (and the offset of its row of dy) only moves forward.
-        int n = 0;
-        long rowOffset = (long)u * j.Plane;
-        foreach (int c in chosen)
+        int plane = j.Plane;
+        float* dy = j.Dy + (long)u * plane;
+        int rowStep = (j.Units - 1) * plane;
+        int t = 0;
+        fixed (int* chosenStart = chosen, positionStart = Result.Positions)
+        fixed (float* valueStart = Result.Values)
         {
-            int position = positionBase + c;
-            while (position >= (n + 1) * j.Plane)
+            int* positions = positionStart + (long)u * j.Capacity;
+            float* values = valueStart + (long)u * j.Capacity;
+            if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx2.IsSupported && (long)j.N * plane <= 1 << 24)
             {
-                n++;
-                rowOffset += (long)(j.Units - 1) * j.Plane;
+                // Sixteen at a time, the non-zero values compressed in registers and stored whole: the
+                // store reaches at most 16 slots past this unit's next slot, and while 16 chosen positions
+                // remain those slots are still this unit's (its capacity is at least the chosen count).
+                // The scalar loop below took 1.8-2.0 us for a conv1 map's 392 entries, this 1.0-1.1 us.
+                var vBase = Vector512.Create(positionBase);
+                var vPlane = Vector512.Create(plane);
+                var vInversePlane = Vector512.Create(1f / plane);
+                var vRowStep = Vector512.Create(rowStep);
+                for (; t + 16 <= chosen.Length; t += 16)
+                {
+                    var position = vBase + Vector512.Load(chosenStart + t);
+                    // n from a float quotient: below 2^24 positions and 1/P are exact or rounded by half
+                    // an ulp, so the quotient is never above the true one and at most one below it (at a
+                    // row's first position, e.g. P = 41), which the remainder corrects.
+                    var n = Vector512.ConvertToInt32(Vector512.ConvertToSingle(position) * vInversePlane);
+                    n -= Vector512.GreaterThanOrEqual(position - n * vPlane, vPlane);
+                    var offset = position + n * vRowStep;
+                    var value = Vector512.Create(
+                        Avx2.GatherVector256(dy, offset.GetLower(), sizeof(float)),
+                        Avx2.GatherVector256(dy, offset.GetUpper(), sizeof(float)));
+                    var keep = ~Vector512.Equals(value, Vector512<float>.Zero);
+                    Vector512.Store(Avx512F.Compress(Vector512<int>.Zero, keep.AsInt32(), position), positions + slot);
+                    Vector512.Store(Avx512F.Compress(Vector512<float>.Zero, keep, value), values + slot);
+                    slot += BitOperations.PopCount(keep.ExtractMostSignificantBits());
+                }
             }
-            // Written always, kept by advancing the slot only for a non-zero value: whether a kept
-            // gradient entry is zero is unpredictable, and a branch on it mispredicts often.
-            float value = j.Dy[rowOffset + position];
-            positions[baseSlot + slot] = position;
-            values[baseSlot + slot] = value;
-            slot += value != 0 ? 1 : 0;
+            if (t < chosen.Length)
+            {
+                // Positions ascend, so the example n (and the offset of its row of dy) only moves forward.
+                int n = (positionBase + chosenStart[t]) / plane;
+                long rowOffset = (long)n * rowStep;
+                for (; t < chosen.Length; t++)
+                {
+                    int position = positionBase + chosenStart[t];
+                    while (position >= (n + 1) * plane)
+                    {
+                        n++;
+                        rowOffset += rowStep;
+                    }
+                    // Written always, kept by advancing the slot only for a non-zero value: whether a kept
+                    // gradient entry is zero is unpredictable, and a branch on it mispredicts often.
+                    float value = dy[rowOffset + position];
+                    positions[slot] = position;
+                    values[slot] = value;
+                    slot += value != 0 ? 1 : 0;
+                }
+            }
         }
         Result.Counts[u] = slot;
         _selectedByUnit[u] += chosen.Length;

@@ -16,6 +16,9 @@ public class GradientSparsifierTests
     public static TheoryData<int, int, int> ConvShapes => new()
     {
         { 1, 1, 1 }, { 3, 5, 7 }, { 2, 3, 25 }, { 5, 4, 49 }, { 4, 7, 9 }, { 1, 6, 13 }, { 7, 2, 1 }, { 3, 9, 64 },
+        // The network's planes (conv2's 14x14, conv1's 28x28 + 1), positions far into the pool; and a
+        // plane whose float quotient position / plane rounds below a row's first position (41).
+        { 10, 3, 196 }, { 3, 2, 785 }, { 4, 3, 41 },
     };
 
     /// <summary>[N, U] linear gradient shapes.</summary>
