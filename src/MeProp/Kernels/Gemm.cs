@@ -252,6 +252,22 @@ public sealed unsafe class Gemm
                 if (!j.TransB)
                 {
                     float* src = j.B + (long)kIndex * j.Ldb + j0;
+                    if (width == nr)
+                    {
+                        // A whole panel row: NR contiguous values, two vectors (2048^3's B, 2 threads:
+                        // 3.7 -> 1.1 ms, value by value before).
+                        if (nr == 32)
+                        {
+                            Vector512.Store(Vector512.Load(src), row);
+                            Vector512.Store(Vector512.Load(src + 16), row + 16);
+                        }
+                        else
+                        {
+                            Vector256.Store(Vector256.Load(src), row);
+                            Vector256.Store(Vector256.Load(src + 8), row + 8);
+                        }
+                        continue;
+                    }
                     for (int jj = 0; jj < width; jj++) row[jj] = src[jj];
                 }
                 else
@@ -360,6 +376,11 @@ public sealed unsafe class Gemm
         {
             int tileRows = Math.Min(mr, rows - ir);
             float* sliver = packed + (long)ir * kc;
+            if (tileRows == 8 && depthStride == 1 && Avx.IsSupported)
+            {
+                PackSliver8(a + ir * rowStride, rowStride, kc, sliver);
+                continue;
+            }
             for (int r = 0; r < tileRows; r++)
             {
                 float* source = a + (ir + r) * rowStride;
@@ -367,6 +388,41 @@ public sealed unsafe class Gemm
                 for (int p = 0; p < kc; p++) target[p * mr] = source[p * depthStride];
             }
         }
+    }
+
+    /// <summary>
+    /// Eight rows of A (depth contiguous, rows rowStride apart) into a sliver: packed[p·8 + r] = a[r·rowStride + p].
+    /// Eight depth steps at a time as an 8 x 8 transpose in registers; the depth's tail scalar. With B's
+    /// vector copy, 2048^3 ran 5-12% faster (medians and bests, in-process A/B, 2 threads); same bits.
+    /// </summary>
+    private static void PackSliver8(float* a, nint rowStride, int kc, float* packed)
+    {
+        int p = 0;
+        for (; p + 8 <= kc; p += 8, packed += 64)
+        {
+            var r0 = Avx.LoadVector256(a + p); var r1 = Avx.LoadVector256(a + rowStride + p);
+            var r2 = Avx.LoadVector256(a + 2 * rowStride + p); var r3 = Avx.LoadVector256(a + 3 * rowStride + p);
+            var r4 = Avx.LoadVector256(a + 4 * rowStride + p); var r5 = Avx.LoadVector256(a + 5 * rowStride + p);
+            var r6 = Avx.LoadVector256(a + 6 * rowStride + p); var r7 = Avx.LoadVector256(a + 7 * rowStride + p);
+            var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+            var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+            var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+            var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+            var s0 = Avx.Shuffle(t0, t2, 0x44); var s1 = Avx.Shuffle(t0, t2, 0xEE);
+            var s2 = Avx.Shuffle(t1, t3, 0x44); var s3 = Avx.Shuffle(t1, t3, 0xEE);
+            var s4 = Avx.Shuffle(t4, t6, 0x44); var s5 = Avx.Shuffle(t4, t6, 0xEE);
+            var s6 = Avx.Shuffle(t5, t7, 0x44); var s7 = Avx.Shuffle(t5, t7, 0xEE);
+            Avx.Store(packed, Avx.Permute2x128(s0, s4, 0x20));
+            Avx.Store(packed + 8, Avx.Permute2x128(s1, s5, 0x20));
+            Avx.Store(packed + 16, Avx.Permute2x128(s2, s6, 0x20));
+            Avx.Store(packed + 24, Avx.Permute2x128(s3, s7, 0x20));
+            Avx.Store(packed + 32, Avx.Permute2x128(s0, s4, 0x31));
+            Avx.Store(packed + 40, Avx.Permute2x128(s1, s5, 0x31));
+            Avx.Store(packed + 48, Avx.Permute2x128(s2, s6, 0x31));
+            Avx.Store(packed + 56, Avx.Permute2x128(s3, s7, 0x31));
+        }
+        for (; p < kc; p++, packed += 8)
+            for (int r = 0; r < 8; r++) packed[r] = a[r * rowStride + p];
     }
 
     /// <summary>
