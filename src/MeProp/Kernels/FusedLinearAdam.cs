@@ -70,12 +70,14 @@ public static unsafe class FusedLinearAdam
                 Dy = pdy, X = px, W = pw, M = pm, V = pv, Dx = inputGradient ? pdx : null, Partials = ps,
                 N = n, Out = outFeatures, In = inFeatures, Step = step,
             };
-            pool.Run(groups, &GroupTask, &job);
+            // Groups go to whichever worker is free: fc1 has four, and a fixed two each waited whenever
+            // one core of the VM ran slow.
+            pool.RunDynamic(groups, &GroupTask, &job);
             if (inputGradient && groups > 1) pool.Run(n, &SumPartialsRow, &job);
         }
     }
 
-    private static void GroupTask(void* args, int group)
+    private static void GroupTask(void* args, int group, int worker)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
         int o0 = group * GroupRows, o1 = Math.Min(j.Out, o0 + GroupRows);
