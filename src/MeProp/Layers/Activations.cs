@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using MeProp.Tensors;
+using MeProp.Threading;
 
 namespace MeProp.Layers;
 
@@ -11,16 +12,26 @@ public enum ActivationKind { Relu, Sigmoid, Tanh }
 /// <summary>
 /// Element-wise nonlinearity y = f(x), any shape. Backward uses the saved output:
 /// ReLU dx = dy·[y &gt; 0]; sigmoid dx = dy·y·(1 - y); tanh dx = dy·(1 - y²).
+/// Given a compute context, ReLU over a large tensor is split into equal runs over its pool (each
+/// value's result is the same whoever computes it).
 /// </summary>
-public sealed class Activation : ILayer
+public sealed unsafe class Activation : ILayer
 {
     private readonly Tensor _output = new(0);
     private readonly Tensor _inputGradient = new(0);
+    private readonly ComputeContext? _compute;
 
-    public Activation(string name, ActivationKind kind)
+    /// <summary>
+    /// Fewest values for which ReLU is split over the pool: conv1's 250,880 at batch 10 took 80 us
+    /// forward and ~150 us backward on one thread; a few thousand are not worth waking a worker for.
+    /// </summary>
+    private const int ParallelFrom = 1 << 16;
+
+    public Activation(string name, ActivationKind kind, ComputeContext? compute = null)
     {
         Name = name;
         Kind = kind;
+        _compute = compute;
     }
 
     public string Name { get; }
@@ -37,7 +48,7 @@ public sealed class Activation : ILayer
         var y = _output.Span;
         switch (Kind)
         {
-            case ActivationKind.Relu: TensorPrimitives.Max(x, 0f, y); break;
+            case ActivationKind.Relu: RunRelu(x, default, y, backward: false); break;
             case ActivationKind.Sigmoid: TensorPrimitives.Sigmoid(x, y); break;
             case ActivationKind.Tanh: TensorPrimitives.Tanh(x, y); break;
         }
@@ -56,7 +67,7 @@ public sealed class Activation : ILayer
         switch (Kind)
         {
             case ActivationKind.Relu:
-                ReluBackward(y, dy, dx);
+                RunRelu(y, dy, dx, backward: true);
                 break;
             case ActivationKind.Sigmoid:
                 for (int i = 0; i < dx.Length; i++) dx[i] = dy[i] * y[i] * (1f - y[i]);
@@ -66,6 +77,43 @@ public sealed class Activation : ILayer
                 break;
         }
         return _inputGradient;
+    }
+
+    private struct ReluJob
+    {
+        public float* Input, Gradient, Output;
+        public int Length, Tasks;
+        public bool Backward;
+    }
+
+    /// <summary>Forward: output = max(input, 0). Backward: output = gradient where input (y) &gt; 0, else 0.</summary>
+    private void RunRelu(ReadOnlySpan<float> input, ReadOnlySpan<float> gradient, Span<float> output, bool backward)
+    {
+        var pool = _compute?.Pool;
+        if (pool is null || pool.ThreadCount == 1 || output.Length < ParallelFrom)
+        {
+            if (backward) ReluBackward(input, gradient, output);
+            else TensorPrimitives.Max(input, 0f, output);
+            return;
+        }
+        fixed (float* pi = input, pg = gradient, po = output)
+        {
+            var job = new ReluJob { Input = pi, Gradient = pg, Output = po, Length = output.Length, Tasks = pool.ThreadCount, Backward = backward };
+            pool.Run(job.Tasks, &ReluRun, &job);
+        }
+    }
+
+    /// <summary>Task t's run: equal runs of whole 64-byte lines, so no two tasks write one line.</summary>
+    private static void ReluRun(void* args, int task)
+    {
+        var j = (ReluJob*)args;
+        int lines = (j->Length + 15) / 16;
+        int begin = Math.Min(j->Length, (int)((long)lines * task / j->Tasks) * 16);
+        int end = Math.Min(j->Length, (int)((long)lines * (task + 1) / j->Tasks) * 16);
+        var input = new ReadOnlySpan<float>(j->Input + begin, end - begin);
+        var output = new Span<float>(j->Output + begin, end - begin);
+        if (j->Backward) ReluBackward(input, new ReadOnlySpan<float>(j->Gradient + begin, end - begin), output);
+        else TensorPrimitives.Max(input, 0f, output);
     }
 
     /// <summary>dx = dy where y &gt; 0, else 0; branch-free, as half the entries take each side.</summary>

@@ -53,16 +53,16 @@ public static class ModelBuilder
         var layers = new List<ILayer>();
         layers.Add(new Conv2d("conv1", channels, 32, 5, 1, pad, compute, rng));
         if (options.BatchNorm) layers.Add(new BatchNorm("bn1", 32, compute));
-        layers.Add(new Activation("act1", options.Activation));
+        layers.Add(new Activation("act1", options.Activation, compute));
         layers.Add(new MaxPool2d("pool1", 2, compute));
         layers.Add(new Conv2d("conv2", 32, 64, 5, 1, pad, compute, rng));
         if (options.BatchNorm) layers.Add(new BatchNorm("bn2", 64, compute));
-        layers.Add(new Activation("act2", options.Activation));
+        layers.Add(new Activation("act2", options.Activation, compute));
         layers.Add(new MaxPool2d("pool2", 2, compute));
         layers.Add(new Flatten("flatten"));
         layers.Add(new Linear("fc1", 64 * h2 * w2, 1024, compute, rng));
         if (options.BatchNorm) layers.Add(new BatchNorm("bn3", 1024, compute));
-        layers.Add(new Activation("act3", options.Activation));
+        layers.Add(new Activation("act3", options.Activation, compute));
         layers.Add(new Linear("fc2", 1024, classes, compute, rng));
         return new Sequential(layers);
     }
@@ -77,7 +77,7 @@ public static class ModelBuilder
         {
             layers.Add(new Linear($"fc{i}", width, options.HiddenSize, compute, rng));
             if (options.BatchNorm) layers.Add(new BatchNorm($"bn{i}", options.HiddenSize, compute));
-            layers.Add(new Activation($"act{i}", options.Activation));
+            layers.Add(new Activation($"act{i}", options.Activation, compute));
             width = options.HiddenSize;
         }
         layers.Add(new Linear($"fc{options.HiddenLayers + 1}", width, classes, compute, rng));

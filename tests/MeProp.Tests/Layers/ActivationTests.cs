@@ -1,5 +1,6 @@
 using MeProp.Layers;
 using MeProp.Tensors;
+using MeProp.Threading;
 using MeProp.Tests.Reference;
 using static MeProp.Tests.Layers.LayerTestSupport;
 
@@ -60,6 +61,27 @@ public class ActivationTests
         layer.Forward(new Tensor([-2f, 0f, 3f, -0f], 1, 4), true);
         var dx = layer.Backward(new Tensor([1f, 1f, 1f, 1f], 1, 4))!;
         Assert.Equal([0f, 0f, 1f, 0f], dx.Span.ToArray());
+    }
+
+    [Theory]
+    [InlineData(1, 65536)]
+    [InlineData(2, 70001)]
+    [InlineData(3, 250887)]
+    public void Relu_SplitOverThreads_MatchesTheDefinitionExactly(int threads, int length)
+    {
+        // Long enough to be split over the pool (odd lengths: runs of whole lines and a short last one).
+        var rng = new Rng((ulong)(threads * 1_000_003 + length));
+        using var compute = new ComputeContext(threads);
+        var layer = new Activation("act", ActivationKind.Relu, compute);
+        var x = TestData.UniformTensor(rng, [length]);
+        var y = layer.Forward(x, true).Span.ToArray();
+        var dy = TestData.UniformTensor(rng, [length]);
+        var dx = layer.Backward(dy)!.Span.ToArray();
+        for (int i = 0; i < length; i++)
+        {
+            Assert.Equal(Math.Max(x.Storage[i], 0f), y[i]);
+            Assert.Equal(y[i] > 0 ? dy.Storage[i] : 0f, dx[i]);
+        }
     }
 
     [Theory]
