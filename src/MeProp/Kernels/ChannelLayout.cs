@@ -12,31 +12,46 @@ namespace MeProp.Kernels;
 /// </summary>
 public static unsafe class ChannelLayout
 {
-    /// <summary>planes[c, p] = rows[p, c] + bias[c] (bias null: no addition), p &lt; positions.</summary>
-    public static void RowsToPlanes(float* rows, float* planes, int planeStride, int channels, int positions, float* bias)
+    /// <summary>
+    /// planes[c, p] = rows[p, c] + bias[c] (bias null: no addition), p &lt; positions; with
+    /// <paramref name="accumulate"/>, planes[c, p] += that instead.
+    /// </summary>
+    public static void RowsToPlanes(float* rows, float* planes, int planeStride, int channels, int positions, float* bias, bool accumulate = false)
     {
         int p0 = 0;
-        if (Avx2.IsSupported)
+        if (Avx2.IsSupported && positions >= 8)
         {
             var offsets = Vector256<int>.Indices * channels;
-            for (; p0 + 8 <= positions; p0 += 8)
+            for (; p0 < positions; p0 += 8)
             {
+                // A short last run is covered by the last 8 positions, rewriting a few with the same
+                // values (a scalar tail cost as much as the vectors for 14-position rows); when adding
+                // into the planes it must not add twice, so the tail stays scalar.
+                if (p0 + 8 > positions)
+                {
+                    if (accumulate) break;
+                    p0 = positions - 8;
+                }
                 float* source = rows + (long)p0 * channels;
                 for (int c = 0; c < channels; c++)
                 {
                     var v = Avx2.GatherVector256(source + c, offsets, sizeof(float));
                     if (bias != null) v += Vector256.Create(bias[c]);
-                    Vector256.Store(v, planes + (long)c * planeStride + p0);
+                    float* target = planes + (long)c * planeStride + p0;
+                    if (accumulate) v += Vector256.Load(target);
+                    Vector256.Store(v, target);
                 }
             }
         }
         for (int c = 0; c < channels; c++)
         {
             float* plane = planes + (long)c * planeStride;
-            if (bias != null)
-                for (int p = p0; p < positions; p++) plane[p] = rows[(long)p * channels + c] + bias[c];
-            else
-                for (int p = p0; p < positions; p++) plane[p] = rows[(long)p * channels + c];
+            float add = bias != null ? bias[c] : 0f;
+            for (int p = p0; p < positions; p++)
+            {
+                float value = bias != null ? rows[(long)p * channels + c] + add : rows[(long)p * channels + c];
+                plane[p] = accumulate ? plane[p] + value : value;
+            }
         }
     }
 
@@ -65,11 +80,14 @@ public static unsafe class ChannelLayout
 /// <summary>Twin of <see cref="ChannelLayout"/>: the plain double loops.</summary>
 public static class ChannelLayoutReference
 {
-    public static void RowsToPlanes(ReadOnlySpan<float> rows, Span<float> planes, int planeStride, int channels, int positions, ReadOnlySpan<float> bias)
+    public static void RowsToPlanes(ReadOnlySpan<float> rows, Span<float> planes, int planeStride, int channels, int positions, ReadOnlySpan<float> bias, bool accumulate = false)
     {
         for (int c = 0; c < channels; c++)
             for (int p = 0; p < positions; p++)
-                planes[c * planeStride + p] = bias.IsEmpty ? rows[p * channels + c] : rows[p * channels + c] + bias[c];
+            {
+                float value = bias.IsEmpty ? rows[p * channels + c] : rows[p * channels + c] + bias[c];
+                planes[c * planeStride + p] = accumulate ? planes[c * planeStride + p] + value : value;
+            }
     }
 
     public static void PlanesToRows(ReadOnlySpan<float> planes, int planeStride, Span<float> rows, int channels, int positions)

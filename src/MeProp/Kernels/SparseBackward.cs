@@ -218,36 +218,10 @@ public static unsafe class SparseBackward
                     ScatterTap(image + (long)kh * paddedW * c, origin, v, entries, weight + kh * rowLength, rowLength);
             }
         }
-        CropToChannelsFirst(image, g, j.Dx + (long)n * c * g.H * g.W);
-    }
-
-    /// <summary>
-    /// dx [C, H, W] of one image = the interior of its zero-bordered channels-last image [H+2P, W+2P, C],
-    /// taken while that is in cache. Eight values of a row a gather, the last eight of a row overlapping
-    /// the ones before (a scalar copy, strided by C, was ~14 us of every conv2 image's input gradient).
-    /// </summary>
-    private static void CropToChannelsFirst(float* image, ConvGeometry g, float* dx)
-    {
-        int c = g.C, paddedW = g.W + 2 * g.Padding;
-        bool gather = Avx2.IsSupported && g.W >= 8;
-        var index = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * Vector256.Create(c);
-        for (int ch = 0; ch < c; ch++)
-        {
-            for (int y = 0; y < g.H; y++)
-            {
-                float* src = image + ((long)(y + g.Padding) * paddedW + g.Padding) * c + ch;
-                float* dst = dx + ((long)ch * g.H + y) * g.W;
-                if (gather)
-                {
-                    for (int x0 = 0; x0 < g.W; x0 += 8)
-                    {
-                        int x = Math.Min(x0, g.W - 8);
-                        Vector256.Store(Avx2.GatherVector256(src + (long)x * c, index, sizeof(float)), dst + x);
-                    }
-                }
-                else for (int x = 0; x < g.W; x++) dst[x] = src[(long)x * c];
-            }
-        }
+        // Crop the border and turn channels-last into NCHW while the image is in cache, a row at a time.
+        float* dx = j.Dx + (long)n * c * g.H * g.W;
+        for (int y = 0; y < g.H; y++)
+            ChannelLayout.RowsToPlanes(image + ((long)(y + g.Padding) * paddedW + g.Padding) * c, dx + y * g.W, g.H * g.W, c, g.W, null);
     }
 
     /// <summary>Offsets (into a padded channels-last batch) of the top-left tap of each entry's patch.</summary>
@@ -322,29 +296,10 @@ public static unsafe class SparseBackward
             // length, into the sums [KH, KW, C].
             for (int kh = 0; kh < g.KH; kh++)
                 GatherTap(j.X + (long)kh * paddedW * c, origin, values + e0, entries, tapSums + kh * rowLength, rowLength);
-            AddTransposed(tapSums, taps, c, dw);
-        }
-    }
-
-    /// <summary>
-    /// dw[ch·taps + tap] += sums[tap·c + ch]: a unit's [KH·KW, C] sums into its [C, KH, KW] weight
-    /// gradient, eight taps of a channel a gather (one scalar add per value, a tap's channels lying
-    /// KH·KW apart, took ~1 us of every conv2 unit's weight gradient however few its entries).
-    /// </summary>
-    private static void AddTransposed(float* sums, int taps, int c, float* dw)
-    {
-        int vectorTaps = Avx2.IsSupported ? taps / 8 * 8 : 0;
-        var index = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * Vector256.Create(c);
-        for (int ch = 0; ch < c; ch++)
-        {
-            float* target = dw + (long)ch * taps;
-            int tap = 0;
-            for (; tap < vectorTaps; tap += 8)
-            {
-                var column = Avx2.GatherVector256(sums + (long)tap * c + ch, index, sizeof(float));
-                Vector256.Store(Vector256.Load(target + tap) + column, target + tap);
-            }
-            for (; tap < taps; tap++) target[tap] += sums[(long)tap * c + ch];
+            // dW is [C, KH, KW] per unit: the sums are added in transposed, eight taps of a channel a
+            // gather (a scalar add per value, a tap's channels KH·KW apart, took ~1 us of every conv2
+            // unit however few its entries).
+            ChannelLayout.RowsToPlanes(tapSums, dw, taps, c, taps, null, accumulate: true);
         }
     }
 

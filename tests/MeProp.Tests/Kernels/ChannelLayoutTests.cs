@@ -21,13 +21,14 @@ public unsafe class ChannelLayoutTests
         var rows = TestData.Uniform(rng, channels * positions);
         var bias = TestData.Uniform(rng, channels);
         foreach (bool withBias in new[] { false, true })
+        foreach (bool accumulate in new[] { false, true })
         {
-            // Untouched gaps between planes must stay as they were.
+            // Untouched gaps between planes must stay as they were; added into, the planes' values count.
             var expected = TestData.Uniform(new Rng(7), channels * stride);
             var actual = (float[])expected.Clone();
-            ChannelLayoutReference.RowsToPlanes(rows, expected, stride, channels, positions, withBias ? bias : []);
+            ChannelLayoutReference.RowsToPlanes(rows, expected, stride, channels, positions, withBias ? bias : [], accumulate);
             fixed (float* r = rows, p = actual, b = bias)
-                ChannelLayout.RowsToPlanes(r, p, stride, channels, positions, withBias ? b : null);
+                ChannelLayout.RowsToPlanes(r, p, stride, channels, positions, withBias ? b : null, accumulate);
             Assert.Equal(expected, actual);
         }
     }
