@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using MeProp.Kernels;
 using MeProp.Tensors;
 using MeProp.Threading;
 
@@ -107,9 +108,8 @@ public sealed unsafe class Activation : ILayer
     private static void ReluRun(void* args, int task)
     {
         var j = (ReluJob*)args;
-        int lines = (j->Length + 15) / 16;
-        int begin = Math.Min(j->Length, (int)((long)lines * task / j->Tasks) * 16);
-        int end = Math.Min(j->Length, (int)((long)lines * (task + 1) / j->Tasks) * 16);
+        var (first, last) = Im2Col.Range(task, j->Tasks, (j->Length + 15) / 16);
+        int begin = Math.Min(j->Length, first * 16), end = Math.Min(j->Length, last * 16);
         var input = new ReadOnlySpan<float>(j->Input + begin, end - begin);
         var output = new Span<float>(j->Output + begin, end - begin);
         if (j->Backward) ReluBackward(input, new ReadOnlySpan<float>(j->Gradient + begin, end - begin), output);
