@@ -104,7 +104,7 @@ public sealed unsafe class Activation : ILayer
         }
     }
 
-    /// <summary>Task t's run: equal runs of whole 64-byte lines, so no two tasks write one line.</summary>
+    /// <summary>Task t's run: an equal share of 16-value blocks (a cache line each in an aligned tensor).</summary>
     private static void ReluRun(void* args, int task)
     {
         var j = (ReluJob*)args;
