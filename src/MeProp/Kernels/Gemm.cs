@@ -311,7 +311,7 @@ public sealed unsafe class Gemm
         float* edgePanel = j.EdgePanels + worker * KC * 32;
         float* edge = stackalloc float[8 * 32];
         bool packA = !j.DirectB && j.PackedA != null && panelEnd - panel0 >= PackAPanels;
-        bool prefetchPanels = !j.DirectB && (long)Math.Min(KC, j.K) * j.PaddedN * sizeof(float) > PrefetchPanelsAbove;
+        bool prefetchPanels = Sse.IsSupported && !j.DirectB && (long)Math.Min(KC, j.K) * j.PaddedN * sizeof(float) > PrefetchPanelsAbove;
         float* aBlock = j.PackedA + (long)worker * MC * KC;
         for (int p0 = 0; p0 < j.K; p0 += KC)
         {
