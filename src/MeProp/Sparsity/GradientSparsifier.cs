@@ -68,6 +68,14 @@ public sealed unsafe class GradientSparsifier
     /// order of magnitude): the selection is exact whatever it holds, so it is not checkpointed.
     /// </summary>
     private float[] _previousKthScore = [];
+    /// <summary>
+    /// Per unit, the fraction of the previous k-th score where candidates are cut (0.7 to start): lowered
+    /// after a step with fewer than k candidates, which makes the selection gather again (with decay
+    /// 0.6, 21% of conv2's maps at a fixed 0.7, 1-2% adjusted), raised slowly after one with more than
+    /// 2k (ranking costs in proportion to them). A hint only, like the k-th score: the selection is
+    /// exact whatever it holds.
+    /// </summary>
+    private float[] _floorFraction = [];
 
     public GradientSparsifier(string layerName, MePropOptions options, bool convolutional, ulong seed)
     {
@@ -253,6 +261,8 @@ public sealed unsafe class GradientSparsifier
             _nonZeroByUnit = new long[units];
             _selectedByUnit = new long[units];
             _previousKthScore = new float[units];
+            _floorFraction = new float[units];
+            Array.Fill(_floorFraction, InitialFloorFraction);
         }
         if (_unitScores.Length < units) _unitScores = new float[units];
     }
@@ -278,8 +288,8 @@ public sealed unsafe class GradientSparsifier
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float FlushTiny(float value) => value >= Tiny ? value : 0f;
 
-    /// <summary>Where the candidates of a per-channel selection are cut, as a fraction of the previous step's k-th score.</summary>
-    private const float CandidateFloorFraction = 0.7f;
+    /// <summary>Bounds and start of a unit's candidate floor, as a fraction of its previous k-th score.</summary>
+    private const float InitialFloorFraction = 0.7f, MinFloorFraction = 0.25f, MaxFloorFraction = 0.97f;
 
     /// <summary>Candidates of a selection gathered while scoring: entries whose score is at least a floor.</summary>
     private struct Candidates
@@ -400,10 +410,10 @@ public sealed unsafe class GradientSparsifier
 
     /// <summary>
     /// One feature map's pool, dy[:, u, :]. Scoring also gathers as candidates the entries scoring at
-    /// least 0.7 of the previous step's k-th score (all non-zero ones when that was zero). When k or more
-    /// are gathered, every other entry scores below the k-th largest candidate, so the exact top k are
-    /// chosen from the candidates alone, a pool several times smaller than the feature map; otherwise
-    /// from the whole pool.
+    /// least the unit's floor fraction of the previous step's k-th score (all non-zero ones when that
+    /// was zero). When k or more are gathered, every other entry scores below the k-th largest
+    /// candidate, so the exact top k are chosen from the candidates alone, a pool several times smaller
+    /// than the feature map; otherwise from every positive score, gathered again.
     /// </summary>
     private static void PerChannelTask(void* args, int u, int worker)
     {
@@ -413,6 +423,7 @@ public sealed unsafe class GradientSparsifier
         var scores = self._scores[worker].AsSpan(0, poolSize);
         var chosen = self._chosen[worker].AsSpan();
         float previousKth = self._previousKthScore[u];
+        float floorFraction = self._floorFraction[u];
         long nonZero = 0;
         int count;
         float kth;
@@ -422,13 +433,19 @@ public sealed unsafe class GradientSparsifier
             var candidates = new Candidates
             {
                 Indices = candidateIndices, Scores = candidateScores,
-                FloorBits = Math.Max(1, BitConverter.SingleToInt32Bits(CandidateFloorFraction * previousKth)),
+                FloorBits = Math.Max(1, BitConverter.SingleToInt32Bits(floorFraction * previousKth)),
             };
             for (int n = 0; n < j.N; n++)
             {
                 long offset = ((long)n * j.Units + u) * j.Plane;
                 nint next = n + 1 < j.N ? (nint)j.Units * j.Plane : (nint)j.Plane - (nint)(j.N - 1) * j.Units * j.Plane;
                 nonZero += ScoreRow(j.Dy + offset, j.UseRunning ? j.Running + offset : null, null, j.Plane, j.Decay, &candidates, n * j.Plane, next);
+            }
+            if (previousKth != 0)
+            {
+                if (candidates.Count < j.K) floorFraction = Math.Max(MinFloorFraction, floorFraction * 0.85f);
+                else if (candidates.Count > 2 * j.K) floorFraction = Math.Min(MaxFloorFraction, floorFraction * 1.02f);
+                self._floorFraction[u] = floorFraction;
             }
             if (candidates.Count < j.K && previousKth != 0 && j.K < poolSize)
             {
