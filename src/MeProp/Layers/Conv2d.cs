@@ -12,10 +12,10 @@ namespace MeProp.Layers;
 /// Forward: im2col into cols [N*OH*OW, C*KH*KW], then Y [N*OH*OW, OC] = cols · W^T, then
 /// transposed into NCHW with the bias added. When no backward will read the patches again (evaluation,
 /// or a sparse backward that takes them from the padded input), image by image instead: the image
-/// copied zero-padded and channels-last, its patches gathered from there in [KH, KW, C] order (KH
-/// contiguous runs of KW·C values) against the weight in that order, so one image's patches stay in
-/// cache instead of the batch's going through memory; sums run over the patch in that other order, so
-/// the outputs differ from the batch path's in the last bits. Backward: dW += dY^T · cols, db += sums of dY, and
+/// copied zero-padded and channels-last and convolved from there (<see cref="DirectConvolution"/>: each
+/// patch is KH contiguous runs of KW·C values, met by the weight in [KH, KW, C] order), so no patch
+/// matrix is formed; sums run over the patch in that other order, so the outputs differ from the batch
+/// path's in the last bits. Backward: dW += dY^T · cols, db += sums of dY, and
 /// dcols = dY · W scattered back by col2im into dx. With a <see cref="Sparsifier"/> (meProp-CNN) the
 /// backward reads only the kept entries of dY: dW[c] += v·patch(position) per entry (the patch from a
 /// zero-padded channels-last copy of x, or from cols for a first layer with few channels), and dx is
@@ -32,9 +32,8 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private readonly AlignedBuffer _weightHwc = new();
     private readonly AlignedBuffer _inputGradientScratch = new();
     private readonly AlignedBuffer _inputPaddedNhwc = new();
-    // Forward image by image: the [OC, KH, KW, C] weight packed, and per worker one image's patches and output rows.
-    private readonly AlignedBuffer _packedWeight = new();
-    private readonly AlignedBuffer _imageCols = new();
+    // Forward image by image: the weight as [KH, KW, C, OC], and per worker one image's output rows.
+    private readonly AlignedBuffer _transposedWeight = new();
     private readonly AlignedBuffer _imageRows = new();
     private int[] _paddedInputShape = [];
     private Tensor? _input;
@@ -144,22 +143,25 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         }
     }
 
-    /// <summary>Each worker takes whole images: the image padded channels-last, its patches gathered from there, one GEMM against the packed weight, the transpose to NCHW.</summary>
+    /// <summary>
+    /// Each worker takes whole images: the image padded channels-last, convolved from there by
+    /// <see cref="DirectConvolution"/> against the transposed [KH, KW, C, OC] weight, then transposed to NCHW.
+    /// </summary>
     private void ForwardByImage(ConvGeometry g)
     {
-        int k = g.PatchLength, oc = OutChannels, plane = g.OH * g.OW, workers = _compute.Threads;
+        int k = g.PatchLength, oc = OutChannels, plane = g.OH * g.OW;
         var weightHwc = FillWeightHwc();
         var padded = PaddedInput(g);
-        var packed = _packedWeight.Span(checked((int)Gemm.PackedLength(oc, k)));
-        var cols = _imageCols.Span(checked(workers * plane * k));
-        var rows = _imageRows.Span(checked(workers * plane * oc));
-        fixed (float* whwc = weightHwc, pw = packed, pp = padded, pc = cols, pr = rows, x = _input!.Storage, y = _output.Storage, bias = Bias.Value.Storage)
+        var weightT = _transposedWeight.Span(oc * k + DirectConvolution.WeightSlack);
+        var rows = _imageRows.Span(checked(_compute.Threads * plane * oc));
+        fixed (float* whwc = weightHwc, wt = weightT, pp = padded, pr = rows, x = _input!.Storage, y = _output.Storage, bias = Bias.Value.Storage)
         {
-            Gemm.PackB(true, oc, k, whwc, k, pw, _compute.Pool);
+            ChannelLayout.PlanesToRows(whwc, k, wt, oc, k);
+            weightT[(oc * k)..].Clear();
             var job = new ImageJob
             {
-                Input = x, Padded = pp, PackedWeight = pw, Cols = pc, Rows = pr, Output = y, Bias = bias,
-                Geometry = g, Channels = oc, Workers = workers,
+                Input = x, Padded = pp, WeightT = wt, Rows = pr, Output = y, Bias = bias,
+                Geometry = g, Channels = oc, Workers = _compute.Threads,
             };
             _compute.Pool.Run(g.N, &ForwardImage, &job);
         }
@@ -168,7 +170,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
 
     private struct ImageJob
     {
-        public float* Input, Padded, PackedWeight, Cols, Rows, Output, Bias;
+        public float* Input, Padded, WeightT, Rows, Output, Bias;
         public ConvGeometry Geometry;
         public int Channels, Workers;
     }
@@ -178,24 +180,11 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     {
         ref ImageJob j = ref Unsafe.AsRef<ImageJob>(args);
         var g = j.Geometry;
-        int c = g.C, k = g.PatchLength, oc = j.Channels, plane = g.OH * g.OW, worker = n % j.Workers;
-        int paddedW = g.W + 2 * g.Padding, segment = g.KW * c;
-        float* padded = j.Padded + (long)n * (g.H + 2 * g.Padding) * paddedW * c;
-        FillPaddedImage(j.Input + (long)n * c * g.H * g.W, padded, g);
-        float* cols = j.Cols + (long)worker * plane * k, rows = j.Rows + (long)worker * plane * oc;
-        float* dst = cols;
-        for (int oy = 0; oy < g.OH; oy++)
-            for (int ox = 0; ox < g.OW; ox++)
-            {
-                float* src = padded + ((long)oy * g.Stride * paddedW + ox * g.Stride) * c;
-                for (int ky = 0; ky < g.KH; ky++, dst += segment, src += paddedW * c)
-                {
-                    // A first layer's runs are a few values long: a call per run would cost more than the copy.
-                    if (segment >= 16) Buffer.MemoryCopy(src, dst, segment * sizeof(float), segment * sizeof(float));
-                    else for (int i = 0; i < segment; i++) dst[i] = src[i];
-                }
-            }
-        Gemm.MultiplyPacked(plane, oc, k, cols, k, j.PackedWeight, rows, oc);
+        int oc = j.Channels, plane = g.OH * g.OW;
+        float* padded = j.Padded + (long)n * (g.H + 2 * g.Padding) * (g.W + 2 * g.Padding) * g.C;
+        FillPaddedImage(j.Input + (long)n * g.C * g.H * g.W, padded, g);
+        float* rows = j.Rows + (long)(n % j.Workers) * plane * oc;
+        DirectConvolution.ForwardImage(padded, g, j.WeightT, oc, rows);
         ChannelLayout.RowsToPlanes(rows, j.Output + (long)n * oc * plane, plane, oc, plane, j.Bias);
     }
 
