@@ -28,12 +28,19 @@ public static unsafe class DirectConvolution
         nint runStride = (nint)paddedW * g.C;
         nint* offsets = stackalloc nint[mr];
         float* edge = stackalloc float[mr * nr];
-        for (int q0 = 0; q0 < plane; q0 += mr)
+        // (oy0, ox0) is position q0, stepped without divisions: with a first layer's short patches two
+        // divisions per tile row cost as much as the tile's FMAs (conv1, 10 images, 1 thread: 140 -> 102 us).
+        for (int q0 = 0, oy0 = 0, ox0 = 0; q0 < plane; q0 += mr)
         {
             int tileRows = Math.Min(mr, plane - q0);
-            nint first = Origin(q0, ow, g.Stride, paddedW, g.C);
+            nint first = Origin(oy0, ox0, g.Stride, paddedW, g.C);
             // Rows past the last position repeat it: the kernel's loop stays branch-free, their sums unused.
-            for (int r = 0; r < mr; r++) offsets[r] = Origin(q0 + Math.Min(r, tileRows - 1), ow, g.Stride, paddedW, g.C) - first;
+            for (int r = 0, oy = oy0, ox = ox0; r < mr; r++)
+            {
+                offsets[r] = Origin(oy, ox, g.Stride, paddedW, g.C) - first;
+                if (r + 1 < tileRows && ++ox == ow) (oy, ox) = (oy + 1, 0);
+            }
+            for (ox0 += mr; ox0 >= ow; ox0 -= ow) oy0++;
             for (int c0 = 0; c0 < oc; c0 += nr)
             {
                 int cols = Math.Min(nr, oc - c0);
@@ -50,9 +57,8 @@ public static unsafe class DirectConvolution
         }
     }
 
-    /// <summary>Offset in the padded image of output position q's patch start (channel 0).</summary>
-    private static nint Origin(int q, int ow, int stride, int paddedW, int c) =>
-        ((nint)(q / ow) * stride * paddedW + (nint)(q % ow) * stride) * c;
+    /// <summary>Offset in the padded image of output position (oy, ox)'s patch start (channel 0).</summary>
+    private static nint Origin(int oy, int ox, int stride, int paddedW, int c) => ((nint)oy * stride * paddedW + (nint)ox * stride) * c;
 
     /// <summary>
     /// 8 positions x 32 channels in 16 zmm accumulators. Row r's patch run ky starts at

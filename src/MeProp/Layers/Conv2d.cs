@@ -9,14 +9,12 @@ namespace MeProp.Layers;
 /// <summary>
 /// 2-D convolution (cross-correlation, as PyTorch). x [N, C, H, W] -> y [N, OC, OH, OW];
 /// weight [OC, C, KH, KW], bias [OC]; OH = (H + 2P - KH) / S + 1.
-/// Forward: im2col into cols [N*OH*OW, C*KH*KW], then Y [N*OH*OW, OC] = cols · W^T, then
-/// transposed into NCHW with the bias added. When no backward will read the patches again (evaluation,
-/// or a sparse backward that takes them from the padded input), image by image instead: the image
-/// copied zero-padded and channels-last and convolved from there (<see cref="DirectConvolution"/>: each
-/// patch is KH contiguous runs of KW·C values, met by the weight in [KH, KW, C] order), so no patch
-/// matrix is formed; sums run over the patch in that other order, so the outputs differ from the batch
-/// path's in the last bits. Backward: dW += dY^T · cols, db += sums of dY, and
-/// dcols = dY · W scattered back by col2im into dx. With a <see cref="Sparsifier"/> (meProp-CNN) the
+/// Forward, image by image: the image copied zero-padded and channels-last and convolved from there
+/// (<see cref="DirectConvolution"/>: each patch is KH contiguous runs of KW·C values, met by the weight
+/// in [KH, KW, C] order), then transposed into NCHW with the bias added; no patch matrix is needed for
+/// it. A training forward whose backward reads the patch rows (dense, or a sparse first layer with few
+/// channels) also writes them, im2col into cols [N*OH*OW, C*KH*KW]. Dense backward:
+/// dW += dY^T · cols, db += sums of dY, and dcols = dY · W scattered back by col2im into dx. With a <see cref="Sparsifier"/> (meProp-CNN) the
 /// backward reads only the kept entries of dY: dW[c] += v·patch(position) per entry (the patch from a
 /// zero-padded channels-last copy of x, or from cols for a first layer with few channels), and dx is
 /// scattered directly from the weight (channels-last, SIMD over C) without forming dcols.
@@ -25,7 +23,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
 {
     private readonly ComputeContext _compute;
     private readonly Tensor _cols = new(0);
-    private readonly Tensor _rowMajorOutput = new(0);
+    private readonly Tensor _outputGradientRows = new(0);
     private readonly Tensor _output = new(0);
     private readonly Tensor _inputGradient = new(0);
     // Scratch of the sparse backward, channels-last and 64-byte aligned (see AlignedBuffer).
@@ -123,24 +121,14 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         _trainingForward = training;
         _channelsLastCopiesCurrent = false;
         _colsHoldPatches = training && (Sparsifier is null || InChannels < SparsePatchesFromColsBelow);
-        if (_colsHoldPatches) ForwardBatch(g);
-        else ForwardByImage(g);
-        return _output;
-    }
-
-    /// <summary>im2col of the whole batch into cols (kept for the backward), one GEMM, one transpose to NCHW.</summary>
-    private void ForwardBatch(ConvGeometry g)
-    {
-        int positions = g.Positions, k = g.PatchLength, oc = OutChannels;
-        _cols.Reshape(positions, k);
-        _rowMajorOutput.Reshape(positions, oc);
-        Im2Col.Forward(g, _input!.Span, _cols.Span, _compute.Pool);
-        _compute.Gemm.Multiply(false, true, positions, oc, k, _cols.Span, k, Weight.Value.Span, k, _rowMajorOutput.Span, oc, false);
-        fixed (float* rows = _rowMajorOutput.Storage, nchw = _output.Storage, bias = Bias.Value.Storage)
+        if (_colsHoldPatches)
         {
-            var job = new LayoutJob { Rows = rows, Nchw = nchw, Bias = bias, Channels = oc, Plane = g.OH * g.OW };
-            _compute.Pool.Run(g.N, &RowsToNchwWithBias, &job);
+            // The backward reads the batch's patch rows; the output is computed without them.
+            _cols.Reshape(g.Positions, g.PatchLength);
+            Im2Col.Forward(g, input.Span, _cols.Span, _compute.Pool);
         }
+        ForwardByImage(g);
+        return _output;
     }
 
     /// <summary>
@@ -203,8 +191,9 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         if (readsCols && !_colsHoldPatches)
             throw new InvalidOperationException($"{Name}: Backward needs its own Forward first (the previous Backward used up the saved input patches, or meProp was switched on or off in between)");
         if (Sparsifier is not null) return SparseBackwardPass(outputGradient, g);
-        // dY in the patch-row layout [positions, OC], reusing the forward's row-major output buffer.
-        var dyRows = _rowMajorOutput;
+        // dY in the patch-row layout [positions, OC].
+        var dyRows = _outputGradientRows;
+        dyRows.Reshape(positions, oc);
         fixed (float* rows = dyRows.Storage, nchw = outputGradient.Storage)
         {
             var job = new LayoutJob { Rows = rows, Nchw = nchw, Channels = oc, Plane = plane };
