@@ -39,9 +39,6 @@ public static unsafe class SparseBackward
         }
     }
 
-    /// <summary>How many kept entries ahead the weight-gradient loops prefetch their rows.</summary>
-    private const int PrefetchEntries = 8;
-
     private static void WeightGradientUnit(void* args, int u, int worker)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
@@ -53,40 +50,6 @@ public static unsafe class SparseBackward
         for (int e = 0; e < count; e++) biasSum += values[e];
         j.Db[u] += biasSum;
         int col = 0;
-        if (Vector512.IsHardwareAccelerated && k > 16 && k <= 32)
-        {
-            // A first conv layer's patch (25 values): both of the row's vectors in one pass, so each
-            // kept entry's row is fetched once, and rows a few entries ahead are prefetched, as the
-            // positions are scattered over a batch's patches that mostly miss L1 (conv1's weight
-            // gradient at batch 10, cols not in cache: 105-122 -> 71-89 us on one thread). Same sums.
-            int c1 = k - 16;
-            Vector512<float> lo = default, hi = default, lo2 = default, hi2 = default;
-            int e = 0;
-            for (; e + 2 <= count; e += 2)
-            {
-                if (e + PrefetchEntries < count) Sse.Prefetch0(x + (long)positions[e + PrefetchEntries] * k);
-                if (e + 1 + PrefetchEntries < count) Sse.Prefetch0(x + (long)positions[e + 1 + PrefetchEntries] * k);
-                float* row0 = x + (long)positions[e] * k, row1 = x + (long)positions[e + 1] * k;
-                var v0 = Vector512.Create(values[e]);
-                var v1 = Vector512.Create(values[e + 1]);
-                lo = Vector512.FusedMultiplyAdd(v0, Vector512.Load(row0), lo);
-                hi = Vector512.FusedMultiplyAdd(v0, Vector512.Load(row0 + c1), hi);
-                lo2 = Vector512.FusedMultiplyAdd(v1, Vector512.Load(row1), lo2);
-                hi2 = Vector512.FusedMultiplyAdd(v1, Vector512.Load(row1 + c1), hi2);
-            }
-            if (e < count)
-            {
-                float* row = x + (long)positions[e] * k;
-                var v = Vector512.Create(values[e]);
-                lo = Vector512.FusedMultiplyAdd(v, Vector512.Load(row), lo);
-                hi = Vector512.FusedMultiplyAdd(v, Vector512.Load(row + c1), hi);
-            }
-            lo += lo2;
-            hi += hi2;
-            Vector512.Store(Vector512.Load(dwRow) + lo, dwRow);
-            for (int lane = 16 - c1; lane < 16; lane++) dwRow[c1 + lane] += hi[lane];
-            return;
-        }
         if (Vector512.IsHardwareAccelerated && k >= 16)
         {
             // 16 columns at a time stay in registers while the unit's rows stream past; a row tail
@@ -175,8 +138,18 @@ public static unsafe class SparseBackward
         }
     }
 
-    /// <summary>Length of a zero-padded channels-last image batch [N, H+2P, W+2P, C].</summary>
-    public static int PaddedLength(ConvGeometry g) => g.N * PaddedImageLength(g);
+    /// <summary>
+    /// Length of a zero-padded channels-last image batch [N, H+2P, W+2P, C], plus <see cref="ReadSlack"/>
+    /// floats past it (their values never matter).
+    /// </summary>
+    public static int PaddedLength(ConvGeometry g) => checked(g.N * PaddedImageLength(g) + ReadSlack);
+
+    /// <summary>
+    /// A kernel row shorter than a vector (KW·C values, 5 for a first layer's 5x5 kernel) is read as a
+    /// whole vector, whose lanes past the row are summed and dropped: at most this many floats past the
+    /// row's end, so past the batch's last row too.
+    /// </summary>
+    public const int ReadSlack = 16;
 
     /// <summary>Scratch floats <see cref="ConvGradients"/> needs for the input gradient on a pool of <paramref name="workers"/>.</summary>
     public static int ScratchLength(ConvGeometry g, int workers) => workers * PaddedImageLength(g);
@@ -197,10 +170,10 @@ public static unsafe class SparseBackward
         float* image = j.Scratch + (long)worker * imageLength;
         new Span<float>(image, imageLength).Clear();
         // Origins are decoded for the batch, so this image's origins are offset back to its own start.
-        long imageStart = (long)n * imageLength;
+        int imageStart = n * imageLength;
         int first = n * plane, end = first + plane;
         const int chunk = 256;
-        long* origin = stackalloc long[chunk];
+        int* origin = stackalloc int[chunk];
         for (int u = 0; u < j.Units; u++)
         {
             int start = u * j.Capacity, count = j.Counts[u];
@@ -225,21 +198,41 @@ public static unsafe class SparseBackward
     }
 
     /// <summary>Offsets (into a padded channels-last batch) of the top-left tap of each entry's patch.</summary>
-    private static void DecodeOrigins(int* positions, int entries, ConvGeometry g, long* origin)
+    private static void DecodeOrigins(int* positions, int entries, ConvGeometry g, int* origin)
     {
-        int plane = g.OH * g.OW, paddedH = g.H + 2 * g.Padding, paddedW = g.W + 2 * g.Padding;
-        for (int e = 0; e < entries; e++)
+        int plane = g.OH * g.OW, paddedW = g.W + 2 * g.Padding, imageLength = PaddedImageLength(g);
+        int rowStep = g.Stride * paddedW * g.C, columnStep = g.Stride * g.C;
+        int e = 0;
+        if (Vector512.IsHardwareAccelerated && (long)g.N * plane <= FloatQuotient.MaxDividend)
+        {
+            // Sixteen at a time, the two divisions as float quotients: two integer divisions an entry
+            // cost more than a first layer's whole gradient work for it (25 multiply-adds).
+            var vPlane = Vector512.Create(plane);
+            var vInversePlane = Vector512.Create(1f / plane);
+            var vWidth = Vector512.Create(g.OW);
+            var vInverseWidth = Vector512.Create(1f / g.OW);
+            for (; e + 16 <= entries; e += 16)
+            {
+                var position = Vector512.Load(positions + e);
+                var n = FloatQuotient.Divide(position, vPlane, vInversePlane);
+                var p = position - n * vPlane;
+                var oy = FloatQuotient.Divide(p, vWidth, vInverseWidth);
+                var ox = p - oy * vWidth;
+                Vector512.Store(n * imageLength + oy * rowStep + ox * columnStep, origin + e);
+            }
+        }
+        for (; e < entries; e++)
         {
             int position = positions[e];
             int n = position / plane, p = position - n * plane;
             int oy = p / g.OW, ox = p - oy * g.OW;
-            origin[e] = (((long)n * paddedH + oy * g.Stride) * paddedW + ox * g.Stride) * g.C;
+            origin[e] = n * imageLength + oy * rowStep + ox * columnStep;
         }
     }
 
     /// <summary>dx[origin[e] + :c] += v[e]·w[:c] for each entry; w stays in registers.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ScatterTap(float* dx, long* origin, float* v, int entries, float* w, int c)
+    private static void ScatterTap(float* dx, int* origin, float* v, int entries, float* w, int c)
     {
         int ch = 0;
         if (Vector512.IsHardwareAccelerated)
@@ -284,9 +277,9 @@ public static unsafe class SparseBackward
         j.Db[u] += biasSum;
         if (count == 0) return;
         const int chunk = 256;
-        long* origin = stackalloc long[chunk];
+        int* origin = stackalloc int[chunk];
         int rowLength = g.KW * c;
-        float* tapSums = stackalloc float[taps * c];
+        float* tapSums = stackalloc float[taps * c + ReadSlack];
         float* dw = j.Dw + (long)u * g.PatchLength;
         for (int e0 = 0; e0 < count; e0 += chunk)
         {
@@ -303,9 +296,12 @@ public static unsafe class SparseBackward
         }
     }
 
-    /// <summary>sums[:c] = Σ_e v[e]·x[origin[e] + :c]; the sums stay in registers, two entries in flight.</summary>
+    /// <summary>
+    /// sums[:c] = Σ_e v[e]·x[origin[e] + :c]; the sums stay in registers, two entries in flight. With 512-bit
+    /// vectors up to <see cref="ReadSlack"/> values past each row are read and up to that many sums past c written.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void GatherTap(float* x, long* origin, float* v, int entries, float* sums, int c)
+    private static void GatherTap(float* x, int* origin, float* v, int entries, float* sums, int c)
     {
         int ch = 0;
         if (Vector512.IsHardwareAccelerated)
@@ -334,11 +330,19 @@ public static unsafe class SparseBackward
                 Vector512.Store(a0 + b0, sums + ch);
                 Vector512.Store(a1 + b1, sums + ch + 16);
             }
-            for (; ch + 16 <= c; ch += 16)
+            // The last values (all of a short row) as whole vectors: the lanes past the row sum
+            // neighbouring values into sums past c, which the caller overwrites or ignores.
+            for (; ch < c; ch += 16)
             {
-                var a0 = Vector512<float>.Zero;
-                for (int e = 0; e < entries; e++) a0 = Vector512.FusedMultiplyAdd(Vector512.Create(v[e]), Vector512.Load(x + origin[e] + ch), a0);
-                Vector512.Store(a0, sums + ch);
+                Vector512<float> a0 = default, b0 = default;
+                int e = 0;
+                for (; e + 2 <= entries; e += 2)
+                {
+                    a0 = Vector512.FusedMultiplyAdd(Vector512.Create(v[e]), Vector512.Load(x + origin[e] + ch), a0);
+                    b0 = Vector512.FusedMultiplyAdd(Vector512.Create(v[e + 1]), Vector512.Load(x + origin[e + 1] + ch), b0);
+                }
+                if (e < entries) a0 = Vector512.FusedMultiplyAdd(Vector512.Create(v[e]), Vector512.Load(x + origin[e] + ch), a0);
+                Vector512.Store(a0 + b0, sums + ch);
             }
         }
         for (; ch < c; ch++)

@@ -12,12 +12,12 @@ namespace MeProp.Layers;
 /// Forward, image by image: the image copied zero-padded and channels-last and convolved from there
 /// (<see cref="DirectConvolution"/>: each patch is KH contiguous runs of KW·C values, met by the weight
 /// in [KH, KW, C] order), then transposed into NCHW with the bias added; no patch matrix is needed for
-/// it. A training forward whose backward reads the patch rows (dense, or a sparse first layer with few
-/// channels) also writes them, im2col into cols [N*OH*OW, C*KH*KW]. Dense backward:
-/// dW += dY^T · cols, db += sums of dY, and dcols = dY · W scattered back by col2im into dx. With a <see cref="Sparsifier"/> (meProp-CNN) the
-/// backward reads only the kept entries of dY: dW[c] += v·patch(position) per entry (the patch from a
-/// zero-padded channels-last copy of x, or from cols for a first layer with few channels), and dx is
-/// scattered directly from the weight (channels-last, SIMD over C) without forming dcols.
+/// it. A dense training forward also writes the patch rows for its backward, im2col into cols
+/// [N*OH*OW, C*KH*KW]. Dense backward: dW += dY^T · cols, db += sums of dY, and dcols = dY · W scattered
+/// back by col2im into dx. With a <see cref="Sparsifier"/> (meProp-CNN) the backward reads only the kept
+/// entries of dY: dW[c] += v·patch(position) per entry, the patch read from the forward's padded
+/// channels-last copy of x, and dx is scattered directly from the weight (channels-last, SIMD over C)
+/// without forming dcols.
 /// </summary>
 public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
 {
@@ -38,15 +38,8 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private ConvGeometry _geometry;
     /// <summary>True from a training Forward until the next Forward.</summary>
     private bool _trainingForward;
-    /// <summary>True from a training Forward that kept the batch's patches until Backward overwrites them with dcols.</summary>
+    /// <summary>True from a dense training Forward, which kept the batch's patches, until Backward overwrites them with dcols.</summary>
     private bool _colsHoldPatches;
-    /// <summary>True when the last Forward left the padded channels-last input and the [OC, KH, KW, C] weight behind (image by image).</summary>
-    private bool _channelsLastCopiesCurrent;
-    /// <summary>
-    /// Below this many input channels the sparse backward reads its patches from cols (a first layer's
-    /// patch rows are short and already there), so the forward keeps them; from it on, from the padded input.
-    /// </summary>
-    private const int SparsePatchesFromColsBelow = 16;
 
     public Conv2d(string name, int inChannels, int outChannels, int kernelSize, int stride, int padding,
         ComputeContext compute, Rng initRng)
@@ -119,11 +112,10 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         _input = input;
         _output.Reshape(g.N, OutChannels, g.OH, g.OW);
         _trainingForward = training;
-        _channelsLastCopiesCurrent = false;
-        _colsHoldPatches = training && (Sparsifier is null || InChannels < SparsePatchesFromColsBelow);
+        _colsHoldPatches = training && Sparsifier is null;
         if (_colsHoldPatches)
         {
-            // The backward reads the batch's patch rows; the output is computed without them.
+            // The dense backward reads the batch's patch rows; the output is computed without them.
             _cols.Reshape(g.Positions, g.PatchLength);
             Im2Col.Forward(g, input.Span, _cols.Span, _compute.Pool);
         }
@@ -153,7 +145,6 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
             };
             _compute.Pool.Run(g.N, &ForwardImage, &job);
         }
-        _channelsLastCopiesCurrent = true;
     }
 
     private struct ImageJob
@@ -187,8 +178,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         long denseMacs = (long)positions * k * oc;
         DenseBackwardMacs += ComputeInputGradient ? 2 * denseMacs : denseMacs;
         if (Sparsifier is null && MeasureDensity) _denseCounters.Add(outputGradient.Span);
-        bool readsCols = Sparsifier is null || InChannels < SparsePatchesFromColsBelow;
-        if (readsCols && !_colsHoldPatches)
+        if (Sparsifier is null && !_colsHoldPatches)
             throw new InvalidOperationException($"{Name}: Backward needs its own Forward first (the previous Backward used up the saved input patches, or meProp was switched on or off in between)");
         if (Sparsifier is not null) return SparseBackwardPass(outputGradient, g);
         // dY in the patch-row layout [positions, OC].
@@ -218,17 +208,15 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         var sparse = Sparsifier!.Sparsify(outputGradient.Span, g.N, OutChannels, plane, _compute.Pool);
         long kept = sparse.Count;
         BackwardMacs += (ComputeInputGradient ? 2 : 1) * kept * k;
-        // Patches are read from the channels-last, zero-padded input (it stays in cache) rather than
-        // from the im2col rows, which are KH·KW times larger and mostly come from memory; except for a
-        // first layer with few input channels, whose im2col rows are short and already there.
+        // Patches are read from the forward's channels-last, zero-padded input (it stays in cache; im2col
+        // rows would be KH·KW times larger and mostly come from memory), the weight from its [OC, KH, KW, C] copy.
+        var inputPadded = _inputPaddedNhwc.Span(SparseBackward.PaddedLength(g));
         if (!ComputeInputGradient)
         {
-            if (InChannels < SparsePatchesFromColsBelow) SparseBackward.WeightGradient(sparse, _cols.Span, k, Weight.Gradient.Span, Bias.Gradient.Span, _compute.Pool);
-            else SparseBackward.ConvGradients(sparse, g, PaddedInputOfForward(g), Weight.Gradient.Span, Bias.Gradient.Span, [], [], [], _compute.Pool);
+            SparseBackward.ConvGradients(sparse, g, inputPadded, Weight.Gradient.Span, Bias.Gradient.Span, [], [], [], _compute.Pool);
             return null;
         }
-        var inputPadded = PaddedInputOfForward(g);
-        var weightHwc = _channelsLastCopiesCurrent ? _weightHwc.Span(OutChannels * k) : FillWeightHwc();
+        var weightHwc = _weightHwc.Span(OutChannels * k);
         _inputGradient.Reshape(g.N, g.C, g.H, g.W);
         var scratch = _inputGradientScratch.Span(SparseBackward.ScratchLength(g, _compute.Threads));
         SparseBackward.ConvGradients(sparse, g, inputPadded, Weight.Gradient.Span, Bias.Gradient.Span, weightHwc, _inputGradient.Span, scratch, _compute.Pool);
@@ -258,33 +246,6 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
             _paddedInputShape = [g.N, paddedH, paddedW, g.C];
         }
         return padded;
-    }
-
-    /// <summary>The forward's input, padded channels-last: left by an image-by-image forward, else filled now.</summary>
-    private Span<float> PaddedInputOfForward(ConvGeometry g)
-    {
-        var padded = PaddedInput(g);
-        if (_channelsLastCopiesCurrent) return padded;
-        fixed (float* p = padded, nchw = _input!.Storage)
-        {
-            var job = new PaddedJob { Padded = p, Nchw = nchw, Geometry = g };
-            _compute.Pool.Run(g.N, &NchwToPaddedNhwc, &job);
-        }
-        return padded;
-    }
-
-    private struct PaddedJob
-    {
-        public float* Padded, Nchw;
-        public ConvGeometry Geometry;
-    }
-
-    /// <summary>One image: padded[n, y+P, x+P, c] = nchw[n, c, y, x].</summary>
-    private static void NchwToPaddedNhwc(void* args, int n)
-    {
-        ref PaddedJob j = ref Unsafe.AsRef<PaddedJob>(args);
-        var g = j.Geometry;
-        FillPaddedImage(j.Nchw + (long)n * g.C * g.H * g.W, j.Padded + (long)n * (g.H + 2 * g.Padding) * (g.W + 2 * g.Padding) * g.C, g);
     }
 
     /// <summary>padded[y+P, x+P, c] = image[c, y, x] for one image; the border is left as it is (zero).</summary>

@@ -554,7 +554,7 @@ public sealed unsafe class GradientSparsifier
         {
             int* positions = positionStart + (long)u * j.Capacity;
             float* values = valueStart + (long)u * j.Capacity;
-            if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx2.IsSupported && (long)j.N * plane <= 1 << 22)
+            if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx2.IsSupported && (long)j.N * plane <= FloatQuotient.MaxDividend)
             {
                 // Sixteen at a time, the non-zero values compressed in registers and stored whole: the
                 // store reaches at most 16 slots past this unit's next slot, and while 16 chosen positions
@@ -567,12 +567,7 @@ public sealed unsafe class GradientSparsifier
                 for (; t + 16 <= chosen.Length; t += 16)
                 {
                     var position = vBase + Vector512.Load(chosenStart + t);
-                    // n from a float quotient: 1/P and the product are each rounded by at most half an
-                    // ulp, so below 2^22 positions the quotient never reaches the next integer early and
-                    // is at most one low (at a row's first position, e.g. P = 41), which the remainder
-                    // corrects.
-                    var n = Vector512.ConvertToInt32(Vector512.ConvertToSingle(position) * vInversePlane);
-                    n -= Vector512.GreaterThanOrEqual(position - n * vPlane, vPlane);
+                    var n = FloatQuotient.Divide(position, vPlane, vInversePlane);
                     var offset = position + n * vRowStep;
                     var value = Vector512.Create(
                         Avx2.GatherVector256(dy, offset.GetLower(), sizeof(float)),
