@@ -9,21 +9,24 @@ namespace MeProp.Layers;
 /// <summary>
 /// 2-D convolution (cross-correlation, as PyTorch). x [N, C, H, W] -> y [N, OC, OH, OW];
 /// weight [OC, C, KH, KW], bias [OC]; OH = (H + 2P - KH) / S + 1.
-/// Forward, image by image: the image copied zero-padded and channels-last and convolved from there
-/// (<see cref="DirectConvolution"/>: each patch is KH contiguous runs of KW·C values, met by the weight
-/// in [KH, KW, C] order), then transposed into NCHW with the bias added; no patch matrix is needed for
-/// it. A dense training forward also writes the patch rows for its backward, im2col into cols
-/// [N*OH*OW, C*KH*KW]. Dense backward: dW += dY^T · cols, db += sums of dY, and dcols = dY · W scattered
-/// back by col2im into dx. With a <see cref="Sparsifier"/> (meProp-CNN) the backward reads only the kept
-/// entries of dY: dW[c] += v·patch(position) per entry, the patch read from the forward's padded
-/// channels-last copy of x, and dx is scattered directly from the weight (channels-last, SIMD over C)
-/// without forming dcols.
+/// Forward, when no backward will read the patch matrix (evaluation, or a sparse backward, which reads
+/// the padded input), image by image: the image copied zero-padded and channels-last and convolved from
+/// there (<see cref="DirectConvolution"/>: each patch is KH contiguous runs of KW·C values, met by the
+/// weight in [KH, KW, C] order), then transposed into NCHW with the bias added. A dense training forward
+/// instead writes the patch rows by im2col into cols [N*OH*OW, C*KH*KW] and multiplies them,
+/// Y [N*OH*OW, OC] = cols · W^T, transposed into NCHW; the two sum over a patch in different orders, so
+/// their outputs differ in the last bits. Dense backward: dW += dY^T · cols, db += sums of dY, and
+/// dcols = dY · W scattered back by col2im into dx. With a <see cref="Sparsifier"/> (meProp-CNN) the
+/// backward reads only the kept entries of dY: dW[c] += v·patch(position) per entry, the patch read from
+/// the forward's padded channels-last copy of x, and dx is scattered directly from the weight
+/// (channels-last, SIMD over C) without forming dcols.
 /// </summary>
 public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
 {
     private readonly ComputeContext _compute;
     private readonly Tensor _cols = new(0);
-    private readonly Tensor _outputGradientRows = new(0);
+    /// <summary>Patch-row layout [N*OH*OW, OC]: a dense forward's output before its transpose, then its backward's dY.</summary>
+    private readonly Tensor _rows = new(0);
     private readonly Tensor _output = new(0);
     private readonly Tensor _inputGradient = new(0);
     // Scratch of the sparse backward, channels-last and 64-byte aligned (see AlignedBuffer).
@@ -40,6 +43,8 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private bool _trainingForward;
     /// <summary>True from a dense training Forward, which kept the batch's patches, until Backward overwrites them with dcols.</summary>
     private bool _colsHoldPatches;
+    /// <summary>True from an image-by-image Forward, which left the padded channels-last input and the [OC, KH, KW, C] weight behind.</summary>
+    private bool _channelsLastCopiesCurrent;
 
     public Conv2d(string name, int inChannels, int outChannels, int kernelSize, int stride, int padding,
         ComputeContext compute, Rng initRng)
@@ -113,14 +118,29 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         _output.Reshape(g.N, OutChannels, g.OH, g.OW);
         _trainingForward = training;
         _colsHoldPatches = training && Sparsifier is null;
-        if (_colsHoldPatches)
-        {
-            // The dense backward reads the batch's patch rows; the output is computed without them.
-            _cols.Reshape(g.Positions, g.PatchLength);
-            Im2Col.Forward(g, input.Span, _cols.Span, _compute.Pool);
-        }
-        ForwardByImage(g);
+        _channelsLastCopiesCurrent = !_colsHoldPatches;
+        if (_colsHoldPatches) ForwardBatch(g);
+        else ForwardByImage(g);
         return _output;
+    }
+
+    /// <summary>
+    /// im2col of the whole batch into cols (kept for the backward), one GEMM, one transpose to NCHW. With
+    /// the patch rows to be written anyway, one product over them measured faster in the training step
+    /// than the image-by-image forward beside im2col (dense forward 2.47-2.75 against 2.79-3.17 ms).
+    /// </summary>
+    private void ForwardBatch(ConvGeometry g)
+    {
+        int positions = g.Positions, k = g.PatchLength, oc = OutChannels;
+        _cols.Reshape(positions, k);
+        _rows.Reshape(positions, oc);
+        Im2Col.Forward(g, _input!.Span, _cols.Span, _compute.Pool);
+        _compute.Gemm.Multiply(false, true, positions, oc, k, _cols.Span, k, Weight.Value.Span, k, _rows.Span, oc, false);
+        fixed (float* rows = _rows.Storage, nchw = _output.Storage, bias = Bias.Value.Storage)
+        {
+            var job = new LayoutJob { Rows = rows, Nchw = nchw, Bias = bias, Channels = oc, Plane = g.OH * g.OW };
+            _compute.Pool.Run(g.N, &RowsToNchwWithBias, &job);
+        }
     }
 
     /// <summary>
@@ -178,11 +198,11 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         long denseMacs = (long)positions * k * oc;
         DenseBackwardMacs += ComputeInputGradient ? 2 * denseMacs : denseMacs;
         if (Sparsifier is null && MeasureDensity) _denseCounters.Add(outputGradient.Span);
-        if (Sparsifier is null && !_colsHoldPatches)
+        if (Sparsifier is null ? !_colsHoldPatches : !_channelsLastCopiesCurrent)
             throw new InvalidOperationException($"{Name}: Backward needs its own Forward first (the previous Backward used up the saved input patches, or meProp was switched on or off in between)");
         if (Sparsifier is not null) return SparseBackwardPass(outputGradient, g);
-        // dY in the patch-row layout [positions, OC].
-        var dyRows = _outputGradientRows;
+        // dY in the patch-row layout.
+        var dyRows = _rows;
         dyRows.Reshape(positions, oc);
         fixed (float* rows = dyRows.Storage, nchw = outputGradient.Storage)
         {

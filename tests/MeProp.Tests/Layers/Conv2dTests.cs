@@ -151,6 +151,25 @@ public class Conv2dTests
     }
 
     [Fact]
+    public void Backward_RefusesWhenMePropWasSwitchedAfterTheForward()
+    {
+        // A dense forward keeps im2col rows, a meProp one the padded channels-last input: a backward of
+        // the other kind would read the other buffer, stale, and return wrong gradients.
+        using var compute = new ComputeContext(1);
+        var rng = new Rng(25);
+        var (conv, x) = Make(compute, rng, 2, 3, 6, 5, 4, 3, 1, 1);
+        var r = TestData.UniformTensor(rng, conv.OutputShape(x.Shape));
+        conv.Forward(x, true);
+        conv.Sparsifier = new GradientSparsifier("conv", new MePropOptions { Ratio = 0.5 }, convolutional: true, seed: 1);
+        Assert.Throws<InvalidOperationException>(() => conv.Backward(r));
+        conv.Forward(x, true);
+        conv.Backward(r);
+        conv.Forward(x, true);
+        conv.Sparsifier = null;
+        Assert.Throws<InvalidOperationException>(() => conv.Backward(r));
+    }
+
+    [Fact]
     public void WithoutInputGradient_ReturnsNullAndTheSameParameterGradients()
     {
         using var compute = new ComputeContext(1);
