@@ -89,9 +89,9 @@ public static unsafe class FusedLinearAdam
             new Span<float>(chain, checked(j.N * j.In)).Clear();
         }
         int o = o0;
-        // The products take 512-bit vectors where the CPU has them (half the instructions); Adam's
-        // arithmetic stays in Vector<float> halves, bound by its divider either way.
-        if (Vector512.IsHardwareAccelerated && Vector<float>.Count == 8)
+        // 512-bit vectors where the CPU has them, for the products and for Adam's arithmetic (in
+        // 256-bit halves, with twice the selects, loads and stores, the whole pass took 25-35% longer).
+        if (Vector512.IsHardwareAccelerated)
             for (; o + 8 <= o1; o += 8) EightRows512(ref j, in adam, o, chain);
         for (; o + 4 <= o1; o += 4) FourRows(ref j, in adam, o, chain);
         for (; o < o1; o++) OneRow(ref j, in adam, o, chain);
@@ -159,7 +159,7 @@ public static unsafe class FusedLinearAdam
         }
     }
 
-    /// <summary>As <see cref="FourRows"/> for rows o..o+7 with 512-bit products, for Vector&lt;float&gt; of 8 lanes; the column tail is FourRows' loops.</summary>
+    /// <summary>As <see cref="FourRows"/> for rows o..o+7 with 512-bit vectors; the column tail is FourRows' loops.</summary>
     private static void EightRows512(ref Job j, in AdamStepVectors adam, int o, float* chain)
     {
         int n = j.N, inFeatures = j.In, outFeatures = j.Out;
@@ -196,27 +196,20 @@ public static unsafe class FusedLinearAdam
                 Vector512.Store(sum, dxAt);
             }
             long at = col;
-            Apply(in adam, g0, w0 + at, m0 + at, v0 + at); at += inFeatures;
-            Apply(in adam, g1, w0 + at, m0 + at, v0 + at); at += inFeatures;
-            Apply(in adam, g2, w0 + at, m0 + at, v0 + at); at += inFeatures;
-            Apply(in adam, g3, w0 + at, m0 + at, v0 + at); at += inFeatures;
-            Apply(in adam, g4, w0 + at, m0 + at, v0 + at); at += inFeatures;
-            Apply(in adam, g5, w0 + at, m0 + at, v0 + at); at += inFeatures;
-            Apply(in adam, g6, w0 + at, m0 + at, v0 + at); at += inFeatures;
-            Apply(in adam, g7, w0 + at, m0 + at, v0 + at);
+            adam.Apply(g0, w0 + at, m0 + at, v0 + at); at += inFeatures;
+            adam.Apply(g1, w0 + at, m0 + at, v0 + at); at += inFeatures;
+            adam.Apply(g2, w0 + at, m0 + at, v0 + at); at += inFeatures;
+            adam.Apply(g3, w0 + at, m0 + at, v0 + at); at += inFeatures;
+            adam.Apply(g4, w0 + at, m0 + at, v0 + at); at += inFeatures;
+            adam.Apply(g5, w0 + at, m0 + at, v0 + at); at += inFeatures;
+            adam.Apply(g6, w0 + at, m0 + at, v0 + at); at += inFeatures;
+            adam.Apply(g7, w0 + at, m0 + at, v0 + at);
         }
         if (col < inFeatures)
         {
             FourRows(ref j, in adam, o, chain, col);
             FourRows(ref j, in adam, o + 4, chain, col);
         }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Apply(in AdamStepVectors adam, Vector512<float> g, float* p, float* m, float* v)
-    {
-        adam.Apply(g.GetLower().AsVector(), p, m, v);
-        adam.Apply(g.GetUpper().AsVector(), p + 8, m + 8, v + 8);
     }
 
     /// <summary>As <see cref="FourRows"/> for the one row o (the last rows of a group).</summary>

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using MeProp.Layers;
 using MeProp.Tensors;
 using MeProp.Threading;
@@ -176,6 +177,12 @@ public readonly unsafe struct AdamStep(float beta1, float beta2, float stepSize,
     {
         var vectors = new AdamStepVectors(this);
         int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i + 16 <= length; i += 16)
+            {
+                vectors.Apply(Vector512.Load(g + i), p + i, m + i, v + i);
+                if (clearGradient) Vector512.Store(Vector512<float>.Zero, g + i);
+            }
         int width = Vector<float>.Count;
         for (; i + width <= length; i += width)
         {
@@ -213,6 +220,10 @@ public readonly struct AdamStepVectors(AdamStep step)
     private readonly Vector<float> _oneMinusBeta1 = new(1 - step.Beta1), _oneMinusBeta2 = new(1 - step.Beta2);
     private readonly Vector<float> _stepSize = new(step.StepSize), _inverseRootBias2 = new(step.InverseRootBias2);
     private readonly Vector<float> _epsilon = new(step.Epsilon), _tiny = new(AdamStep.Tiny);
+    private readonly Vector512<float> _beta1x16 = Vector512.Create(step.Beta1), _beta2x16 = Vector512.Create(step.Beta2);
+    private readonly Vector512<float> _oneMinusBeta1x16 = Vector512.Create(1 - step.Beta1), _oneMinusBeta2x16 = Vector512.Create(1 - step.Beta2);
+    private readonly Vector512<float> _stepSizex16 = Vector512.Create(step.StepSize), _inverseRootBias2x16 = Vector512.Create(step.InverseRootBias2);
+    private readonly Vector512<float> _epsilonx16 = Vector512.Create(step.Epsilon), _tinyx16 = Vector512.Create(AdamStep.Tiny);
 
     /// <summary>Updates Vector&lt;float&gt;.Count values at p and their moments at m, v from gradient g (as <see cref="AdamStep.Apply(float, float*, float*, float*)"/> per lane).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -225,5 +236,22 @@ public readonly struct AdamStepVectors(AdamStep step)
         Vector.Store(mi, m);
         Vector.Store(vi, v);
         Vector.Store(Vector.Load(p) - _stepSize * mi / (Vector.SquareRoot(vi) * _inverseRootBias2 + _epsilon), p);
+    }
+
+    /// <summary>
+    /// As <see cref="Apply(Vector{float}, float*, float*, float*)"/> for 16 values: the same IEEE
+    /// operations lane by lane, so the same bits. Where 512-bit vectors are fast, one of these costs
+    /// far less than two 256-bit halves (fc1's fused backward: 20-25% of the whole pass).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public unsafe void Apply(Vector512<float> g, float* p, float* m, float* v)
+    {
+        var mi = _beta1x16 * Vector512.Load(m) + _oneMinusBeta1x16 * g;
+        var vi = _beta2x16 * Vector512.Load(v) + _oneMinusBeta2x16 * g * g;
+        mi = Vector512.ConditionalSelect(Vector512.LessThan(Vector512.Abs(mi), _tinyx16), Vector512<float>.Zero, mi);
+        vi = Vector512.ConditionalSelect(Vector512.LessThan(vi, _tinyx16), Vector512<float>.Zero, vi);
+        Vector512.Store(mi, m);
+        Vector512.Store(vi, v);
+        Vector512.Store(Vector512.Load(p) - _stepSizex16 * mi / (Vector512.Sqrt(vi) * _inverseRootBias2x16 + _epsilonx16), p);
     }
 }
