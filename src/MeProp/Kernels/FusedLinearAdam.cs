@@ -176,24 +176,35 @@ public static unsafe class FusedLinearAdam
             var wv4 = Vector512.Load(w + 4 * inFeatures); var wv5 = Vector512.Load(w + 5 * inFeatures);
             var wv6 = Vector512.Load(w + 6 * inFeatures); var wv7 = Vector512.Load(w + 7 * inFeatures);
             float* dyRow = dyColumn, xAt = x + col, dxAt = chain + col;
-            for (int t = 0; t < n; t++, dyRow += outFeatures, xAt += inFeatures, dxAt += inFeatures)
+            if (chain is null)
             {
-                var xv = Vector512.Load(xAt);
-                var d0 = Vector512.Create(dyRow[0]); var d1 = Vector512.Create(dyRow[1]);
-                var d2 = Vector512.Create(dyRow[2]); var d3 = Vector512.Create(dyRow[3]);
-                g0 = Vector512.FusedMultiplyAdd(d0, xv, g0); g1 = Vector512.FusedMultiplyAdd(d1, xv, g1);
-                g2 = Vector512.FusedMultiplyAdd(d2, xv, g2); g3 = Vector512.FusedMultiplyAdd(d3, xv, g3);
-                var d4 = Vector512.Create(dyRow[4]); var d5 = Vector512.Create(dyRow[5]);
-                var d6 = Vector512.Create(dyRow[6]); var d7 = Vector512.Create(dyRow[7]);
-                g4 = Vector512.FusedMultiplyAdd(d4, xv, g4); g5 = Vector512.FusedMultiplyAdd(d5, xv, g5);
-                g6 = Vector512.FusedMultiplyAdd(d6, xv, g6); g7 = Vector512.FusedMultiplyAdd(d7, xv, g7);
-                if (chain is null) continue;
-                var sum = Vector512.Load(dxAt);
-                sum = Vector512.FusedMultiplyAdd(d0, wv0, sum); sum = Vector512.FusedMultiplyAdd(d1, wv1, sum);
-                sum = Vector512.FusedMultiplyAdd(d2, wv2, sum); sum = Vector512.FusedMultiplyAdd(d3, wv3, sum);
-                sum = Vector512.FusedMultiplyAdd(d4, wv4, sum); sum = Vector512.FusedMultiplyAdd(d5, wv5, sum);
-                sum = Vector512.FusedMultiplyAdd(d6, wv6, sum); sum = Vector512.FusedMultiplyAdd(d7, wv7, sum);
-                Vector512.Store(sum, dxAt);
+                for (int t = 0; t < n; t++, dyRow += outFeatures, xAt += inFeatures)
+                {
+                    var xv = Vector512.Load(xAt);
+                    g0 = Vector512.FusedMultiplyAdd(Vector512.Create(dyRow[0]), xv, g0); g1 = Vector512.FusedMultiplyAdd(Vector512.Create(dyRow[1]), xv, g1);
+                    g2 = Vector512.FusedMultiplyAdd(Vector512.Create(dyRow[2]), xv, g2); g3 = Vector512.FusedMultiplyAdd(Vector512.Create(dyRow[3]), xv, g3);
+                    g4 = Vector512.FusedMultiplyAdd(Vector512.Create(dyRow[4]), xv, g4); g5 = Vector512.FusedMultiplyAdd(Vector512.Create(dyRow[5]), xv, g5);
+                    g6 = Vector512.FusedMultiplyAdd(Vector512.Create(dyRow[6]), xv, g6); g7 = Vector512.FusedMultiplyAdd(Vector512.Create(dyRow[7]), xv, g7);
+                }
+            }
+            else
+            {
+                // Each broadcast feeds its two FMAs at once, so one is live at a time: with all eight
+                // live the JIT ran out of vector registers and kept the sums g on the stack.
+                for (int t = 0; t < n; t++, dyRow += outFeatures, xAt += inFeatures, dxAt += inFeatures)
+                {
+                    var xv = Vector512.Load(xAt);
+                    var sum = Vector512.Load(dxAt);
+                    var d = Vector512.Create(dyRow[0]); g0 = Vector512.FusedMultiplyAdd(d, xv, g0); sum = Vector512.FusedMultiplyAdd(d, wv0, sum);
+                    d = Vector512.Create(dyRow[1]); g1 = Vector512.FusedMultiplyAdd(d, xv, g1); sum = Vector512.FusedMultiplyAdd(d, wv1, sum);
+                    d = Vector512.Create(dyRow[2]); g2 = Vector512.FusedMultiplyAdd(d, xv, g2); sum = Vector512.FusedMultiplyAdd(d, wv2, sum);
+                    d = Vector512.Create(dyRow[3]); g3 = Vector512.FusedMultiplyAdd(d, xv, g3); sum = Vector512.FusedMultiplyAdd(d, wv3, sum);
+                    d = Vector512.Create(dyRow[4]); g4 = Vector512.FusedMultiplyAdd(d, xv, g4); sum = Vector512.FusedMultiplyAdd(d, wv4, sum);
+                    d = Vector512.Create(dyRow[5]); g5 = Vector512.FusedMultiplyAdd(d, xv, g5); sum = Vector512.FusedMultiplyAdd(d, wv5, sum);
+                    d = Vector512.Create(dyRow[6]); g6 = Vector512.FusedMultiplyAdd(d, xv, g6); sum = Vector512.FusedMultiplyAdd(d, wv6, sum);
+                    d = Vector512.Create(dyRow[7]); g7 = Vector512.FusedMultiplyAdd(d, xv, g7); sum = Vector512.FusedMultiplyAdd(d, wv7, sum);
+                    Vector512.Store(sum, dxAt);
+                }
             }
             long at = col;
             adam.Apply(g0, w0 + at, m0 + at, v0 + at); at += inFeatures;
