@@ -10,14 +10,16 @@ namespace MeProp.Tests.Kernels;
 /// <see cref="FusedLinearAdam"/> against its float64 reference twin, and against the unfused path it
 /// replaces (Gemm for dW and dX, then Adam's own pass), on odd shapes: batch 1..11, output features
 /// below, at and above the 256-row group (several groups, a row block tail), input features off the
-/// vector width. The unfused comparison is exact: both sum in the same order (see the kernel).
+/// vector width, narrow and wide. The unfused comparison is exact: both sum in the same order (see the kernel).
 /// </summary>
 public class FusedLinearAdamTests
 {
     public static IEnumerable<object[]> Shapes()
     {
         // n, out, in
-        int[][] shapes = [[1, 1, 1], [3, 5, 7], [10, 9, 33], [2, 257, 17], [10, 300, 40], [7, 513, 37], [11, 1024, 19], [4, 6, 100]];
+        // The last two: rows of a thousand and more columns ending off the 16-column grid.
+        int[][] shapes = [[1, 1, 1], [3, 5, 7], [10, 9, 33], [2, 257, 17], [10, 300, 40], [7, 513, 37], [11, 1024, 19], [4, 6, 100],
+            [3, 300, 1043], [10, 40, 2061]];
         foreach (var s in shapes)
             foreach (bool dx in new[] { true, false })
                 yield return [s[0], s[1], s[2], dx];
@@ -54,9 +56,10 @@ public class FusedLinearAdamTests
     {
         var c = MakeCase(n, outFeatures, inFeatures, (ulong)(n * 1000 + outFeatures * 10 + inFeatures));
         var (w, m, v) = (c.W.ToArray(), c.M.ToArray(), c.V.ToArray());
-        var dx = new float[inputGradient ? n * inFeatures : 0];
+        // dX and the scratch start with stale values: the kernel sets dX and its partials, it does not add.
+        var dx = TestData.Uniform(new Rng(5), inputGradient ? n * inFeatures : 0);
         using var pool = new WorkerPool(3);
-        var scratch = new float[FusedLinearAdam.ScratchLength(n, outFeatures, inFeatures, inputGradient)];
+        var scratch = TestData.Uniform(new Rng(6), (int)FusedLinearAdam.ScratchLength(n, outFeatures, inFeatures, inputGradient));
         FusedLinearAdam.Run(c.Dy, c.X, n, outFeatures, inFeatures, w, m, v, c.Step, dx, scratch, pool);
 
         var (wRef, mRef, vRef) = (c.W.ToArray(), c.M.ToArray(), c.V.ToArray());
@@ -88,8 +91,8 @@ public class FusedLinearAdamTests
             adam.BeginStep();
 
             var (w, m, v) = (c.W.ToArray(), c.M.ToArray(), c.V.ToArray());
-            var dx = new float[inputGradient ? n * inFeatures : 0];
-            var scratch = new float[FusedLinearAdam.ScratchLength(n, outFeatures, inFeatures, inputGradient)];
+            var dx = TestData.Uniform(new Rng(5), inputGradient ? n * inFeatures : 0);
+            var scratch = TestData.Uniform(new Rng(6), (int)FusedLinearAdam.ScratchLength(n, outFeatures, inFeatures, inputGradient));
             FusedLinearAdam.Run(c.Dy, c.X, n, outFeatures, inFeatures, w, m, v, adam.CurrentStep, dx, scratch, compute.Pool);
 
             var dxUnfused = new float[dx.Length];
