@@ -157,33 +157,6 @@ public sealed unsafe class Gemm
         }
     }
 
-    /// <summary>Floats that <see cref="PackB"/> writes for op(B) [k, n]: NR-wide panels, zero-padded.</summary>
-    internal static long PackedLength(int n, int k) => (long)((n + NR - 1) / NR) * NR * k;
-
-    /// <summary>Packs op(B) [k, n] into panels as <see cref="Multiply"/> does, the panels spread over the pool.</summary>
-    internal static void PackB(bool transB, int n, int k, float* b, int ldb, float* packed, WorkerPool pool)
-    {
-        int panels = (n + NR - 1) / NR;
-        var job = new Job { B = b, Ldb = ldb, TransB = transB, N = n, K = k, PackedB = packed, PaddedN = panels * NR };
-        pool.Run(panels, &PackBTask, &job);
-    }
-
-    /// <summary>
-    /// C [m, n] = A [m, k] (rows lda apart) · op(B) packed by <see cref="PackB"/>, on the calling thread,
-    /// for a caller that already splits its work over the pool (a convolution, image by image). Every
-    /// element is summed as <see cref="Multiply"/> sums it, so the results are the same bits.
-    /// </summary>
-    internal static void MultiplyPacked(int m, int n, int k, float* a, int lda, float* packedB, float* c, int ldc)
-    {
-        int panels = (n + NR - 1) / NR;
-        var job = new Job
-        {
-            A = a, C = c, PackedB = packedB, M = m, N = n, K = k, Lda = lda, Ldc = ldc,
-            PaddedN = panels * NR, ColumnSplits = 1, PanelsPerSplit = panels, Workers = 1,
-        };
-        for (int rowBlock = 0; rowBlock * MC < m; rowBlock++) Tile(ref job, rowBlock, 0);
-    }
-
     /// <summary>
     /// A few dozen rows of C against a wide B (a linear layer's forward or dX at batch ~17-128, B the
     /// weight): packing B would copy the whole weight every call. Cᵀ = op(B)ᵀ · op(A)ᵀ reads the weight
