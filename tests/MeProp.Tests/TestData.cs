@@ -15,7 +15,7 @@ internal static class TestData
     public static Tensor UniformTensor(Rng rng, params int[] shape)
     {
         var t = new Tensor(shape);
-        for (int i = 0; i < t.Length; i++) t.Storage[i] = rng.NextUniform(-1f, 1f);
+        for (int i = 0; i < t.Length; i++) t.Span[i] = rng.NextUniform(-1f, 1f);
         return t;
     }
 

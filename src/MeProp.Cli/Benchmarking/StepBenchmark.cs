@@ -82,7 +82,7 @@ internal sealed class StepBenchmark
         for (int b = 0; b < Batches; b++)
         {
             _images[b] = new Tensor(config.Batch, 1, 28, 28);
-            for (int i = 0; i < _images[b].Length; i++) _images[b].Storage[i] = (float)rng.NextDouble();
+            for (int i = 0; i < _images[b].Length; i++) _images[b].Span[i] = (float)rng.NextDouble();
             _labels[b] = new int[config.Batch];
             for (int i = 0; i < config.Batch; i++) _labels[b][i] = rng.NextInt(10);
         }

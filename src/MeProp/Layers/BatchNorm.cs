@@ -99,9 +99,9 @@ public sealed unsafe class BatchNorm : ILayer, IStatefulLayer
             throw new ArgumentException($"{Name}: training needs more than one value per channel, got input {input.ShapeText}");
         _output.Reshape(input.Shape);
         if (training) _normalized.Reshape(input.Shape);
-        fixed (float* x = input.Storage, y = _output.Storage, xhat = _normalized.Storage,
-               gamma = Weight.Value.Storage, beta = Bias.Value.Storage,
-               runningMean = RunningMean.Storage, runningVar = RunningVariance.Storage)
+        fixed (float* x = input.Span, y = _output.Span, xhat = _normalized.Span,
+               gamma = Weight.Value.Span, beta = Bias.Value.Span,
+               runningMean = RunningMean.Span, runningVar = RunningVariance.Span)
         fixed (double* inverseStd = _inverseStd)
         {
             var job = new Job
@@ -130,8 +130,8 @@ public sealed unsafe class BatchNorm : ILayer, IStatefulLayer
         if (!outputGradient.SameShape(_normalized.Shape))
             throw new ArgumentException($"{Name}: gradient shape {outputGradient.ShapeText} does not match the output {_normalized.ShapeText}");
         if (ComputeInputGradient) _inputGradient.Reshape(_normalized.Shape);
-        fixed (float* dy = outputGradient.Storage, dx = _inputGradient.Storage, xhat = _normalized.Storage,
-               gamma = Weight.Value.Storage, dgamma = Weight.Gradient.Storage, dbeta = Bias.Gradient.Storage)
+        fixed (float* dy = outputGradient.Span, dx = _inputGradient.Span, xhat = _normalized.Span,
+               gamma = Weight.Value.Span, dgamma = Weight.Gradient.Span, dbeta = Bias.Gradient.Span)
         fixed (double* inverseStd = _inverseStd)
         {
             var job = new Job

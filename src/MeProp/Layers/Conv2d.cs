@@ -136,7 +136,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         _rows.Reshape(positions, oc);
         Im2Col.Forward(g, _input!.Span, _cols.Span, _compute.Pool);
         _compute.Gemm.Multiply(false, true, positions, oc, k, _cols.Span, k, Weight.Value.Span, k, _rows.Span, oc, false);
-        fixed (float* rows = _rows.Storage, nchw = _output.Storage, bias = Bias.Value.Storage)
+        fixed (float* rows = _rows.Span, nchw = _output.Span, bias = Bias.Value.Span)
         {
             var job = new LayoutJob { Rows = rows, Nchw = nchw, Bias = bias, Channels = oc, Plane = g.OH * g.OW };
             _compute.Pool.Run(g.N, &RowsToNchwWithBias, &job);
@@ -154,7 +154,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         var padded = PaddedInput(g);
         var weightT = _transposedWeight.Span(oc * k + DirectConvolution.WeightSlack);
         var rows = _imageRows.Span(checked(_compute.Threads * plane * oc));
-        fixed (float* whwc = weightHwc, wt = weightT, pp = padded, pr = rows, x = _input!.Storage, y = _output.Storage, bias = Bias.Value.Storage)
+        fixed (float* whwc = weightHwc, wt = weightT, pp = padded, pr = rows, x = _input!.Span, y = _output.Span, bias = Bias.Value.Span)
         {
             ChannelLayout.PlanesToRows(whwc, k, wt, oc, k);
             weightT[(oc * k)..].Clear();
@@ -204,7 +204,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         // dY in the patch-row layout.
         var dyRows = _rows;
         dyRows.Reshape(positions, oc);
-        fixed (float* rows = dyRows.Storage, nchw = outputGradient.Storage)
+        fixed (float* rows = dyRows.Span, nchw = outputGradient.Span)
         {
             var job = new LayoutJob { Rows = rows, Nchw = nchw, Channels = oc, Plane = plane };
             _compute.Pool.Run(g.N, &NchwToRows, &job);
@@ -247,7 +247,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private Span<float> FillWeightHwc()
     {
         var weightHwc = _weightHwc.Span(OutChannels * InChannels * KernelSize * KernelSize);
-        fixed (float* w = Weight.Value.Storage, whwc = weightHwc)
+        fixed (float* w = Weight.Value.Span, whwc = weightHwc)
         {
             var job = new LayoutJob { Rows = whwc, Nchw = w, Channels = InChannels, Plane = KernelSize * KernelSize };
             _compute.Pool.Run(OutChannels, &NchwToRows, &job);

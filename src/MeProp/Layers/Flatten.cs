@@ -25,20 +25,18 @@ public sealed class Flatten(string name) : ILayer
         if (s.Length < 2) OutputShape(s); // throws
         if (!input.SameShape(_inputShape)) _inputShape = input.ShapeArray();
         int features = Tensor.ElementCount(s[1..]);
-        _output = _output is not null && ReferenceEquals(_output.Storage, input.Storage)
+        _output = _output is not null && _output.SharesStorageWith(input)
             ? _output.Reshape(s[0], features)
-            : new Tensor(input.Storage, s[0], features);
+            : input.View(s[0], features);
         return _output;
     }
 
     public Tensor? Backward(Tensor outputGradient)
     {
         if (!ComputeInputGradient) return null;
-        _inputGradient = View(_inputGradient, outputGradient.Storage, _inputShape);
+        _inputGradient = _inputGradient is not null && _inputGradient.SharesStorageWith(outputGradient)
+            ? _inputGradient.Reshape(_inputShape)
+            : outputGradient.View(_inputShape);
         return _inputGradient;
     }
-
-    /// <summary>A tensor over <paramref name="storage"/> with the given shape, reusing <paramref name="cached"/> when it already wraps that storage.</summary>
-    private static Tensor View(Tensor? cached, float[] storage, int[] shape) =>
-        cached is not null && ReferenceEquals(cached.Storage, storage) ? cached.Reshape(shape) : new Tensor(storage, shape);
 }

@@ -98,7 +98,7 @@ public sealed unsafe class Adam : IOptimizer
         if (!_index.TryGetValue(parameter, out int i) || !_claimed[i]) throw new InvalidOperationException($"Adam: {parameter.Name} updated without being claimed");
         if ((uint)offset > (uint)parameter.Value.Length || gradient.Length > parameter.Value.Length - offset)
             throw new ArgumentOutOfRangeException(nameof(offset), $"Adam: range [{offset}, {offset + gradient.Length}) outside {parameter.Name}");
-        fixed (float* pp = parameter.Value.Storage, pg = gradient, pm = _m[i].Storage, pv = _v[i].Storage)
+        fixed (float* pp = parameter.Value.Span, pg = gradient, pm = _m[i].Span, pv = _v[i].Span)
             _step.Apply(pp + offset, pg, pm + offset, pv + offset, gradient.Length, clearGradient: false);
     }
 
@@ -110,7 +110,7 @@ public sealed unsafe class Adam : IOptimizer
         {
             if (_claimed[i]) continue;
             var p = _parameters[i];
-            fixed (float* pp = p.Value.Storage, pg = p.Gradient.Storage, pm = _m[i].Storage, pv = _v[i].Storage)
+            fixed (float* pp = p.Value.Span, pg = p.Gradient.Span, pm = _m[i].Span, pv = _v[i].Span)
             {
                 var job = new Job { P = pp, G = pg, M = pm, V = pv, Length = p.Value.Length, Step = _step };
                 _pool.Run((job.Length + Chunk - 1) / Chunk, &UpdateChunk, &job);

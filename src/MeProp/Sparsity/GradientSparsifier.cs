@@ -135,7 +135,7 @@ public sealed unsafe class GradientSparsifier
         if (policy == SelectionPolicy.Random) policy = _convolutional ? SelectionPolicy.PerChannel : SelectionPolicy.PerExample;
 
         bool countedPerUnit = false;
-        fixed (float* pdy = dy, prun = _running.Storage)
+        fixed (float* pdy = dy, prun = _running.Span)
         {
             var job = new Job
             {

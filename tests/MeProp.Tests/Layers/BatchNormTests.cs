@@ -82,7 +82,7 @@ public class BatchNormTests
     private static Tensor Input(Rng rng, int[] shape, float offset = 0.7f, float scale = 1.5f)
     {
         var x = new Tensor(shape);
-        for (int i = 0; i < x.Length; i++) x.Storage[i] = offset + scale * rng.NextUniform(-1f, 1f);
+        for (int i = 0; i < x.Length; i++) x.Span[i] = offset + scale * rng.NextUniform(-1f, 1f);
         return x;
     }
 
@@ -140,7 +140,7 @@ public class BatchNormTests
             for (int c = 0; c < 4; c++)
             {
                 var values = new List<double>();
-                for (int n = 0; n < 3; n++) for (int p = 0; p < 10; p++) values.Add(x.Storage[(n * 4 + c) * 10 + p]);
+                for (int n = 0; n < 3; n++) for (int p = 0; p < 10; p++) values.Add(x.Span[(n * 4 + c) * 10 + p]);
                 double mean = values.Average();
                 double unbiased = values.Sum(v => (v - mean) * (v - mean)) / (values.Count - 1);
                 expectedMean[c] = (1 - momentum) * expectedMean[c] + momentum * mean;
@@ -179,7 +179,7 @@ public class BatchNormTests
         for (int i = 0; i < x.Length; i++)
         {
             int c = i / plane % 3;
-            expected[i] = bn.Weight.Value.Span[c] * (x.Storage[i] - runningMean[c]) / Math.Sqrt(runningVar[c] + Epsilon) + bn.Bias.Value.Span[c];
+            expected[i] = bn.Weight.Value.Span[c] * (x.Span[i] - runningMean[c]) / Math.Sqrt(runningVar[c] + Epsilon) + bn.Bias.Value.Span[c];
         }
         TestData.AssertClose(expected, ToDouble(y.Span), 1e-6, 1e-6, "y_eval");
         Assert.Equal(runningMean, bn.RunningMean.Span.ToArray());

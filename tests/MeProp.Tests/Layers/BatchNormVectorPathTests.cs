@@ -35,7 +35,7 @@ public class BatchNormVectorPathTests
             bn.Bias.Value.Span[i] = rng.NextUniform(-0.5f, 0.5f);
         }
         var x = new Tensor(shape);
-        for (int i = 0; i < x.Length; i++) x.Storage[i] = 40f + rng.NextUniform(-1f, 1f) * (1 + i % 3);
+        for (int i = 0; i < x.Length; i++) x.Span[i] = 40f + rng.NextUniform(-1f, 1f) * (1 + i % 3);
         var dy = TestData.UniformTensor(rng, shape);
 
         var y = bn.Forward(x, training: true).Span.ToArray();
@@ -51,22 +51,22 @@ public class BatchNormVectorPathTests
         for (int ch = 0; ch < c; ch++)
         {
             IEnumerable<int> Indices() { for (int i = 0; i < n; i++) for (int p = 0; p < plane; p++) yield return (i * c + ch) * plane + p; }
-            double mean = Indices().Sum(k => (double)x.Storage[k]) / m;
-            double squares = Indices().Sum(k => Math.Pow(x.Storage[k] - mean, 2));
+            double mean = Indices().Sum(k => (double)x.Span[k]) / m;
+            double squares = Indices().Sum(k => Math.Pow(x.Span[k] - mean, 2));
             double inverseStd = 1 / Math.Sqrt(squares / m + Epsilon);
             double gamma = bn.Weight.Value.Span[ch], beta = bn.Bias.Value.Span[ch];
             double sumDy = 0, sumDyXhat = 0;
             foreach (int k in Indices())
             {
-                double xhat = (x.Storage[k] - mean) * inverseStd;
+                double xhat = (x.Span[k] - mean) * inverseStd;
                 yRef[k] = gamma * xhat + beta;
-                sumDy += dy.Storage[k];
-                sumDyXhat += dy.Storage[k] * xhat;
+                sumDy += dy.Span[k];
+                sumDyXhat += dy.Span[k] * xhat;
             }
             foreach (int k in Indices())
             {
-                double xhat = (x.Storage[k] - mean) * inverseStd;
-                dxRef[k] = gamma * inverseStd * (dy.Storage[k] - sumDy / m - xhat * sumDyXhat / m);
+                double xhat = (x.Span[k] - mean) * inverseStd;
+                dxRef[k] = gamma * inverseStd * (dy.Span[k] - sumDy / m - xhat * sumDyXhat / m);
             }
             dgammaRef[ch] = sumDyXhat;
             dbetaRef[ch] = sumDy;
@@ -87,7 +87,7 @@ public class BatchNormVectorPathTests
         {
             int ch = k / plane % c;
             double scale = bn.Weight.Value.Span[ch] / Math.Sqrt(bn.RunningVariance.Span[ch] + Epsilon);
-            yEvalRef[k] = (x.Storage[k] - bn.RunningMean.Span[ch]) * scale + bn.Bias.Value.Span[ch];
+            yEvalRef[k] = (x.Span[k] - bn.RunningMean.Span[ch]) * scale + bn.Bias.Value.Span[ch];
         }
         TestData.AssertClose(yEvalRef, ToDouble(yEval), 1e-5, 1e-5, $"y_eval {name}");
     }

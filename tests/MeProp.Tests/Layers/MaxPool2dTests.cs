@@ -56,7 +56,7 @@ public class MaxPool2dTests
         int n = 2, c = 3, h = 7, w = 6, k = 3, s = 2;
         // Values from {0, 1, 2}: most windows hold tied maxima.
         var x = new Tensor(n, c, h, w);
-        for (int i = 0; i < x.Length; i++) x.Storage[i] = rng.NextInt(3);
+        for (int i = 0; i < x.Length; i++) x.Span[i] = rng.NextInt(3);
         var pool = new MaxPool2d("pool", k, compute, s);
         var y = pool.Forward(x, true);
         var r = TestData.UniformTensor(rng, y.ShapeArray());

@@ -19,7 +19,7 @@ public class SoftmaxCrossEntropyTests
     {
         var rng = new Rng((ulong)(n * 100 + classes));
         var logits = new Tensor(n, classes);
-        for (int i = 0; i < logits.Length; i++) logits.Storage[i] = rng.NextUniform(-4f, 4f);
+        for (int i = 0; i < logits.Length; i++) logits.Span[i] = rng.NextUniform(-4f, 4f);
         var labels = new int[n];
         for (int i = 0; i < n; i++) labels[i] = rng.NextInt(classes);
 

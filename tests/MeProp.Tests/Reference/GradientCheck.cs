@@ -67,7 +67,7 @@ internal static class GradientCheck
         for (int i = 0; i < order.Length; i++) order[i] = i;
         rng.Shuffle(order);
         for (int i = 0; i < order.Length; i++)
-            t.Storage[i] = (float)((order[i] - order.Length / 2.0) * 0.01 + rng.NextDouble() * 0.005);
+            t.Span[i] = (float)((order[i] - order.Length / 2.0) * 0.01 + rng.NextDouble() * 0.005);
         return t;
     }
 
@@ -78,7 +78,7 @@ internal static class GradientCheck
         for (int i = 0; i < t.Length; i++)
         {
             double u = rng.NextUniform(-1f, 1f);
-            t.Storage[i] = (float)(Math.Sign(u == 0 ? 1 : u) * (gap + (1 - gap) * Math.Abs(u)));
+            t.Span[i] = (float)(Math.Sign(u == 0 ? 1 : u) * (gap + (1 - gap) * Math.Abs(u)));
         }
         return t;
     }
