@@ -15,12 +15,15 @@ public sealed unsafe class AlignedBuffer
     /// <summary>The first <paramref name="length"/> floats, growing the storage (zeroed) when it is too small.</summary>
     public Span<float> Span(int length)
     {
-        if (_storage.Length - _offset < length)
-        {
-            _storage = GC.AllocateArray<float>(length + Alignment / sizeof(float), pinned: true);
-            fixed (float* start = _storage)
-                _offset = (int)((Alignment - (nint)start % Alignment) % Alignment) / sizeof(float);
-        }
+        if (_storage.Length - _offset < length) (_storage, _offset) = Allocate(length);
         return _storage.AsSpan(_offset, length);
+    }
+
+    /// <summary>Zeroed pinned storage for <paramref name="length"/> floats and the index of the first one on a 64-byte boundary.</summary>
+    internal static (float[] Storage, int Offset) Allocate(int length)
+    {
+        var storage = GC.AllocateArray<float>(length + Alignment / sizeof(float) - 1, pinned: true);
+        fixed (float* start = storage)
+            return (storage, (int)((Alignment - (nint)start % Alignment) % Alignment) / sizeof(float));
     }
 }
