@@ -328,17 +328,20 @@ public sealed unsafe class GradientSparsifier
             var vKeep = Vector512.Create(keep);
             var vTiny = Vector512.Create(Tiny);
             var vFloor = Vector512.Create(candidates != null ? candidates->FloorBits : 0);
-            var zeroLanes = Vector512<int>.Zero;
-            for (; i + 16 <= length; i += 16)
+            var index = Vector512.Create(indexBase) + Vector512<int>.Indices;
+            var vectorLength = Vector512.Create(Vector512<int>.Count);
+            // A lane counts a non-zero dy as min(bit pattern of |dy|, 1): integer ops, where a float
+            // compare would queue on the port that the other compares and the compresses need.
+            var nonZeroLanes = Vector512<uint>.Zero;
+            for (; i + 16 <= length; i += 16, index += vectorLength)
             {
                 if (next != 0)
                 {
                     Sse.Prefetch0(dy + next + i);
                     if (running != null) Sse.Prefetch0(running + next + i);
                 }
-                var v = Vector512.Load(dy + i);
-                zeroLanes -= Vector512.Equals(v, Vector512<float>.Zero).AsInt32();
-                var magnitude = Vector512.Abs(v);
+                var magnitude = Vector512.Abs(Vector512.Load(dy + i));
+                nonZeroLanes += Vector512.Min(magnitude.AsUInt32(), Vector512<uint>.One);
                 if (running != null)
                 {
                     magnitude = Vector512.FusedMultiplyAdd(vDecay, Vector512.Load(running + i), vKeep * magnitude);
@@ -351,7 +354,6 @@ public sealed unsafe class GradientSparsifier
                     // Compressed in registers and stored whole: the buffers have a vector of slack, and
                     // the lanes past the count are overwritten by the next store.
                     var isCandidate = Vector512.GreaterThanOrEqual(magnitude.AsInt32(), vFloor);
-                    var index = Vector512.Create(indexBase + i) + Vector512<int>.Indices;
                     Vector512.Store(Avx512F.Compress(Vector512<int>.Zero, isCandidate, index), candidateIndices + count);
                     Vector512.Store(Avx512F.Compress(Vector512<float>.Zero, isCandidate.AsSingle(), magnitude), candidateScores + count);
                     count += BitOperations.PopCount(isCandidate.ExtractMostSignificantBits());
@@ -364,9 +366,8 @@ public sealed unsafe class GradientSparsifier
                 // the vectors.
                 int start = length - 16;
                 var fresh = Vector512.GreaterThanOrEqual(Vector512<int>.Indices, Vector512.Create(i - start));
-                var v = Vector512.Load(dy + start);
-                zeroLanes -= Vector512.Equals(v, Vector512<float>.Zero).AsInt32() & fresh;
-                var magnitude = Vector512.Abs(v);
+                var magnitude = Vector512.Abs(Vector512.Load(dy + start));
+                nonZeroLanes += Vector512.Min(magnitude.AsUInt32(), Vector512<uint>.One) & fresh.AsUInt32();
                 if (running != null)
                 {
                     var old = Vector512.Load(running + start);
@@ -378,14 +379,14 @@ public sealed unsafe class GradientSparsifier
                 if (candidates != null)
                 {
                     var isCandidate = Vector512.GreaterThanOrEqual(magnitude.AsInt32(), vFloor) & fresh;
-                    var index = Vector512.Create(indexBase + start) + Vector512<int>.Indices;
-                    Vector512.Store(Avx512F.Compress(Vector512<int>.Zero, isCandidate, index), candidateIndices + count);
+                    var tailIndex = Vector512.Create(indexBase + start) + Vector512<int>.Indices;
+                    Vector512.Store(Avx512F.Compress(Vector512<int>.Zero, isCandidate, tailIndex), candidateIndices + count);
                     Vector512.Store(Avx512F.Compress(Vector512<float>.Zero, isCandidate.AsSingle(), magnitude), candidateScores + count);
                     count += BitOperations.PopCount(isCandidate.ExtractMostSignificantBits());
                 }
                 i = length;
             }
-            nonZero = i - Vector512.Sum(zeroLanes);
+            nonZero = Vector512.Sum(nonZeroLanes);
         }
         for (; i < length; i++)
         {
