@@ -285,14 +285,57 @@ public static unsafe class SparseBackward
             int entries = Math.Min(chunk, count - e0);
             DecodeOrigins(j.Positions + start + e0, entries, g, origin);
             // A kernel row's KW taps are KW·C contiguous values of the padded input: one gather of that
-            // length, into the sums [KH, KW, C].
-            for (int kh = 0; kh < g.KH; kh++)
-                GatherTap(j.X + (long)kh * paddedW * c, origin, values + e0, entries, tapSums + kh * rowLength, rowLength);
+            // length, into the sums [KH, KW, C]; rows of a first layer (5 values) all in one pass.
+            if (rowLength <= ShortRow && g.KH <= MaxShortRows && Vector256.IsHardwareAccelerated)
+                GatherShortRows(j.X, paddedW * c, g.KH, origin, values + e0, entries, tapSums, rowLength);
+            else
+                for (int kh = 0; kh < g.KH; kh++)
+                    GatherTap(j.X + (long)kh * paddedW * c, origin, values + e0, entries, tapSums + kh * rowLength, rowLength);
             // dW is [C, KH, KW] per unit: the sums are added in transposed, eight taps of a channel a
             // gather (a scalar add per value, a tap's channels KH·KW apart, took ~1 us of every conv2
             // unit however few its entries).
             ChannelLayout.RowsToPlanes(tapSums, dw, taps, c, taps, null, accumulate: true);
         }
+    }
+
+    /// <summary>Kernel rows of at most this many values (KW·C) are gathered a patch at a time, by <see cref="GatherShortRows"/>.</summary>
+    private const int ShortRow = 8, MaxShortRows = 8;
+
+    /// <summary>
+    /// sums[kh·c + :c] = Σ_e v[e]·x[origin[e] + kh·rowStride + :c] for kh &lt; rows (at most
+    /// <see cref="MaxShortRows"/>), c at most <see cref="ShortRow"/>: each row one 8-lane vector (up to
+    /// <see cref="ReadSlack"/> values past it read, and the same past the sums written), all of a patch's
+    /// rows a step, their sums in registers. Row by row (<see cref="GatherTap"/>), a first layer's 5-value
+    /// rows were 16-lane loads that nearly always split a cache line, and the entry's offset and value
+    /// were loaded again for each row: a conv1 map's 392 entries took 1.8-3.5 us, this 0.7-1.3 us.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void GatherShortRows(float* x, int rowStride, int rows, int* origin, float* v, int entries, float* sums, int c)
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        nint stride = rowStride;
+        for (int e = 0; e < entries; e++)
+        {
+            var value = Vector256.Create(v[e]);
+            float* patch = x + origin[e];
+            a0 = Vector256.FusedMultiplyAdd(value, Vector256.Load(patch), a0);
+            if (rows > 1) a1 = Vector256.FusedMultiplyAdd(value, Vector256.Load(patch + stride), a1);
+            if (rows > 2) a2 = Vector256.FusedMultiplyAdd(value, Vector256.Load(patch + 2 * stride), a2);
+            if (rows > 3) a3 = Vector256.FusedMultiplyAdd(value, Vector256.Load(patch + 3 * stride), a3);
+            if (rows > 4) a4 = Vector256.FusedMultiplyAdd(value, Vector256.Load(patch + 4 * stride), a4);
+            if (rows > 5) a5 = Vector256.FusedMultiplyAdd(value, Vector256.Load(patch + 5 * stride), a5);
+            if (rows > 6) a6 = Vector256.FusedMultiplyAdd(value, Vector256.Load(patch + 6 * stride), a6);
+            if (rows > 7) a7 = Vector256.FusedMultiplyAdd(value, Vector256.Load(patch + 7 * stride), a7);
+        }
+        // In row order: each store's lanes past its row are overwritten by the next row's.
+        Vector256.Store(a0, sums);
+        if (rows > 1) Vector256.Store(a1, sums + c);
+        if (rows > 2) Vector256.Store(a2, sums + 2 * c);
+        if (rows > 3) Vector256.Store(a3, sums + 3 * c);
+        if (rows > 4) Vector256.Store(a4, sums + 4 * c);
+        if (rows > 5) Vector256.Store(a5, sums + 5 * c);
+        if (rows > 6) Vector256.Store(a6, sums + 6 * c);
+        if (rows > 7) Vector256.Store(a7, sums + 7 * c);
     }
 
     /// <summary>

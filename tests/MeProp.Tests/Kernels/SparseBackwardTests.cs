@@ -143,6 +143,11 @@ public class SparseBackwardTests
         { 10, 1, 28, 28, 4, 5, 1, 2 },
         { 3, 2, 1, 41, 3, 1, 1, 0 },
         { 2, 3, 2, 41, 4, 3, 1, 1 },
+        // Kernel rows of 6, 7 and 8 values (gathered a patch at a time up to 8 values and 8 rows).
+        { 2, 3, 6, 6, 3, 2, 2, 0 },
+        { 3, 1, 10, 11, 4, 7, 2, 3 },
+        { 2, 2, 9, 9, 5, 4, 1, 1 },
+        { 2, 1, 9, 10, 3, 8, 1, 1 },
     };
 
     [Theory]
