@@ -323,43 +323,14 @@ public static unsafe class SparseBackward
             var even = Vector256.Create(v[e]);
             var odd = Vector256.Create(v[e + 1]);
             float* p = x + origin[e], q = x + origin[e + 1];
-            a0 = Vector256.FusedMultiplyAdd(even, Vector256.Load(p), a0);
-            b0 = Vector256.FusedMultiplyAdd(odd, Vector256.Load(q), b0);
-            if (rows > 1)
-            {
-                a1 = Vector256.FusedMultiplyAdd(even, Vector256.Load(p + stride), a1);
-                b1 = Vector256.FusedMultiplyAdd(odd, Vector256.Load(q + stride), b1);
-            }
-            if (rows > 2)
-            {
-                a2 = Vector256.FusedMultiplyAdd(even, Vector256.Load(p + 2 * stride), a2);
-                b2 = Vector256.FusedMultiplyAdd(odd, Vector256.Load(q + 2 * stride), b2);
-            }
-            if (rows > 3)
-            {
-                a3 = Vector256.FusedMultiplyAdd(even, Vector256.Load(p + 3 * stride), a3);
-                b3 = Vector256.FusedMultiplyAdd(odd, Vector256.Load(q + 3 * stride), b3);
-            }
-            if (rows > 4)
-            {
-                a4 = Vector256.FusedMultiplyAdd(even, Vector256.Load(p + 4 * stride), a4);
-                b4 = Vector256.FusedMultiplyAdd(odd, Vector256.Load(q + 4 * stride), b4);
-            }
-            if (rows > 5)
-            {
-                a5 = Vector256.FusedMultiplyAdd(even, Vector256.Load(p + 5 * stride), a5);
-                b5 = Vector256.FusedMultiplyAdd(odd, Vector256.Load(q + 5 * stride), b5);
-            }
-            if (rows > 6)
-            {
-                a6 = Vector256.FusedMultiplyAdd(even, Vector256.Load(p + 6 * stride), a6);
-                b6 = Vector256.FusedMultiplyAdd(odd, Vector256.Load(q + 6 * stride), b6);
-            }
-            if (rows > 7)
-            {
-                a7 = Vector256.FusedMultiplyAdd(even, Vector256.Load(p + 7 * stride), a7);
-                b7 = Vector256.FusedMultiplyAdd(odd, Vector256.Load(q + 7 * stride), b7);
-            }
+            AddRow(ref a0, ref b0, even, odd, p, q);
+            if (rows > 1) AddRow(ref a1, ref b1, even, odd, p + stride, q + stride);
+            if (rows > 2) AddRow(ref a2, ref b2, even, odd, p + 2 * stride, q + 2 * stride);
+            if (rows > 3) AddRow(ref a3, ref b3, even, odd, p + 3 * stride, q + 3 * stride);
+            if (rows > 4) AddRow(ref a4, ref b4, even, odd, p + 4 * stride, q + 4 * stride);
+            if (rows > 5) AddRow(ref a5, ref b5, even, odd, p + 5 * stride, q + 5 * stride);
+            if (rows > 6) AddRow(ref a6, ref b6, even, odd, p + 6 * stride, q + 6 * stride);
+            if (rows > 7) AddRow(ref a7, ref b7, even, odd, p + 7 * stride, q + 7 * stride);
         }
         if (e < entries)
         {
@@ -383,6 +354,14 @@ public static unsafe class SparseBackward
         if (rows > 5) Vector256.Store(a5 + b5, sums + 5 * c);
         if (rows > 6) Vector256.Store(a6 + b6, sums + 6 * c);
         if (rows > 7) Vector256.Store(a7 + b7, sums + 7 * c);
+    }
+
+    /// <summary>One kernel row of an even and an odd entry into their sums (inlined: the sums stay in registers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddRow(ref Vector256<float> sumEven, ref Vector256<float> sumOdd, Vector256<float> even, Vector256<float> odd, float* p, float* q)
+    {
+        sumEven = Vector256.FusedMultiplyAdd(even, Vector256.Load(p), sumEven);
+        sumOdd = Vector256.FusedMultiplyAdd(odd, Vector256.Load(q), sumOdd);
     }
 
     /// <summary>
