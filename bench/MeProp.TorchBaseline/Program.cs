@@ -3,6 +3,7 @@
 //
 //   MeProp.TorchBaseline [--batch 10] [--threads 2] [--steps 300] [--warmup 30] [--seed 1] [--json]
 //   MeProp.TorchBaseline --gemm N [--threads 2] [--json]
+//   MeProp.TorchBaseline --gemm N --against-ours R [--threads 2]
 //
 // Exit codes: 0 ok, 2 bad arguments, 3 TorchSharp/libtorch could not be loaded.
 using System.Diagnostics;
@@ -43,6 +44,7 @@ namespace MeProp.TorchBaseline
 
             // Only touch TorchSharp types after the native library is known to load: TorchSharp's own
             // failure path writes its message to stdout, which would break the JSON contract.
+            if (options.GemmSize > 0 && options.AgainstOursRounds > 0) return GemmAgainstOurs.Run(options);
             return options.GemmSize > 0 ? TorchRuns.Gemm(options) : TorchRuns.TrainingSteps(options);
         }
     }
@@ -55,12 +57,14 @@ namespace MeProp.TorchBaseline
         public int Warmup = 30;
         public long Seed = 1;
         public int GemmSize;
+        public int AgainstOursRounds;
         public bool Json;
         public bool Help;
 
         public const string Usage =
             "usage: MeProp.TorchBaseline [--batch N] [--threads N] [--steps N] [--warmup N] [--seed N] [--json]\n" +
-            "       MeProp.TorchBaseline --gemm N [--threads N] [--json]";
+            "       MeProp.TorchBaseline --gemm N [--threads N] [--json]\n" +
+            "       MeProp.TorchBaseline --gemm N --against-ours ROUNDS [--threads N]";
 
         public static Options Parse(string[] args)
         {
@@ -78,6 +82,7 @@ namespace MeProp.TorchBaseline
                     case "--warmup": o.Warmup = NonNegativeInt(args, ref i); break;
                     case "--seed": o.Seed = NonNegativeInt(args, ref i); break;
                     case "--gemm": o.GemmSize = PositiveInt(args, ref i); break;
+                    case "--against-ours": o.AgainstOursRounds = PositiveInt(args, ref i); break;
                     default: throw new ArgumentException($"unknown argument '{a}'");
                 }
             }
@@ -294,19 +299,19 @@ namespace MeProp.TorchBaseline
             return 0;
         }
 
-        static void ConfigureThreads(int threads)
+        internal static void ConfigureThreads(int threads)
         {
             // The inter-op pool size can only be set before any inter-op work starts: do it first.
             torch.set_num_interop_threads(1);
             torch.set_num_threads(threads);
         }
 
-        static double Ms(long from, long to) => (to - from) * 1000.0 / Stopwatch.Frequency;
+        internal static double Ms(long from, long to) => (to - from) * 1000.0 / Stopwatch.Frequency;
 
         static double Round(double v) => Math.Round(v, 4);
 
         /// <summary>Linear interpolation between closest ranks (numpy's default).</summary>
-        static double Percentile(double[] values, double q)
+        internal static double Percentile(double[] values, double q)
         {
             var sorted = (double[])values.Clone();
             Array.Sort(sorted);
