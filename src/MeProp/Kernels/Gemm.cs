@@ -53,8 +53,8 @@ public sealed unsafe class Gemm
     private const int PackAPanels = 8;
 
     /// <summary>
-    /// A packed block of B (KC x padded n) larger than this does not stay in L2 between its uses, so each
-    /// panel comes from L3 and the next one is prefetched while the current one is in use.
+    /// A block of B (KC rows of n, packed or read in place) larger than this does not stay in L2 between
+    /// its uses, so each panel comes from L3 and the next one is prefetched while the current one is in use.
     /// </summary>
     private const long PrefetchPanelsAbove = 512 * 1024;
 
@@ -285,7 +285,10 @@ public sealed unsafe class Gemm
         float* edgePanel = j.EdgePanels + worker * KC * 32;
         float* edge = stackalloc float[8 * 32];
         bool packA = !j.DirectB && j.PackedA != null && panelEnd - panel0 >= PackAPanels;
-        bool prefetchPanels = Sse.IsSupported && !j.DirectB && (long)Math.Min(KC, j.K) * j.PaddedN * sizeof(float) > PrefetchPanelsAbove;
+        // A block of B (KC rows, packed or in place) larger than L2 can hold beside the rest: each panel would
+        // come from L3, so the next one is prefetched while the current one is in use.
+        long blockBytes = (long)Math.Min(KC, j.K) * (j.DirectB ? j.N : j.PaddedN) * sizeof(float);
+        bool prefetchPanels = Sse.IsSupported && blockBytes > PrefetchPanelsAbove;
         float* aBlock = j.PackedA + (long)worker * MC * KC;
         for (int p0 = 0; p0 < j.K; p0 += KC)
         {
@@ -321,44 +324,48 @@ public sealed unsafe class Gemm
                     bPanel = edgePanel;
                     bStride = nr;
                 }
-                // The next panel (32 KB) into L2, a slice per sliver, spread over that sliver's depth steps
-                // by the micro-kernel; after the last panel of a block, the next block's first panel. Without
-                // it the first sliver of every panel waited on L3 (2048^3: +10-20% when it came in).
+                // The next panel's rows (NR values each) into L2, a slice of them per sliver, spread over
+                // that sliver's depth steps by the micro-kernel; after the last panel of a block, the next
+                // block's first panel. Without it the first sliver of every panel waited on L3 (2048^3:
+                // +10-20% when it came in; B read in place, rows ldb apart: see PERFORMANCE.md).
                 float* nextPanel = null;
-                int nextLines = 0;
+                int nextRows = 0;
+                nint nextStride = j.DirectB ? j.Ldb : nr;
                 if (prefetchPanels)
                 {
                     int nextKc = Math.Min(KC, j.K - p0 - KC);
                     if (panel + 1 < panelEnd)
                     {
-                        nextPanel = bPanel + kc * nr;
-                        nextLines = kc * nr / 16;
+                        nextPanel = j.DirectB ? j.B + (long)p0 * j.Ldb + c0 + nr : bPanel + kc * nr;
+                        nextRows = kc;
                     }
                     else if (nextKc > 0)
                     {
-                        nextPanel = j.PackedB + (long)(p0 + KC) * j.PaddedN + (long)panel0 * nextKc * nr;
-                        nextLines = nextKc * nr / 16;
+                        nextPanel = j.DirectB
+                            ? j.B + (long)(p0 + KC) * j.Ldb + panel0 * nr
+                            : j.PackedB + (long)(p0 + KC) * j.PaddedN + (long)panel0 * nextKc * nr;
+                        nextRows = nextKc;
                     }
                 }
                 int slivers = (rows + mr - 1) / mr;
-                int linesPerSliver = (nextLines + slivers - 1) / slivers;
+                int rowsPerSliver = (nextRows + slivers - 1) / slivers;
                 for (int ir = 0; ir < rows; ir += mr)
                 {
                     int tileRows = Math.Min(mr, rows - ir);
-                    int l0 = Math.Min(nextLines, ir / mr * linesPerSliver), l1 = Math.Min(nextLines, l0 + linesPerSliver);
-                    float* prefetch = nextPanel + l0 * 16;
+                    int r0 = Math.Min(nextRows, ir / mr * rowsPerSliver), r1 = Math.Min(nextRows, r0 + rowsPerSliver);
+                    var prefetch = new PanelRows(nextPanel + r0 * nextStride, r1 - r0, nextStride);
                     // A packed sliver holds MR values per depth step, its rows next to each other.
                     float* aSliver = packA ? aBlock + (long)ir * kc : j.A + (i0 + ir) * rowStride + p0 * depthStride;
                     nint aRowStride = packA ? 1 : rowStride, aDepthStride = packA ? mr : depthStride;
                     float* cTile = j.C + (long)(i0 + ir) * j.Ldc + c0;
                     if (tileRows == mr && cols == nr)
                     {
-                        MicroKernel(kc, aSliver, aRowStride, aDepthStride, tileRows, bPanel, bStride, cTile, j.Ldc, accumulate, prefetch, l1 - l0);
+                        MicroKernel(kc, aSliver, aRowStride, aDepthStride, tileRows, bPanel, bStride, cTile, j.Ldc, accumulate, prefetch);
                     }
                     else
                     {
                         // Edge tile: compute a full tile into scratch, then copy the valid part.
-                        MicroKernel(kc, aSliver, aRowStride, aDepthStride, tileRows, bPanel, bStride, edge, nr, false, prefetch, l1 - l0);
+                        MicroKernel(kc, aSliver, aRowStride, aDepthStride, tileRows, bPanel, bStride, edge, nr, false, prefetch);
                         for (int r = 0; r < tileRows; r++)
                         {
                             float* cRow = cTile + (long)r * j.Ldc;
@@ -647,8 +654,8 @@ public sealed unsafe class Gemm
     /// <summary>
     /// C tile (+)= op(A) sliver · B panel. Row r of the sliver starts at a + r·rowStride and steps
     /// depthStride per k; the panel steps bStride per k. Meanwhile the kernel brings the C tile into L1
-    /// (16 lines, one every eight depth steps) and <paramref name="prefetchLines"/> cache lines from
-    /// <paramref name="prefetch"/> into L2, spread evenly over its depth steps.
+    /// (16 lines, one every eight depth steps) and the rows of <paramref name="prefetch"/> into L2, spread
+    /// evenly over its depth steps.
     /// </summary>
     /// <remarks>
     /// Both prefetches run inside the loop so that they never queue up: issued back to back before the
@@ -660,7 +667,7 @@ public sealed unsafe class Gemm
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void MicroKernel(int kc, float* a, nint rowStride, nint depthStride, int rows, float* b, nint bStride, float* c, int ldc, bool accumulate,
-        float* prefetch, int prefetchLines)
+        PanelRows prefetch)
     {
         // A packed sliver (rows adjacent, MR values a depth step) gets its own compiled kernel with the row
         // offsets as constants: in registers they left too few for the loop, which reloaded two of them
@@ -668,13 +675,13 @@ public sealed unsafe class Gemm
         bool packed = rowStride == 1 && depthStride == MR && rows == MR;
         if (Vector512.IsHardwareAccelerated)
         {
-            if (packed) MicroKernel8x32<PackedSliver>(kc, a, 1, MR, MR, b, bStride, c, ldc, accumulate, prefetch, prefetchLines);
-            else MicroKernel8x32<StridedRows>(kc, a, rowStride, depthStride, rows, b, bStride, c, ldc, accumulate, prefetch, prefetchLines);
+            if (packed) MicroKernel8x32<PackedSliver>(kc, a, 1, MR, MR, b, bStride, c, ldc, accumulate, prefetch);
+            else MicroKernel8x32<StridedRows>(kc, a, rowStride, depthStride, rows, b, bStride, c, ldc, accumulate, prefetch);
         }
         else
         {
-            if (packed) MicroKernel6x16<PackedSliver>(kc, a, 1, MR, MR, b, bStride, c, ldc, accumulate, prefetch, prefetchLines);
-            else MicroKernel6x16<StridedRows>(kc, a, rowStride, depthStride, rows, b, bStride, c, ldc, accumulate, prefetch, prefetchLines);
+            if (packed) MicroKernel6x16<PackedSliver>(kc, a, 1, MR, MR, b, bStride, c, ldc, accumulate, prefetch);
+            else MicroKernel6x16<StridedRows>(kc, a, rowStride, depthStride, rows, b, bStride, c, ldc, accumulate, prefetch);
         }
     }
 
@@ -699,12 +706,28 @@ public sealed unsafe class Gemm
         public static bool Packed => false;
     }
 
+    /// <summary>Rows of a B panel to prefetch: <see cref="Count"/> rows of NR values, <see cref="Stride"/> apart.</summary>
+    private readonly struct PanelRows(float* first, int count, nint stride)
+    {
+        public readonly float* First = first;
+        public readonly int Count = count;
+        public readonly nint Stride = stride;
+
+        /// <summary>Depth steps between two rows' prefetches: a power of two, so that all rows are asked for within kc steps.</summary>
+        public int Interval(int kc)
+        {
+            int interval = 1;
+            if (Count > 0) while (2 * interval * Count <= kc) interval *= 2;
+            return interval;
+        }
+    }
+
     /// <summary>
     /// 8 x 32 tile in 16 zmm accumulators. The rows are reached from one pointer by fixed offsets, so a
     /// depth step advances two pointers, not nine (a packed A: +8-10% on 2048^3, interleaved runs).
     /// </summary>
     private static void MicroKernel8x32<TLayout>(int kc, float* a, nint rowStride, nint depthStride, int rows, float* b, nint bStride, float* c, int ldc, bool accumulate,
-        float* prefetch, int prefetchLines) where TLayout : struct, ISliverLayout
+        PanelRows prefetch) where TLayout : struct, ISliverLayout
     {
         if (TLayout.Packed) (rowStride, depthStride, rows) = (1, 8, 8);
         nint o1 = Row(rowStride, 1, rows), o2 = Row(rowStride, 2, rows), o3 = Row(rowStride, 3, rows), o4 = Row(rowStride, 4, rows),
@@ -713,20 +736,22 @@ public sealed unsafe class Gemm
             c20 = default, c21 = default, c30 = default, c31 = default,
             c40 = default, c41 = default, c50 = default, c51 = default,
             c60 = default, c61 = default, c70 = default, c71 = default;
-        int prefetchEvery = prefetchLines > 0 ? Math.Max(1, kc / prefetchLines) : int.MaxValue;
-        int nextPrefetch = 0;
-        float* prefetchEnd = prefetch + prefetchLines * 16;
+        int prefetchMask = prefetch.Interval(kc) - 1;
+        float* next = prefetch.First, nextEnd = prefetch.First + prefetch.Count * prefetch.Stride;
+        nint nextStride = prefetch.Stride;
         for (int kk = 0; kk < kc; kk++, a += depthStride, b += bStride)
         {
             if (Sse.IsSupported)
             {
                 // C row kk/16, half (kk/8)%2: the tile's 16 lines by depth step 120.
                 if ((kk & 7) == 0 && kk < 128) Sse.Prefetch0(c + (kk >> 4) * ldc + ((kk >> 3) & 1) * 16);
-                if (kk == nextPrefetch && prefetch < prefetchEnd)
+                if ((kk & prefetchMask) == 0 && next != nextEnd)
                 {
-                    Sse.Prefetch1(prefetch);
-                    prefetch += 16;
-                    nextPrefetch += prefetchEvery;
+                    // A row of 32 values: two lines, or three when it is not aligned (B read in place).
+                    Sse.Prefetch1(next);
+                    Sse.Prefetch1(next + 16);
+                    Sse.Prefetch1(next + 31);
+                    next += nextStride;
                 }
             }
             var b0 = Vector512.Load(b);
@@ -764,16 +789,16 @@ public sealed unsafe class Gemm
 
     /// <summary>6 x 16 tile in 12 ymm accumulators, for CPUs without 512-bit vectors; rows by fixed offsets as in <see cref="MicroKernel8x32"/>.</summary>
     private static void MicroKernel6x16<TLayout>(int kc, float* a, nint rowStride, nint depthStride, int rows, float* b, nint bStride, float* c, int ldc, bool accumulate,
-        float* prefetch, int prefetchLines) where TLayout : struct, ISliverLayout
+        PanelRows prefetch) where TLayout : struct, ISliverLayout
     {
         if (TLayout.Packed) (rowStride, depthStride, rows) = (1, 6, 6);
         nint o1 = Row(rowStride, 1, rows), o2 = Row(rowStride, 2, rows), o3 = Row(rowStride, 3, rows), o4 = Row(rowStride, 4, rows),
             o5 = Row(rowStride, 5, rows);
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
-        int prefetchEvery = prefetchLines > 0 ? Math.Max(1, kc / prefetchLines) : int.MaxValue;
-        int nextPrefetch = 0;
-        float* prefetchEnd = prefetch + prefetchLines * 16;
+        int prefetchMask = prefetch.Interval(kc) - 1;
+        float* next = prefetch.First, nextEnd = prefetch.First + prefetch.Count * prefetch.Stride;
+        nint nextStride = prefetch.Stride;
         for (int kk = 0; kk < kc; kk++, a += depthStride, b += bStride)
         {
             if (Sse.IsSupported)
@@ -785,11 +810,11 @@ public sealed unsafe class Gemm
                     Sse.Prefetch0(cRow);
                     Sse.Prefetch0(cRow + 15);
                 }
-                if (kk == nextPrefetch && prefetch < prefetchEnd)
+                if ((kk & prefetchMask) == 0 && next != nextEnd)
                 {
-                    Sse.Prefetch1(prefetch);
-                    prefetch += 16;
-                    nextPrefetch += prefetchEvery;
+                    Sse.Prefetch1(next);
+                    Sse.Prefetch1(next + 15);
+                    next += nextStride;
                 }
             }
             var b0 = Vector256.Load(b);
