@@ -285,8 +285,6 @@ public sealed unsafe class Gemm
         float* edgePanel = j.EdgePanels + worker * KC * 32;
         float* edge = stackalloc float[8 * 32];
         bool packA = !j.DirectB && j.PackedA != null && panelEnd - panel0 >= PackAPanels;
-        // A block of B (KC rows, packed or in place) larger than L2 can hold beside the rest: each panel would
-        // come from L3, so the next one is prefetched while the current one is in use.
         long blockBytes = (long)Math.Min(KC, j.K) * (j.DirectB ? j.N : j.PaddedN) * sizeof(float);
         bool prefetchPanels = Sse.IsSupported && blockBytes > PrefetchPanelsAbove;
         float* aBlock = j.PackedA + (long)worker * MC * KC;
@@ -660,7 +658,9 @@ public sealed unsafe class Gemm
     /// <remarks>
     /// Both prefetches run inside the loop so that they never queue up: issued back to back before the
     /// kernel (as the next B panel's slice was), they waited for free miss buffers, ~5% of 2048^3's time;
-    /// and a C tile read from L3 after the loop cost ~7% of the kernel's time (perf, one thread). In
+    /// and a C tile read from L3 after the loop cost ~7% of the kernel's time (perf, one thread). A row of
+    /// a B read in place (rows ldb apart, beyond the reach of the hardware prefetchers) takes two or three
+    /// lines; three are asked for, whichever its alignment (conv2's weight gradient +12-49%). In
     /// process against the kernels without them (medians of ten rounds, 2048^3): +8-9% at one and two
     /// threads with 512-bit vectors, +13-18% for the 6 x 16 kernel (with its fixed row offsets); conv2's
     /// products 1.0-1.07x. The sums are untouched.
