@@ -713,6 +713,9 @@ public sealed unsafe class Gemm
         public readonly int Count = count;
         public readonly nint Stride = stride;
 
+        /// <summary>Just past the last row.</summary>
+        public float* End => First + Count * Stride;
+
         /// <summary>Depth steps between two rows' prefetches: a power of two, so that all rows are asked for within kc steps.</summary>
         public int Interval(int kc)
         {
@@ -737,7 +740,7 @@ public sealed unsafe class Gemm
             c40 = default, c41 = default, c50 = default, c51 = default,
             c60 = default, c61 = default, c70 = default, c71 = default;
         int prefetchMask = prefetch.Interval(kc) - 1;
-        float* next = prefetch.First, nextEnd = prefetch.First + prefetch.Count * prefetch.Stride;
+        float* next = prefetch.First, nextEnd = prefetch.End;
         nint nextStride = prefetch.Stride;
         for (int kk = 0; kk < kc; kk++, a += depthStride, b += bStride)
         {
@@ -797,7 +800,7 @@ public sealed unsafe class Gemm
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         int prefetchMask = prefetch.Interval(kc) - 1;
-        float* next = prefetch.First, nextEnd = prefetch.First + prefetch.Count * prefetch.Stride;
+        float* next = prefetch.First, nextEnd = prefetch.End;
         nint nextStride = prefetch.Stride;
         for (int kk = 0; kk < kc; kk++, a += depthStride, b += bStride)
         {
