@@ -29,17 +29,27 @@ public static class TopKSelection
     /// As <see cref="Select(ReadOnlySpan{float}, int, Span{int})"/>; also gives the smallest chosen score
     /// (the k-th largest; zero when nothing is chosen).
     /// </summary>
-    public static int Select(ReadOnlySpan<float> scores, int k, Span<int> chosen, out float kthLargest)
+    public static int Select(ReadOnlySpan<float> scores, int k, Span<int> chosen, out float kthLargest) =>
+        Select(scores, k, chosen, out kthLargest, labels: default);
+
+    /// <summary>
+    /// As <see cref="Select(ReadOnlySpan{float}, int, Span{int}, out float)"/>, writing labels[i] for each
+    /// chosen index i (in ascending order of i) instead of i, when <paramref name="labels"/> is not empty
+    /// (it then holds at least one label per score): a pool gathered from a larger one chooses the larger
+    /// pool's positions without a second pass to look them up.
+    /// </summary>
+    public static int Select(ReadOnlySpan<float> scores, int k, Span<int> chosen, out float kthLargest, ReadOnlySpan<int> labels)
     {
         int n = scores.Length;
         kthLargest = 0;
+        if (!labels.IsEmpty && labels.Length < n) throw new ArgumentException("top-k: fewer labels than scores");
         if (k <= 0 || n == 0) return 0;
         if (k >= n)
         {
             kthLargest = float.PositiveInfinity;
             for (int i = 0; i < n; i++)
             {
-                chosen[i] = i;
+                chosen[i] = labels.IsEmpty ? i : labels[i];
                 kthLargest = MathF.Min(kthLargest, scores[i]);
             }
             return n;
@@ -48,9 +58,9 @@ public static class TopKSelection
         int nonZero = CountNonZero(bits, out int min, out int max);
         if (nonZero <= k)
         {
-            int count = TakeNonZeroAndFirstZeros(bits, k - nonZero, chosen);
-            if (nonZero == k) kthLargest = SmallestAt(scores, chosen[..count]);
-            return count;
+            // Every non-zero score is chosen; with exactly k of them, the smallest is the k-th largest.
+            if (nonZero == k) kthLargest = BitConverter.Int32BitsToSingle(min);
+            return TakeNonZeroAndFirstZeros(bits, k - nonZero, chosen, labels);
         }
 
         // Invariant: at least k scores are >= lo, fewer than k (countHi) are >= hi. The next guess is
@@ -74,14 +84,7 @@ public static class TopKSelection
         int threshold = lo, above = countHi;
         if (hi - lo > 1) threshold = KthInBracket(bits, lo, hi, k - countHi, ref above);
         kthLargest = BitConverter.Int32BitsToSingle(threshold);
-        return Collect(bits, threshold, k - above, chosen);
-    }
-
-    private static float SmallestAt(ReadOnlySpan<float> scores, ReadOnlySpan<int> indices)
-    {
-        float smallest = float.PositiveInfinity;
-        foreach (int i in indices) smallest = MathF.Min(smallest, scores[i]);
-        return smallest;
+        return Collect(bits, threshold, k - above, chosen, labels);
     }
 
     /// <summary>How many bit patterns are &gt;= <paramref name="floor"/>.</summary>
@@ -285,11 +288,13 @@ public static class TopKSelection
     /// count are overwritten next, and the last 16 slots of <paramref name="chosen"/> are left to the
     /// scalar loop): a branch per kept index cost 44% of a 700-score selection.
     /// </summary>
-    private static int Collect(ReadOnlySpan<int> bits, int t, int ties, Span<int> chosen)
+    private static int Collect(ReadOnlySpan<int> bits, int t, int ties, Span<int> chosen, ReadOnlySpan<int> labels)
     {
         int count = 0, i = 0;
+        bool labelled = !labels.IsEmpty;
         ref int start = ref MemoryMarshal.GetReference(bits);
         ref int target = ref MemoryMarshal.GetReference(chosen);
+        ref int label = ref MemoryMarshal.GetReference(labels);
         if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
         {
             var f = Vector512.Create(t);
@@ -307,12 +312,12 @@ public static class TopKSelection
                         for (; mask != 0; mask &= mask - 1)
                         {
                             int index = i + BitOperations.TrailingZeroCount(mask);
-                            if (bits[index] > t || ties-- > 0) chosen[count++] = index;
+                            if (bits[index] > t || ties-- > 0) chosen[count++] = labelled ? labels[index] : index;
                         }
                         continue;
                     }
                 }
-                var indices = Vector512.Create(i) + Vector512<int>.Indices;
+                var indices = labelled ? Vector512.LoadUnsafe(ref label, (nuint)i) : Vector512.Create(i) + Vector512<int>.Indices;
                 Avx512F.Compress(Vector512<int>.Zero, above, indices).StoreUnsafe(ref target, (nuint)count);
                 count += BitOperations.PopCount(above.ExtractMostSignificantBits());
             }
@@ -327,13 +332,13 @@ public static class TopKSelection
                 for (mask &= ulong.MaxValue << (i - last); mask != 0; mask &= mask - 1)
                 {
                     int index = last + BitOperations.TrailingZeroCount(mask);
-                    if (bits[index] > t || ties-- > 0) chosen[count++] = index;
+                    if (bits[index] > t || ties-- > 0) chosen[count++] = labelled ? labels[index] : index;
                 }
                 i = bits.Length;
             }
         }
         for (; i < bits.Length; i++)
-            if (bits[i] > t || bits[i] == t && ties-- > 0) chosen[count++] = i;
+            if (bits[i] > t || bits[i] == t && ties-- > 0) chosen[count++] = labelled ? labels[i] : i;
         return count;
     }
 
@@ -348,12 +353,12 @@ public static class TopKSelection
     /// <summary>As <see cref="Fresh512"/> for 8 lanes.</summary>
     private static Vector256<int> Fresh256(int first) => Vector256.GreaterThanOrEqual(Vector256<int>.Indices, Vector256.Create(first));
 
-    /// <summary>Every index of a non-zero score plus the first <paramref name="zeros"/> indices of zero ones, ascending.</summary>
-    private static int TakeNonZeroAndFirstZeros(ReadOnlySpan<int> bits, int zeros, Span<int> chosen)
+    /// <summary>Every index of a non-zero score plus the first <paramref name="zeros"/> indices of zero ones, ascending (or their labels).</summary>
+    private static int TakeNonZeroAndFirstZeros(ReadOnlySpan<int> bits, int zeros, Span<int> chosen, ReadOnlySpan<int> labels)
     {
         int count = 0;
         for (int i = 0; i < bits.Length; i++)
-            if (bits[i] != 0 || zeros-- > 0) chosen[count++] = i;
+            if (bits[i] != 0 || zeros-- > 0) chosen[count++] = labels.IsEmpty ? i : labels[i];
         return count;
     }
 

@@ -465,8 +465,8 @@ public sealed unsafe class GradientSparsifier
             }
             if (candidates.Count >= j.K && j.K < poolSize)
             {
-                count = TopKSelection.Select(new ReadOnlySpan<float>(candidateScores, candidates.Count), j.K, chosen, out kth);
-                for (int i = 0; i < count; i++) chosen[i] = candidateIndices[chosen[i]];
+                count = TopKSelection.Select(new ReadOnlySpan<float>(candidateScores, candidates.Count), j.K, chosen, out kth,
+                    labels: new ReadOnlySpan<int>(candidateIndices, candidates.Count));
             }
             else if (j.K < poolSize)
             {

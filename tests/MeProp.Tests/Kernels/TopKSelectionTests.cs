@@ -132,6 +132,28 @@ public class TopKSelectionTests
     }
 
     [Fact]
+    public void LabelsStandInForTheChosenIndicesAndTheKthLargestIsTheSmallestChosen()
+    {
+        var rng = new Rng(77);
+        foreach (PoolKind kind in Enum.GetValues<PoolKind>())
+            foreach (int n in new[] { 1, 7, 15, 16, 17, 31, 70, 257, 1001 })
+            {
+                var scores = Pool(rng, n, kind);
+                var labels = Enumerable.Range(0, n).Select(i => 3 * i + 1000).ToArray();
+                foreach (int k in new[] { 0, 1, 2, n / 20, n / 3, n - 1, n, n + 1 })
+                {
+                    var indices = TopKSelectionReference.Select(scores, k);
+                    var chosen = new int[indices.Length];
+                    int count = TopKSelection.Select(scores, k, chosen, out float kth, labels);
+                    Assert.Equal(indices.Length, count);
+                    Assert.True(indices.Select(i => labels[i]).SequenceEqual(chosen), $"{kind} n={n} k={k}: labels");
+                    float smallest = indices.Length == 0 ? 0 : indices.Min(i => scores[i]);
+                    Assert.True(smallest.Equals(kth), $"{kind} n={n} k={k}: k-th largest {kth}, smallest chosen {smallest}");
+                }
+            }
+    }
+
+    [Fact]
     public void ReferenceBreaksTiesByLowestIndex()
     {
         // Hand-checked: scores 2 at {1, 4}, 1 at {0, 2, 5}, 0 at {3}.
