@@ -80,10 +80,10 @@ public static unsafe class ChannelLayout
     /// <summary>
     /// Reads 8 rows of 8 values (row i at source + i·stride) and returns the 8 columns, t_j[i] = row i's
     /// value j: three rounds of in-lane shuffles and lane swaps, 24 shuffles for 64 values where eight
-    /// gathers load each value separately.
+    /// gathers load each value separately. Also packs GEMM's A slivers.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8(float* source, nint stride, out Vector256<float> t0, out Vector256<float> t1, out Vector256<float> t2, out Vector256<float> t3,
+    internal static void Transpose8x8(float* source, nint stride, out Vector256<float> t0, out Vector256<float> t1, out Vector256<float> t2, out Vector256<float> t3,
         out Vector256<float> t4, out Vector256<float> t5, out Vector256<float> t6, out Vector256<float> t7)
     {
         var r0 = Vector256.Load(source);

@@ -413,26 +413,15 @@ public sealed unsafe class Gemm
         int p = 0;
         for (; p + 8 <= kc; p += 8, packed += 64)
         {
-            var r0 = Avx.LoadVector256(a + p); var r1 = Avx.LoadVector256(a + rowStride + p);
-            var r2 = Avx.LoadVector256(a + 2 * rowStride + p); var r3 = Avx.LoadVector256(a + 3 * rowStride + p);
-            var r4 = Avx.LoadVector256(a + 4 * rowStride + p); var r5 = Avx.LoadVector256(a + 5 * rowStride + p);
-            var r6 = Avx.LoadVector256(a + 6 * rowStride + p); var r7 = Avx.LoadVector256(a + 7 * rowStride + p);
-            var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
-            var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
-            var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
-            var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
-            var s0 = Avx.Shuffle(t0, t2, 0x44); var s1 = Avx.Shuffle(t0, t2, 0xEE);
-            var s2 = Avx.Shuffle(t1, t3, 0x44); var s3 = Avx.Shuffle(t1, t3, 0xEE);
-            var s4 = Avx.Shuffle(t4, t6, 0x44); var s5 = Avx.Shuffle(t4, t6, 0xEE);
-            var s6 = Avx.Shuffle(t5, t7, 0x44); var s7 = Avx.Shuffle(t5, t7, 0xEE);
-            Avx.Store(packed, Avx.Permute2x128(s0, s4, 0x20));
-            Avx.Store(packed + 8, Avx.Permute2x128(s1, s5, 0x20));
-            Avx.Store(packed + 16, Avx.Permute2x128(s2, s6, 0x20));
-            Avx.Store(packed + 24, Avx.Permute2x128(s3, s7, 0x20));
-            Avx.Store(packed + 32, Avx.Permute2x128(s0, s4, 0x31));
-            Avx.Store(packed + 40, Avx.Permute2x128(s1, s5, 0x31));
-            Avx.Store(packed + 48, Avx.Permute2x128(s2, s6, 0x31));
-            Avx.Store(packed + 56, Avx.Permute2x128(s3, s7, 0x31));
+            ChannelLayout.Transpose8x8(a + p, rowStride, out var t0, out var t1, out var t2, out var t3, out var t4, out var t5, out var t6, out var t7);
+            Vector256.Store(t0, packed);
+            Vector256.Store(t1, packed + 8);
+            Vector256.Store(t2, packed + 16);
+            Vector256.Store(t3, packed + 24);
+            Vector256.Store(t4, packed + 32);
+            Vector256.Store(t5, packed + 40);
+            Vector256.Store(t6, packed + 48);
+            Vector256.Store(t7, packed + 56);
         }
         for (; p < kc; p++, packed += 8)
             for (int r = 0; r < 8; r++) packed[r] = a[r * rowStride + p];
