@@ -154,6 +154,13 @@ public class TopKSelectionTests
     }
 
     [Fact]
+    public void RejectsFewerLabelsThanScores()
+    {
+        float[] scores = [3, 1, 2];
+        Assert.Throws<ArgumentException>(() => TopKSelection.Select(scores, 2, new int[2], out _, new int[2]));
+    }
+
+    [Fact]
     public void ReferenceBreaksTiesByLowestIndex()
     {
         // Hand-checked: scores 2 at {1, 4}, 1 at {0, 2, 5}, 0 at {3}.
