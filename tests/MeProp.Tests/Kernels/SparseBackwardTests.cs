@@ -148,6 +148,10 @@ public class SparseBackwardTests
         { 3, 1, 10, 11, 4, 7, 2, 3 },
         { 2, 2, 9, 9, 5, 4, 1, 1 },
         { 2, 1, 9, 10, 3, 8, 1, 1 },
+        // conv2's geometry (kernel rows of 160 values: a block of eight vectors and one of two), and rows
+        // of 185 = 128 + 32 + 16 + 9 values, every step of the input gradient's scatter.
+        { 10, 32, 14, 14, 6, 5, 1, 2 },
+        { 2, 37, 6, 7, 3, 5, 1, 2 },
     };
 
     [Theory]
