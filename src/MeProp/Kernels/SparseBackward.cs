@@ -180,7 +180,7 @@ public static unsafe class SparseBackward
         int first = n * plane, end = first + plane;
         // The image's dx (contiguous in NCHW, 25 KB for conv2) is last written a step ago and comes from
         // L3: its lines are fetched a few per unit while the patches are scattered, so the crop's stores
-        // find them in cache (conv2's image tasks in training: 82-97 -> 74-86 us a worker and step).
+        // find them in cache (conv2's image tasks in training: 82-98 -> 74-91 us a worker and step).
         float* dx = j.Dx + (long)n * c * g.H * g.W;
         int dxLength = c * g.H * g.W, dxStep = ((dxLength + j.Units - 1) / j.Units + 15) / 16 * 16;
         for (int u = 0; u < j.Units; u++)
@@ -206,8 +206,8 @@ public static unsafe class SparseBackward
     /// target[kh·rowStride + :rowLength] += v·w[kh·rowLength + :rowLength] for kh &lt; rows: one entry's
     /// patch. Eight vectors of the target are loaded before any of them is stored: with one vector
     /// loaded, added and stored at a time, conv2's 830 scattered patches (one thread, warm, without the
-    /// search and the crop) took 62-74 us, this way 36-53 (patches of neighbouring entries overlap, and
-    /// a load queued behind a store to the same address waits for it).
+    /// search and the crop) took 1.2-1.5 times as long (patches of neighbouring entries overlap, and a
+    /// load queued behind a store to the same address waits for it).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ScatterPatch(float* target, nint rowStride, int rows, float* w, int rowLength, float v)
