@@ -206,13 +206,13 @@ public static unsafe class SparseBackward
     /// target[kh·rowStride + :rowLength] += v·w[kh·rowLength + :rowLength] for kh &lt; rows: one entry's
     /// patch. Eight vectors of the target are loaded before any of them is stored: with one vector
     /// loaded, added and stored at a time, conv2's 830 scattered patches (one thread, warm, without the
-    /// search and the crop) took 1.2-1.5 times as long (patches of neighbouring entries overlap, and a
-    /// load queued behind a store to the same address waits for it).
+    /// search and the crop) took 1.2-1.5 times as long (likely because the patches of neighbouring
+    /// entries overlap, so loads wait on earlier stores to the same lines).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ScatterPatch(float* target, nint rowStride, int rows, float* w, int rowLength, float v)
     {
-        var s = Vector512.Create(v);
+        var scale = Vector512.Create(v);
         for (int kh = 0; kh < rows; kh++, target += rowStride, w += rowLength)
         {
             int i = 0;
@@ -220,26 +220,26 @@ public static unsafe class SparseBackward
             {
                 for (; i + 128 <= rowLength; i += 128)
                 {
-                    float* t = target + i, u = w + i;
+                    float* t = target + i, source = w + i;
                     var t0 = Vector512.Load(t); var t1 = Vector512.Load(t + 16); var t2 = Vector512.Load(t + 32); var t3 = Vector512.Load(t + 48);
                     var t4 = Vector512.Load(t + 64); var t5 = Vector512.Load(t + 80); var t6 = Vector512.Load(t + 96); var t7 = Vector512.Load(t + 112);
-                    Vector512.Store(Vector512.FusedMultiplyAdd(s, Vector512.Load(u), t0), t);
-                    Vector512.Store(Vector512.FusedMultiplyAdd(s, Vector512.Load(u + 16), t1), t + 16);
-                    Vector512.Store(Vector512.FusedMultiplyAdd(s, Vector512.Load(u + 32), t2), t + 32);
-                    Vector512.Store(Vector512.FusedMultiplyAdd(s, Vector512.Load(u + 48), t3), t + 48);
-                    Vector512.Store(Vector512.FusedMultiplyAdd(s, Vector512.Load(u + 64), t4), t + 64);
-                    Vector512.Store(Vector512.FusedMultiplyAdd(s, Vector512.Load(u + 80), t5), t + 80);
-                    Vector512.Store(Vector512.FusedMultiplyAdd(s, Vector512.Load(u + 96), t6), t + 96);
-                    Vector512.Store(Vector512.FusedMultiplyAdd(s, Vector512.Load(u + 112), t7), t + 112);
+                    Vector512.Store(Vector512.FusedMultiplyAdd(scale, Vector512.Load(source), t0), t);
+                    Vector512.Store(Vector512.FusedMultiplyAdd(scale, Vector512.Load(source + 16), t1), t + 16);
+                    Vector512.Store(Vector512.FusedMultiplyAdd(scale, Vector512.Load(source + 32), t2), t + 32);
+                    Vector512.Store(Vector512.FusedMultiplyAdd(scale, Vector512.Load(source + 48), t3), t + 48);
+                    Vector512.Store(Vector512.FusedMultiplyAdd(scale, Vector512.Load(source + 64), t4), t + 64);
+                    Vector512.Store(Vector512.FusedMultiplyAdd(scale, Vector512.Load(source + 80), t5), t + 80);
+                    Vector512.Store(Vector512.FusedMultiplyAdd(scale, Vector512.Load(source + 96), t6), t + 96);
+                    Vector512.Store(Vector512.FusedMultiplyAdd(scale, Vector512.Load(source + 112), t7), t + 112);
                 }
                 for (; i + 32 <= rowLength; i += 32)
                 {
                     var t0 = Vector512.Load(target + i); var t1 = Vector512.Load(target + i + 16);
-                    Vector512.Store(Vector512.FusedMultiplyAdd(s, Vector512.Load(w + i), t0), target + i);
-                    Vector512.Store(Vector512.FusedMultiplyAdd(s, Vector512.Load(w + i + 16), t1), target + i + 16);
+                    Vector512.Store(Vector512.FusedMultiplyAdd(scale, Vector512.Load(w + i), t0), target + i);
+                    Vector512.Store(Vector512.FusedMultiplyAdd(scale, Vector512.Load(w + i + 16), t1), target + i + 16);
                 }
                 for (; i + 16 <= rowLength; i += 16)
-                    Vector512.Store(Vector512.FusedMultiplyAdd(s, Vector512.Load(w + i), Vector512.Load(target + i)), target + i);
+                    Vector512.Store(Vector512.FusedMultiplyAdd(scale, Vector512.Load(w + i), Vector512.Load(target + i)), target + i);
             }
             for (; i < rowLength; i++) target[i] = MathF.FusedMultiplyAdd(v, w[i], target[i]);
         }
