@@ -45,7 +45,8 @@ internal static class CommonOptions
             return body();
         }
         catch (Exception e) when (e is DataFormatException or DataFetchException or CheckpointFormatException
-                                       or ArgumentException or IOException or UnauthorizedAccessException or InvalidOperationException)
+                                       or ArgumentException or IOException or UnauthorizedAccessException or InvalidOperationException
+                                       or InvalidDataException)
         {
             Console.Error.WriteLine("error: " + e.Message);
             if (parse.GetValue(Verbose)) Console.Error.WriteLine(e);

@@ -1,129 +1,135 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
-using System.Text;
+using MeProp.Cli.Reproduction;
 using MeProp.Data;
-using MeProp.Models;
-using MeProp.Threading;
 using MeProp.Training;
 
 namespace MeProp.Cli.Commands;
 
 /// <summary>
-/// `meprop reproduce`: the meProp-CNN paper's MNIST table. Trains the paper's network dense and with
-/// meProp at each top-k ratio (decay as given), without and with batch norm, each in its own
-/// directory under --out, and writes results.md with the test accuracy at the best dev epoch next to
-/// the paper's figures. A run whose directory already holds a finished summary is skipped; one with a
-/// checkpoint is resumed, so an interrupted reproduction continues where it stopped.
+/// `meprop reproduce`: the meProp-CNN paper's MNIST Tables 2 and 3 (dense, top-k 5/8/10% with decay 0 and
+/// 0.6, and a random-k control, without and with batch norm) over several seeds, resumable, with
+/// results.json and results.md derived from the runs' metrics.
 /// </summary>
 internal static class ReproduceCommand
 {
-    // The paper's test accuracies (Wei et al. 2017, MNIST): dense baselines and the reported top-k range.
-    private const string PaperDense = "0.9902", PaperDenseBatchNorm = "0.9928";
-    private const string PaperMeProp = "0.9907-0.9927 (5-10%)", PaperMePropBatchNorm = "0.9914-0.9948 (5-10%)";
+    private const string TimingNote =
+        "s/epoch is the mean wall-clock time of an epoch (training and evaluation) as the runs were trained: several " +
+        "runs at a time on a 2-core machine that was doing other work, so it is measured under load and is not a " +
+        "benchmark (docs/PERFORMANCE.md has timings taken on a quiet machine).";
 
     public static Command Create()
     {
-        var epochs = new Option<int>("--epochs") { Description = "Epochs per run (the best dev epoch is reported)", DefaultValueFactory = _ => 20 };
-        epochs.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--epochs must be >= 1"); });
-        var topks = new Option<double[]>("--topk")
+        var tables = ListOption("--tables", "Tables to run: 2 (without batch norm), 3 (with batch norm)", "2,3", int.Parse, v => v is 2 or 3);
+        var rows = new Option<string[]?>("--rows")
         {
-            Description = "meProp ratios to run, comma-separated (default 0.05,0.08,0.1)",
-            CustomParser = result => ParseRatios(result.Tokens.Count == 0 ? "0.05,0.08,0.1" : string.Join(",", result.Tokens.Select(t => t.Value)), result),
-            DefaultValueFactory = result => ParseRatios("0.05,0.08,0.1", result),
+            Description = "Rows to run, comma-separated (default all): " + string.Join(", ", ReproductionGrid.All.Where(c => c.Table == 2).Select(c => c.Row)),
+            CustomParser = result => result.Tokens.SelectMany(t => t.Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToArray(),
         };
-        var decay = new Option<double>("--decay") { Description = "Running-gradient decay of the meProp runs (paper: 0.6)", DefaultValueFactory = _ => 0.6 };
-        decay.Validators.Add(r => { double v = r.GetValueOrDefault<double>(); if (!(v >= 0 && v < 1)) r.AddError("--decay must be in [0, 1)"); });
-        var batchNorm = new Option<string>("--batch-norm") { Description = "without, with or both", DefaultValueFactory = _ => "both" };
-        batchNorm.AcceptOnlyFromAmong("without", "with", "both");
-        var seed = new Option<ulong>("--seed") { Description = "Seed of every run", DefaultValueFactory = _ => 1UL };
+        rows.Validators.Add(r =>
+        {
+            foreach (string row in r.GetValueOrDefault<string[]?>() ?? [])
+                if (!ReproductionGrid.All.Any(c => c.Row == row)) r.AddError($"--rows: unknown row '{row}'");
+        });
+        var seeds = ListOption("--seeds", "Seeds of every row", "1,2,3", ulong.Parse, _ => true);
+        var headlineSeeds = ListOption("--headline-seeds", "Extra seeds for the dense and top5-d0.6 rows, run after all others (empty: none)", "4,5", ulong.Parse, _ => true);
+        var epochs = new Option<int>("--epochs") { Description = "Epochs per run (the best dev epoch is reported)", DefaultValueFactory = _ => 30 };
+        epochs.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--epochs must be >= 1"); });
+        var jobs = new Option<int>("--jobs") { Description = "Runs trained at the same time", DefaultValueFactory = _ => 1 };
+        jobs.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 64) r.AddError("--jobs must be between 1 and 64"); });
+        var threads = new Option<int?>("--threads") { Description = "Threads of each run (default: cores / jobs)" };
+        threads.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1 or > 256) r.AddError("--threads must be between 1 and 256"); });
         var devSize = new Option<int>("--dev-size") { Description = "Training images held out as the dev split (the first N)", DefaultValueFactory = _ => 5000 };
         devSize.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--dev-size must be >= 0"); });
         var maxTrain = new Option<int?>("--max-train") { Description = "Use only the first N training images (quick check of the pipeline)" };
-        var output = new Option<string>("--out") { Description = "Directory for the runs and results.md", DefaultValueFactory = _ => "runs/reproduce" };
-        var threads = CommonOptions.Threads();
+        maxTrain.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--max-train must be >= 1"); });
+        var output = new Option<string>("--out") { Description = "Directory for results.json, results.md and runs/CONFIG/seed-N/{metrics.jsonl,summary.json}", DefaultValueFactory = _ => "experiments/reproduce" };
+        var checkpoints = new Option<string?>("--checkpoints") { Description = "Directory for the runs' checkpoints, which resume needs (default: ~/.cache/meprop/reproduce/ and the --out path)" };
+        var reportOnly = new Option<bool>("--report-only") { Description = "Only rebuild results.json and results.md from the runs there are" };
         var data = CommonOptions.DataDirectory();
-        var command = new Command("reproduce", "Train the paper's grid (dense and meProp top-k, with and without batch norm) and tabulate test accuracy against the paper")
+        var command = new Command("reproduce", "Train the paper's Tables 2 and 3 over several seeds (resumable) and tabulate them against the paper")
         {
-            epochs, topks, decay, batchNorm, seed, devSize, maxTrain, output, threads, data,
+            tables, rows, seeds, headlineSeeds, epochs, jobs, threads, devSize, maxTrain, output, checkpoints, reportOnly, data,
         };
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
             string root = parse.GetValue(output)!;
-            var batchNorms = parse.GetValue(batchNorm) switch { "with" => new[] { true }, "without" => new[] { false }, _ => new[] { false, true } };
-            var runs = new List<(string Name, TrainOptions Options)>();
-            foreach (bool bn in batchNorms)
-                foreach (double? k in new double?[] { null }.Concat(parse.GetValue(topks)!.Select(v => (double?)v)))
-                {
-                    var options = new TrainOptions
-                    {
-                        ModelOptions = new ModelOptions { BatchNorm = bn },
-                        Epochs = parse.GetValue(epochs),
-                        Seed = parse.GetValue(seed),
-                        Threads = parse.GetValue(threads),
-                        DevSize = parse.GetValue(devSize),
-                        MaxTrain = parse.GetValue(maxTrain),
-                        TopK = k,
-                        Decay = k is null ? 0 : parse.GetValue(decay),
-                    };
-                    options.Validate();
-                    string name = (k is double r ? $"meprop-{(r * 100).ToString("0.##", CultureInfo.InvariantCulture)}" : "dense") + (bn ? "-bn" : "");
-                    runs.Add((name, options));
-                }
-            var mnist = MnistFiles.Load(CommonOptions.ResolveData(parse.GetValue(data)));
-            var results = new List<(string Name, TrainOptions Options, TrainSummary Summary)>();
-            foreach (var (name, options) in runs)
+            string runsRoot = Path.Combine(root, "runs");
+            int epochCount = parse.GetValue(epochs);
+            var chosenRows = parse.GetValue(rows);
+            var configs = ReproductionGrid.All
+                .Where(c => parse.GetValue(tables)!.Contains(c.Table) && (chosenRows is null || chosenRows.Contains(c.Row)))
+                .ToList();
+            void Report()
             {
-                string directory = Path.Combine(root, name);
-                string summaryPath = Path.Combine(directory, Trainer.SummaryFile);
-                string checkpoint = Path.Combine(directory, Trainer.LastCheckpoint);
-                using var compute = new ComputeContext(options.Threads);
-                var split = DatasetSplit.Create(mnist.Training, options.DevSize, options.MaxTrain);
-                var trainer = new Trainer(options, compute, split, mnist.Test, directory);
-                if (File.Exists(checkpoint))
-                {
-                    trainer.Resume(checkpoint);
-                    if (trainer.Progress.EpochsCompleted >= options.Epochs && File.Exists(summaryPath))
-                        Console.WriteLine($"{name}: finished earlier, kept");
-                    else
-                        Console.WriteLine($"{name}: resuming after epoch {trainer.Progress.EpochsCompleted}");
-                }
-                else Console.WriteLine($"{name}: training {options.Epochs} epoch(s)");
-                results.Add((name, options, trainer.Run(new ConsoleProgress())));
+                var results = ReproductionReport.Collect(runsRoot, configs, epochCount);
+                Directory.CreateDirectory(root);
+                AtomicFile.WriteAllText(Path.Combine(root, ReproductionReport.JsonFile), ReproductionReport.ToJson(results));
+                AtomicFile.WriteAllText(Path.Combine(root, ReproductionReport.MarkdownFile), ReproductionReport.ToMarkdown(results, TimingNote));
             }
-            string table = ResultsTable(results);
-            AtomicFile.WriteAllText(Path.Combine(root, "results.md"), table);
+            if (parse.GetValue(reportOnly))
+            {
+                Report();
+                Console.WriteLine($"wrote {Path.Combine(root, ReproductionReport.MarkdownFile)}");
+                return 0;
+            }
+
+            var runs = parse.GetValue(seeds)!.SelectMany(seed => configs.Select(c => new ReproductionRun(c, seed)))
+                .Concat(parse.GetValue(headlineSeeds)!.SelectMany(seed => configs.Where(c => c.IsHeadline).Select(c => new ReproductionRun(c, seed))))
+                .Distinct()
+                .ToList();
+            int jobCount = parse.GetValue(jobs);
+            int threadCount = parse.GetValue(threads) ?? Math.Max(1, Environment.ProcessorCount / jobCount);
+            string checkpointRoot = parse.GetValue(checkpoints) ?? DefaultCheckpointRoot(root);
+            var mnist = MnistFiles.Load(CommonOptions.ResolveData(parse.GetValue(data)));
+            DatasetSplit.Create(mnist.Training, parse.GetValue(devSize), parse.GetValue(maxTrain));
+            Console.WriteLine($"checkpoints in {checkpointRoot}; results in {root}");
+            var runner = new ReproductionRunner(runsRoot, checkpointRoot, mnist, epochCount, threadCount, parse.GetValue(devSize), parse.GetValue(maxTrain));
+            runner.RunAll(runs, jobCount, Report);
+            Report();
             Console.WriteLine();
-            Console.Write(table);
+            Console.Write(File.ReadAllText(Path.Combine(root, ReproductionReport.MarkdownFile)));
             return 0;
         }));
         return command;
     }
 
-    private static double[] ParseRatios(string text, System.CommandLine.Parsing.ArgumentResult result)
+    /// <summary>
+    /// Checkpoints live outside the results directory (which is committed) and outside the source tree (which
+    /// may be laid anew), under the user's cache, keyed by the results directory's full path.
+    /// </summary>
+    private static string DefaultCheckpointRoot(string resultsRoot)
     {
-        var values = new List<double>();
-        foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            if (double.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && v > 0 && v <= 1) values.Add(v);
-            else result.AddError($"--topk: '{part}' is not a ratio in (0, 1]");
-        }
-        return values.ToArray();
+        string home = Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } cache
+            ? cache
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+        string key = Path.GetFullPath(resultsRoot).TrimEnd(Path.DirectorySeparatorChar).Replace(Path.DirectorySeparatorChar, '_').TrimStart('_');
+        return Path.Combine(home, "meprop", "reproduce", key);
     }
 
-    private static string ResultsTable(List<(string Name, TrainOptions Options, TrainSummary Summary)> results)
+    private static Option<T[]> ListOption<T>(string name, string description, string defaultValue, Func<string, IFormatProvider, T> parse, Func<T, bool> valid)
     {
-        var text = new StringBuilder();
-        text.AppendLine("| run | top-k | decay | batch norm | epochs | best epoch | dev accuracy | test accuracy | paper |");
-        text.AppendLine("|---|---|---|---|---|---|---|---|---|");
-        foreach (var (name, options, summary) in results)
+        T[] Parse(ArgumentResult result, string text)
         {
-            bool bn = options.ModelOptions.BatchNorm;
-            string paper = options.TopK is null ? (bn ? PaperDenseBatchNorm : PaperDense) : (bn ? PaperMePropBatchNorm : PaperMeProp);
-            string topk = options.TopK is double k ? k.ToString("0.##", CultureInfo.InvariantCulture) : "dense";
-            string dev = summary.DevAccuracy is double d ? d.ToString("F4", CultureInfo.InvariantCulture) : "n/a";
-            text.AppendLine(FormattableString.Invariant(
-                $"| {name} | {topk} | {options.Decay:0.##} | {(bn ? "yes" : "no")} | {summary.EpochsCompleted} | {summary.BestEpoch} | {dev} | {summary.TestAccuracy:F4} | {paper} |"));
+            var values = new List<T>();
+            foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                try
+                {
+                    T value = parse(part, CultureInfo.InvariantCulture);
+                    if (valid(value)) values.Add(value);
+                    else result.AddError($"{name}: '{part}' is not allowed");
+                }
+                catch (Exception e) when (e is FormatException or OverflowException) { result.AddError($"{name}: '{part}' is not a number"); }
+            }
+            return values.Distinct().ToArray();
         }
-        return text.ToString();
+        return new Option<T[]>(name)
+        {
+            Description = $"{description} (default {defaultValue})",
+            CustomParser = result => Parse(result, string.Join(",", result.Tokens.Select(t => t.Value))),
+            DefaultValueFactory = result => Parse(result, defaultValue),
+        };
     }
 }

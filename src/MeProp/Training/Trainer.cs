@@ -108,9 +108,12 @@ public sealed class Trainer
                 _progress = _progress with { BestEpoch = epoch, BestDevAccuracy = metrics.DevAccuracy, BestTestAccuracy = metrics.TestAccuracy };
             if (_outDirectory is not null)
             {
+                // The metrics line goes first: a crash before the checkpoint below leaves a line for an epoch
+                // the checkpoint has not completed, which Resume drops and the resumed run writes again
+                // (identically, runs being deterministic). The other order could lose the line for good.
+                File.AppendAllText(Path.Combine(_outDirectory, MetricsFile), JsonSerializer.Serialize(metrics, Json.Line) + "\n");
                 if (better) Checkpoint.Save(Path.Combine(_outDirectory, BestCheckpoint), _model, null, _options, _progress);
                 Checkpoint.Save(Path.Combine(_outDirectory, LastCheckpoint), _model, _optimizer, _options, _progress);
-                File.AppendAllText(Path.Combine(_outDirectory, MetricsFile), JsonSerializer.Serialize(metrics, Json.Line) + "\n");
             }
             observer?.EpochCompleted(metrics);
         }
@@ -210,14 +213,27 @@ public sealed class Trainer
 
     private static double Seconds(long ticks) => ticks / (double)Stopwatch.Frequency;
 
-    /// <summary>Keeps only the metrics lines of epochs a resumed checkpoint has completed.</summary>
+    /// <summary>
+    /// Keeps only the metrics lines of epochs a resumed checkpoint has completed. A torn last line (a crash
+    /// while it was appended) is dropped with the others past the checkpoint; a bad line before the last is
+    /// damage this cannot repair and an error naming the line.
+    /// </summary>
     private static void TrimMetrics(string path, int epochsCompleted)
     {
         if (!File.Exists(path)) return;
-        var kept = File.ReadAllLines(path)
-            .Where(line => line.Length > 0)
-            .Where(line => JsonSerializer.Deserialize<EpochMetrics>(line, Json.Line)?.Epoch <= epochsCompleted)
-            .ToList();
+        var lines = File.ReadAllLines(path).Where(line => line.Length > 0).ToList();
+        var kept = new List<string>();
+        for (int i = 0; i < lines.Count; i++)
+        {
+            EpochMetrics? metrics = null;
+            try { metrics = JsonSerializer.Deserialize<EpochMetrics>(lines[i], Json.Line); }
+            catch (JsonException) when (i == lines.Count - 1) { }
+            catch (JsonException e) { throw new CheckpointFormatException($"{path}: line {i + 1} is not a metrics record ({e.Message})"); }
+            if (metrics is not null && metrics.Epoch <= epochsCompleted) kept.Add(lines[i]);
+        }
+        var epochs = kept.Select(line => JsonSerializer.Deserialize<EpochMetrics>(line, Json.Line)!.Epoch).ToList();
+        if (!epochs.SequenceEqual(Enumerable.Range(1, epochsCompleted)))
+            throw new CheckpointFormatException($"{path}: holds epochs [{string.Join(", ", epochs)}] but the checkpoint has completed epochs 1-{epochsCompleted}");
         AtomicFile.WriteAllText(path, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
     }
 

@@ -1,0 +1,203 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using MeProp.Sparsity;
+
+namespace MeProp.Cli.Reproduction;
+
+/// <summary>One row of results.json: a configuration with its per-seed results, lists in seed order.</summary>
+internal sealed record ReproductionRow
+{
+    [JsonPropertyName("table")] public int Table { get; init; }
+    [JsonPropertyName("row")] public required string Row { get; init; }
+    [JsonPropertyName("topk")] public double? TopK { get; init; }
+    [JsonPropertyName("decay")] public double? Decay { get; init; }
+    [JsonPropertyName("selection")] public string? Selection { get; init; }
+    [JsonPropertyName("batch_norm")] public bool BatchNorm { get; init; }
+    /// <summary>The epochs each run is to train.</summary>
+    [JsonPropertyName("epochs")] public int Epochs { get; init; }
+    [JsonPropertyName("seeds")] public List<ulong> Seeds { get; init; } = [];
+    /// <summary>Epochs each seed has completed so far (equal to <see cref="Epochs"/> when finished).</summary>
+    [JsonPropertyName("epochs_completed")] public List<int> EpochsCompleted { get; init; } = [];
+    [JsonPropertyName("best_epoch")] public List<int> BestEpoch { get; init; } = [];
+    [JsonPropertyName("dev_accuracy")] public List<double> DevAccuracy { get; init; } = [];
+    [JsonPropertyName("test_accuracy")] public List<double> TestAccuracy { get; init; } = [];
+    [JsonPropertyName("final_test_accuracy")] public List<double> FinalTestAccuracy { get; init; } = [];
+    /// <summary>Mean wall-clock seconds of an epoch (training and evaluation) over the seeds' epochs.</summary>
+    [JsonPropertyName("mean_epoch_seconds")] public double? MeanEpochSeconds { get; init; }
+    [JsonPropertyName("paper")] public PaperRow? Paper { get; init; }
+
+    [JsonIgnore] public bool Partial => Seeds.Count == 0 || EpochsCompleted.Any(e => e < Epochs);
+}
+
+/// <summary>
+/// Turns the run directories of a reproduction (CONFIG/seed-N/metrics.jsonl under a root) into
+/// results.json and results.md: per configuration the per-seed results, mean ± standard deviation and
+/// range, and the paired difference to the same table's dense baseline with its 95% interval.
+/// </summary>
+internal static class ReproductionReport
+{
+    public const string JsonFile = "results.json";
+    public const string MarkdownFile = "results.md";
+
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+    };
+
+    /// <summary>Reads the runs of <paramref name="configs"/> under <paramref name="runsRoot"/>; seeds without a metrics file are left out.</summary>
+    public static List<ReproductionRow> Collect(string runsRoot, IEnumerable<ReproductionConfig> configs, int epochs)
+    {
+        var rows = new List<ReproductionRow>();
+        foreach (var config in configs)
+        {
+            var seeds = new List<(ulong Seed, RunRecord Record)>();
+            string configDirectory = Path.Combine(runsRoot, config.Name);
+            if (Directory.Exists(configDirectory))
+                foreach (string directory in Directory.GetDirectories(configDirectory, "seed-*"))
+                    if (ulong.TryParse(Path.GetFileName(directory)["seed-".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out ulong seed)
+                        && RunRecord.Read(directory) is { EpochsCompleted: > 0 } record)
+                        seeds.Add((seed, record));
+            seeds.Sort((a, b) => a.Seed.CompareTo(b.Seed));
+            rows.Add(new ReproductionRow
+            {
+                Table = config.Table,
+                Row = config.Row,
+                TopK = config.TopK,
+                Decay = config.Decay,
+                Selection = config.TopK is null ? null : MePropSetup.Cli(config.Selection!.Value),
+                BatchNorm = config.BatchNorm,
+                Epochs = epochs,
+                Seeds = seeds.Select(s => s.Seed).ToList(),
+                EpochsCompleted = seeds.Select(s => s.Record.EpochsCompleted).ToList(),
+                BestEpoch = seeds.Select(s => s.Record.Best.Epoch).ToList(),
+                DevAccuracy = seeds.Select(s => s.Record.Best.DevAccuracy ?? double.NaN).ToList(),
+                TestAccuracy = seeds.Select(s => s.Record.Best.TestAccuracy).ToList(),
+                FinalTestAccuracy = seeds.Select(s => s.Record.Last.TestAccuracy).ToList(),
+                MeanEpochSeconds = seeds.Count == 0 ? null : seeds.SelectMany(s => s.Record.Epochs).Average(e => e.EpochSeconds),
+                Paper = config.Paper,
+            });
+        }
+        return rows;
+    }
+
+    public static string ToJson(IReadOnlyList<ReproductionRow> rows) => JsonSerializer.Serialize(rows, JsonOptions) + "\n";
+
+    /// <summary>
+    /// The markdown report. <paramref name="timingNote"/> says under what load the epoch times were taken.
+    /// </summary>
+    public static string ToMarkdown(IReadOnlyList<ReproductionRow> rows, string timingNote)
+    {
+        var text = new StringBuilder();
+        text.AppendLine("# meProp-CNN on MNIST: Tables 2 and 3 reproduced");
+        text.AppendLine();
+        text.AppendLine("The paper's CNN (conv 5x5x32, pool, conv 5x5x64, pool, FC 1024, FC 10), Adam 1e-3, batch 10, the first");
+        text.AppendLine("5,000 training images as dev; each run's result is the test accuracy at its best dev epoch. meProp rows");
+        text.AppendLine("keep the top k of |dL/dy| per feature map of conv1 and conv2 (decay 0.6: on the running average of");
+        text.AppendLine("|dL/dy|); random-k keeps k uniformly chosen entries per feature map (a control the paper did not run).");
+        text.AppendLine("Accuracies in %: mean ± sample standard deviation over seeds, [min, max]; Δ is the paired difference to the");
+        text.AppendLine("same table's dense baseline over the seeds both have, with its 95% t interval. Generated by `meprop reproduce`");
+        text.AppendLine("from the committed runs/CONFIG/seed-N/metrics.jsonl files.");
+        text.AppendLine();
+        foreach (var table in rows.GroupBy(r => r.Table))
+        {
+            var dense = table.FirstOrDefault(r => r.TopK is null);
+            text.AppendLine(table.Key == 2 ? "## Table 2: without batch norm" : "## Table 3: with batch norm");
+            text.AppendLine();
+            text.AppendLine("| row | seeds | epochs | best epoch | dev | test | test range | Δ test vs dense | paper (epoch / dev / test) | s/epoch |");
+            text.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
+            foreach (var row in table)
+            {
+                string epochs = row.Partial
+                    ? $"{(row.EpochsCompleted.Count == 0 ? 0 : row.EpochsCompleted.Min())}-{(row.EpochsCompleted.Count == 0 ? 0 : row.EpochsCompleted.Max())} of {row.Epochs} (partial)"
+                    : $"{row.Epochs}";
+                text.AppendLine($"| {row.Row} | {row.Seeds.Count} | {epochs} | {Mean(row.BestEpoch.Select(e => (double)e).ToList(), "F1")} | " +
+                                $"{Percent(row.DevAccuracy)} | {Percent(row.TestAccuracy)} | {Range(row.TestAccuracy)} | " +
+                                $"{(row == dense || dense is null ? "" : Difference(row, dense))} | {Paper(row.Paper)} | " +
+                                $"{(row.MeanEpochSeconds is double s ? s.ToString("F1", CultureInfo.InvariantCulture) : "")} |");
+            }
+            text.AppendLine();
+            text.AppendLine(Verdict(table.ToList(), dense));
+            text.AppendLine();
+        }
+        text.AppendLine(timingNote);
+        return text.ToString();
+    }
+
+    /// <summary>Mean and standard deviation of accuracies, in percent.</summary>
+    private static string Percent(IReadOnlyList<double> values)
+    {
+        if (values.Count == 0) return "";
+        var percent = values.Select(v => 100 * v).ToList();
+        double std = SeedStatistics.StandardDeviation(percent);
+        return double.IsNaN(std) ? F(SeedStatistics.Mean(percent), 2) : $"{F(SeedStatistics.Mean(percent), 2)} ± {F(std, 2)}";
+    }
+
+    private static string Mean(IReadOnlyList<double> values, string format) =>
+        values.Count == 0 ? "" : SeedStatistics.Mean(values).ToString(format, CultureInfo.InvariantCulture);
+
+    private static string Range(IReadOnlyList<double> values) =>
+        values.Count == 0 ? "" : $"[{F(100 * values.Min(), 2)}, {F(100 * values.Max(), 2)}]";
+
+    /// <summary>The paired difference row - dense (test accuracy, percentage points) over their common seeds.</summary>
+    private static string Difference(ReproductionRow row, ReproductionRow dense)
+    {
+        var (mean, halfWidth, pairs) = PairedTest(row, dense);
+        if (pairs == 0) return "";
+        return double.IsNaN(halfWidth)
+            ? $"{Signed(mean)} (1 seed)"
+            : $"{Signed(mean)} [{Signed(mean - halfWidth)}, {Signed(mean + halfWidth)}] (n={pairs})";
+    }
+
+    /// <summary>Paired difference of test accuracies in percentage points and its 95% half-width.</summary>
+    internal static (double Mean, double HalfWidth, int Pairs) PairedTest(ReproductionRow row, ReproductionRow dense)
+    {
+        var common = row.Seeds.Intersect(dense.Seeds).ToList();
+        if (common.Count == 0) return (double.NaN, double.NaN, 0);
+        var a = common.Select(s => 100 * row.TestAccuracy[row.Seeds.IndexOf(s)]).ToList();
+        var b = common.Select(s => 100 * dense.TestAccuracy[dense.Seeds.IndexOf(s)]).ToList();
+        var (mean, halfWidth) = SeedStatistics.PairedDifference(a, b);
+        return (mean, halfWidth, common.Count);
+    }
+
+    private static string Paper(PaperRow? paper)
+    {
+        if (paper is null) return "not in the paper";
+        if (paper.TestRange is { } range) return $"test {F(100 * range[0], 2)}-{F(100 * range[1], 2)} over its top-k rows";
+        string Part(double? v, int digits, bool percent) => v is double x ? F(percent ? 100 * x : x, digits) : "?";
+        return $"{(paper.Epoch is int e ? e.ToString(CultureInfo.InvariantCulture) : "?")} / {Part(paper.Dev, 2, true)} / {Part(paper.Test, 2, true)}";
+    }
+
+    /// <summary>A plain statement of what the table shows, derived from its numbers.</summary>
+    private static string Verdict(List<ReproductionRow> table, ReproductionRow? dense)
+    {
+        var lines = new List<string>();
+        if (table.Any(r => r.Partial))
+            lines.Add($"Partial: {string.Join(", ", table.Where(r => r.Partial).Select(r => r.Row))} (fewer seeds or epochs than planned); the statements below hold for the runs so far.");
+        if (dense is { TestAccuracy.Count: > 0 })
+        {
+            double mean = 100 * dense.TestAccuracy.Average();
+            string paper = dense.Paper?.Test is double p ? $" (paper {F(100 * p, 2)}%)" : "";
+            lines.Add($"Dense baseline: {F(mean, 2)}%{paper}.");
+            foreach (var row in table.Where(r => r != dense && r.Seeds.Count > 0))
+            {
+                var (diff, halfWidth, pairs) = PairedTest(row, dense);
+                if (pairs < 2) continue;
+                string verdict = diff - halfWidth > 0 ? "better than dense"
+                    : diff + halfWidth < 0 ? "worse than dense"
+                    : "no difference from dense that the seeds can resolve";
+                string inRange = row.Paper?.TestRange is { } range
+                    ? (100 * row.TestAccuracy.Average() >= 100 * range[0] ? $"; within or above the paper's meProp range" : $"; below the paper's meProp range")
+                    : "";
+                lines.Add($"{row.Row}: {Signed(diff)} points, {verdict} (95% interval, {pairs} seeds){inRange}.");
+            }
+        }
+        return string.Join("\n", lines.Select(l => "- " + l));
+    }
+
+    private static string F(double value, int digits) => value.ToString("F" + digits, CultureInfo.InvariantCulture);
+    private static string Signed(double value) => (value >= 0 ? "+" : "") + F(value, 2);
+}
