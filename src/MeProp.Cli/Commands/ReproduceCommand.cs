@@ -59,7 +59,7 @@ internal static class ReproduceCommand
             int epochCount = parse.GetValue(epochs);
             var chosenRows = parse.GetValue(rows);
             var configs = ReproductionGrid.All
-                .Where(c => parse.GetValue(tables)!.Contains(c.Table) && (chosenRows is null || chosenRows.Contains(c.Row)))
+                .Where(c => parse.GetValue(tables)!.Contains(c.Table) && (chosenRows is not { Length: > 0 } || chosenRows.Contains(c.Row)))
                 .ToList();
             void Report()
             {
