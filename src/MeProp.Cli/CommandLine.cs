@@ -26,10 +26,17 @@ public static class CommandLine
         if (parse.Errors.Count > 0)
         {
             // One line per problem, not the whole help page: the user asked for a run, not for usage.
-            foreach (var error in parse.Errors) Console.Error.WriteLine("error: " + error.Message.ReplaceLineEndings(" ").Replace("\t", ""));
+            foreach (var error in parse.Errors) Console.Error.WriteLine("error: " + Plain(error.Message));
             Console.Error.WriteLine("(see 'meprop <command> --help')");
             return 2;
         }
         return parse.Invoke();
     }
+
+    /// <summary>A parse error on one line, with .NET type names said in words.</summary>
+    private static string Plain(string message) => message.ReplaceLineEndings(" ").Replace("\t", "")
+        .Replace("as expected type 'System.Int32'", "as a whole number")
+        .Replace("as expected type 'System.UInt64'", "as a whole number >= 0")
+        .Replace("as expected type 'System.Single'", "as a number")
+        .Replace("as expected type 'System.Double'", "as a number");
 }

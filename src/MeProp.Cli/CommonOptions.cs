@@ -27,12 +27,27 @@ internal static class CommonOptions
 
     public static MeProp.Layers.ActivationKind ParseActivation(string name) => Enum.Parse<MeProp.Layers.ActivationKind>(name, ignoreCase: true);
 
-    public static Option<int> Threads() => new("--threads")
+    public static Option<int> Threads() => new Option<int>("--threads")
     {
-        Description = "Worker threads (default: all cores)",
+        Description = $"Worker threads, 1 to the {Environment.ProcessorCount} cores here (default: all cores)",
         DefaultValueFactory = _ => Environment.ProcessorCount,
-        Validators = { r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--threads must be >= 1"); } },
-    };
+    }.Require(v => v >= 1 && v <= Environment.ProcessorCount, $"--threads must be between 1 and the {Environment.ProcessorCount} cores of this machine");
+
+    /// <summary>
+    /// Adds a check of an option's value. A value that does not parse as <typeparamref name="T"/> is a parse
+    /// error of its own, so the check skips it (reading it would throw instead of reporting one line).
+    /// </summary>
+    public static Option<T> Require<T>(this Option<T> option, Func<T, bool> valid, string message)
+    {
+        option.Validators.Add(result =>
+        {
+            T value;
+            try { value = result.GetValueOrDefault<T>(); }
+            catch (InvalidOperationException) { return; }
+            if (!valid(value)) result.AddError(message);
+        });
+        return option;
+    }
 
     /// <summary>
     /// Runs a command body: known failures (bad data, bad checkpoint, bad option values, I/O) become one
@@ -48,7 +63,9 @@ internal static class CommonOptions
                                        or ArgumentException or IOException or UnauthorizedAccessException or InvalidOperationException
                                        or InvalidDataException)
         {
-            Console.Error.WriteLine("error: " + e.Message);
+            // An ArgumentException's message ends in " (Parameter 'name')", a C# name that means nothing here.
+            string message = e is ArgumentException { ParamName: string name } ? e.Message.Replace($" (Parameter '{name}')", "") : e.Message;
+            Console.Error.WriteLine("error: " + message);
             if (parse.GetValue(Verbose)) Console.Error.WriteLine(e);
             return 1;
         }

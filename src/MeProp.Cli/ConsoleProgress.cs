@@ -41,6 +41,7 @@ internal sealed class ConsoleProgress : ITrainingObserver
 
     public void EpochCompleted(EpochMetrics m)
     {
+        foreach (string warning in m.Warnings ?? []) Console.Error.WriteLine($"warning: epoch {m.Epoch}: {warning}");
         string dev = m.DevAccuracy is double d ? $"{d:F4}" : "n/a";
         Console.WriteLine($"epoch {m.Epoch}: train loss {m.TrainLoss:F4}  dev accuracy {dev}  test accuracy {m.TestAccuracy:F4}  " +
                           $"({m.EpochSeconds:F1} s: forward {m.ForwardSeconds:F1}, backward {m.BackwardSeconds:F1}, update {m.UpdateSeconds:F1}, eval {m.EvalSeconds:F1})");

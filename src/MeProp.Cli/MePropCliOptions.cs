@@ -12,13 +12,11 @@ internal sealed class MePropCliOptions
     public readonly Option<double?> TopK = new("--topk")
     {
         Description = "meProp: keep this fraction of dL/dy entries per pool, in (0, 1]; absent trains dense",
-        Validators = { r => { if (r.GetValueOrDefault<double?>() is double v && !(v > 0 && v <= 1)) r.AddError("--topk must be in (0, 1]"); } },
     };
 
     public readonly Option<double> Decay = new("--decay")
     {
         Description = "Select on the running average run = decay*run + (1-decay)*|dL/dy| (paper: 0.6); 0 selects on the current gradient",
-        Validators = { r => { double v = r.GetValueOrDefault<double>(); if (!(v >= 0 && v < 1)) r.AddError("--decay must be in [0, 1)"); } },
     };
 
     public readonly Option<string> DecayShape = new("--decay-shape")
@@ -39,6 +37,9 @@ internal sealed class MePropCliOptions
 
     public MePropCliOptions()
     {
+        TopK.Require(v => v is null or (> 0 and <= 1), "--topk must be in (0, 1]");
+        Decay.Require(v => v >= 0 && v < 1, "--decay must be in [0, 1)");
+        Layers.Require(v => v is null || v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Length > 0, "--meprop-layers names no layer");
         DecayShape.AcceptOnlyFromAmong("full", "channel-position");
         Selection.AcceptOnlyFromAmong(SelectionNames);
     }

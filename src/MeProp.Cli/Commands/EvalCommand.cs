@@ -11,14 +11,21 @@ internal static class EvalCommand
 {
     public static Command Create()
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = "A .safetensors file written by 'meprop train'", Required = true };
+        var checkpoint = new Option<string>("--checkpoint") { Description = "A .safetensors file written by 'meprop train', or a run directory (its best.safetensors)", Required = true };
         var data = CommonOptions.DataDirectory();
         var threads = CommonOptions.Threads();
         var command = new Command("eval", "Report the test accuracy of a checkpoint") { checkpoint, data, threads };
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
             string path = parse.GetValue(checkpoint)!;
-            if (!File.Exists(path)) throw new ArgumentException($"--checkpoint: {path} does not exist");
+            if (Directory.Exists(path))
+            {
+                // A run directory: its best checkpoint is what the run's result refers to.
+                string best = Path.Combine(path, Trainer.BestCheckpoint);
+                if (!File.Exists(best)) throw new ArgumentException($"--checkpoint: {path} is a directory without {Trainer.BestCheckpoint}; give a checkpoint file");
+                path = best;
+            }
+            else if (!File.Exists(path)) throw new ArgumentException($"--checkpoint: {path} does not exist");
             var options = Checkpoint.ReadOptions(path);
             var mnist = MnistFiles.Load(CommonOptions.ResolveData(parse.GetValue(data)));
             using var compute = new ComputeContext(parse.GetValue(threads));

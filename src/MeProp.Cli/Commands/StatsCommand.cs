@@ -23,9 +23,9 @@ internal static class StatsCommand
         var activation = CommonOptions.Activation();
         var batchNorm = new Option<bool>("--batch-norm") { Description = "Batch normalization after conv1, conv2 and fc1" };
         var iterations = new Option<int>("--iterations") { Description = "Training iterations; statistics are of the last one", DefaultValueFactory = _ => 1 };
-        iterations.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--iterations must be >= 1"); });
+        iterations.Require(v => v >= 1, "--iterations must be >= 1");
         var batch = new Option<int>("--batch-size") { Description = "Mini-batch size", DefaultValueFactory = _ => 10 };
-        batch.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--batch-size must be >= 1"); });
+        batch.Require(v => v >= 1, "--batch-size must be >= 1");
         var seed = new Option<ulong>("--seed") { Description = "Seed", DefaultValueFactory = _ => 1UL };
         var data = CommonOptions.DataDirectory();
         var threads = CommonOptions.Threads();

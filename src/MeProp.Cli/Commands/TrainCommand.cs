@@ -17,24 +17,25 @@ internal static class TrainCommand
         var activation = CommonOptions.Activation();
         var hiddenSize = PositiveInt("--hidden-size", "MLP hidden width", 500);
         var hiddenLayers = new Option<int>("--hidden-layers") { Description = "MLP hidden layers", DefaultValueFactory = _ => 2 };
-        hiddenLayers.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--hidden-layers must be >= 0"); });
+        hiddenLayers.Require(v => v >= 0, "--hidden-layers must be >= 0");
         var epochs = new Option<int>("--epochs") { Description = "Epochs to train", DefaultValueFactory = _ => 1 };
-        epochs.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--epochs must be >= 0"); });
+        epochs.Require(v => v >= 1, "--epochs must be >= 1");
         var batch = PositiveInt("--batch-size", "Mini-batch size (the paper uses 10)", 10);
         var lr = new Option<float>("--lr") { Description = "Learning rate", DefaultValueFactory = _ => 1e-3f };
-        lr.Validators.Add(r => { float v = r.GetValueOrDefault<float>(); if (!(v > 0) || float.IsInfinity(v)) r.AddError("--lr must be a positive number"); });
+        lr.Require(v => v > 0 && float.IsFinite(v), "--lr must be a positive finite number");
         var optimizer = new Option<string>("--optimizer") { Description = "adam or sgd (with momentum)", DefaultValueFactory = _ => "adam" };
         optimizer.AcceptOnlyFromAmong("adam", "sgd");
         var momentum = new Option<float>("--momentum") { Description = "SGD momentum", DefaultValueFactory = _ => 0.9f };
-        momentum.Validators.Add(r => { float v = r.GetValueOrDefault<float>(); if (!(v >= 0 && v < 1)) r.AddError("--momentum must be in [0, 1)"); });
+        momentum.Require(v => v >= 0 && v < 1, "--momentum must be in [0, 1)");
         var seed = new Option<ulong>("--seed") { Description = "Seed of initialisation and shuffling", DefaultValueFactory = _ => 1UL };
         var threads = CommonOptions.Threads();
         var data = CommonOptions.DataDirectory();
         var devSize = new Option<int>("--dev-size") { Description = "Training images held out as the dev split (the first N)", DefaultValueFactory = _ => 5000 };
-        devSize.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--dev-size must be >= 0"); });
+        devSize.Require(v => v >= 0, "--dev-size must be >= 0");
         var maxTrain = new Option<int?>("--max-train") { Description = "Use only the first N training images (after the dev split), for quick runs" };
-        maxTrain.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--max-train must be >= 1"); });
+        maxTrain.Require(v => v is null or >= 1, "--max-train must be >= 1");
         var output = new Option<string?>("--out") { Description = "Directory for metrics.jsonl, summary.json and checkpoints" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Start a new run in --out even if it holds an earlier run, which is moved aside to DIR.old-N (never deleted)" };
         var resume = new Option<string?>("--resume") { Description = "Continue the run in this directory from its last.safetensors (its configuration is used; --epochs may extend it)" };
 
         var noFusedUpdate = new Option<bool>("--no-fused-update") { Description = "With Adam, update the linear layers in the optimizer's own pass instead of during their backward (same results, slower)" };
@@ -43,22 +44,55 @@ internal static class TrainCommand
 
         var command = new Command("train", "Train a model on MNIST (or any directory of IDX files) and report test accuracy at the best dev epoch")
         {
-            model, activation, hiddenSize, hiddenLayers, batchNorm, epochs, batch, lr, optimizer, momentum, seed, threads, data, devSize, maxTrain, output, resume, noFusedUpdate,
+            model, activation, hiddenSize, hiddenLayers, batchNorm, epochs, batch, lr, optimizer, momentum, seed, threads, data, devSize, maxTrain, output, overwrite, resume, noFusedUpdate,
         };
         mePropOptions.AddTo(command);
+        var configurationOptions = Configuration(
+            (model, t => t.ModelOptions.Model), (activation, t => t.ModelOptions.Activation), (hiddenSize, t => t.ModelOptions.HiddenSize),
+            (hiddenLayers, t => t.ModelOptions.HiddenLayers), (batchNorm, t => t.ModelOptions.BatchNorm), (batch, t => t.BatchSize),
+            (lr, t => t.LearningRate), (optimizer, t => t.Optimizer), (momentum, t => t.Momentum), (seed, t => t.Seed),
+            (devSize, t => t.DevSize), (maxTrain, t => t.MaxTrain), (mePropOptions.TopK, t => t.TopK), (mePropOptions.Decay, t => t.Decay),
+            (mePropOptions.DecayShape, t => t.DecayShape), (mePropOptions.Selection, t => t.Selection), (mePropOptions.Layers, t => t.MePropLayers));
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
             string? resumeDirectory = parse.GetValue(resume);
             string? outDirectory = parse.GetValue(output);
+            var fresh = mePropOptions.Apply(parse, new TrainOptions
+            {
+                ModelOptions = new ModelOptions
+                {
+                    Model = parse.GetValue(model)!,
+                    Activation = CommonOptions.ParseActivation(parse.GetValue(activation)!),
+                    HiddenSize = parse.GetValue(hiddenSize),
+                    HiddenLayers = parse.GetValue(hiddenLayers),
+                    BatchNorm = parse.GetValue(batchNorm),
+                },
+                Epochs = parse.GetValue(epochs),
+                BatchSize = parse.GetValue(batch),
+                LearningRate = parse.GetValue(lr),
+                Optimizer = parse.GetValue(optimizer)!,
+                Momentum = parse.GetValue(momentum),
+                Seed = parse.GetValue(seed),
+                Threads = parse.GetValue(threads),
+                DevSize = parse.GetValue(devSize),
+                MaxTrain = parse.GetValue(maxTrain),
+                FusedUpdate = !parse.GetValue(noFusedUpdate),
+            });
             TrainOptions options;
             string? checkpoint = null;
             if (resumeDirectory is not null)
             {
                 if (outDirectory is not null && Path.GetFullPath(outDirectory) != Path.GetFullPath(resumeDirectory))
                     throw new ArgumentException("--out and --resume name different directories; a resumed run writes into its own directory");
+                if (parse.GetValue(overwrite)) throw new ArgumentException("--overwrite starts a new run; it cannot go with --resume");
                 checkpoint = Path.Combine(resumeDirectory, Trainer.LastCheckpoint);
                 if (!File.Exists(checkpoint)) throw new ArgumentException($"--resume: {checkpoint} does not exist");
-                options = Checkpoint.ReadOptions(checkpoint);
+                var stored = Checkpoint.ReadOptions(checkpoint);
+                // A resumed run keeps its configuration; only what does not change the results may be given anew.
+                foreach (var (option, value) in configurationOptions)
+                    if (parse.GetResult(option) is { Implicit: false } && value(fresh) != value(stored))
+                        throw new ArgumentException($"{option.Name} {value(fresh)} differs from the resumed run's {value(stored)}; a resumed run keeps its configuration (start a new run to change it)");
+                options = stored;
                 if (parse.GetResult(epochs) is { Implicit: false }) options = options with { Epochs = parse.GetValue(epochs) };
                 if (parse.GetResult(threads) is { Implicit: false }) options = options with { Threads = parse.GetValue(threads) };
                 if (parse.GetValue(noFusedUpdate)) options = options with { FusedUpdate = false };
@@ -66,28 +100,7 @@ internal static class TrainCommand
             }
             else
             {
-                options = new TrainOptions
-                {
-                    ModelOptions = new ModelOptions
-                    {
-                        Model = parse.GetValue(model)!,
-                        Activation = CommonOptions.ParseActivation(parse.GetValue(activation)!),
-                        HiddenSize = parse.GetValue(hiddenSize),
-                        HiddenLayers = parse.GetValue(hiddenLayers),
-                        BatchNorm = parse.GetValue(batchNorm),
-                    },
-                    Epochs = parse.GetValue(epochs),
-                    BatchSize = parse.GetValue(batch),
-                    LearningRate = parse.GetValue(lr),
-                    Optimizer = parse.GetValue(optimizer)!,
-                    Momentum = parse.GetValue(momentum),
-                    Seed = parse.GetValue(seed),
-                    Threads = parse.GetValue(threads),
-                    DevSize = parse.GetValue(devSize),
-                    MaxTrain = parse.GetValue(maxTrain),
-                    FusedUpdate = !parse.GetValue(noFusedUpdate),
-                };
-                options = mePropOptions.Apply(parse, options);
+                options = fresh;
             }
             options.Validate();
             // Build the model once on MNIST's geometry so that bad layer names fail before any data is read.
@@ -95,11 +108,19 @@ internal static class TrainCommand
             string dataDirectory = CommonOptions.ResolveData(parse.GetValue(data));
             var mnist = MnistFiles.Load(dataDirectory);
             var split = DatasetSplit.Create(mnist.Training, options.DevSize, options.MaxTrain);
+            var mode = checkpoint is not null ? RunDirectoryMode.Resume : parse.GetValue(overwrite) ? RunDirectoryMode.Overwrite : RunDirectoryMode.New;
+            using var runDirectory = outDirectory is null ? null : ClaimRunDirectory(outDirectory, mode);
+            if (runDirectory?.MovedAside is string aside) Console.WriteLine($"moved the earlier content of {outDirectory} to {aside}");
             using var compute = new ComputeContext(options.Threads);
             var trainer = new Trainer(options, compute, split, mnist.Test, outDirectory);
             if (checkpoint is not null)
             {
                 trainer.Resume(checkpoint);
+                if (trainer.Progress.EpochsCompleted >= options.Epochs)
+                {
+                    Console.WriteLine($"{checkpoint} has completed {trainer.Progress.EpochsCompleted} epoch(s); nothing to train (give --epochs N to train further)");
+                    return 0;
+                }
                 Console.WriteLine($"resuming {checkpoint} after epoch {trainer.Progress.EpochsCompleted}");
             }
             Console.WriteLine($"{options.ModelOptions.Model}: {trainer.Model.ParameterCount:N0} parameters; train {split.Train.Count}, dev {split.Dev?.Count ?? 0}, test {mnist.Test.Count} images; batch {options.BatchSize}, {options.Threads} threads");
@@ -110,12 +131,34 @@ internal static class TrainCommand
             return 0;
         }));
         return command;
+
+        // The options that define a run's results, each with how to read it from a configuration.
+        static (Option Option, Func<TrainOptions, string> Value)[] Configuration(params (Option, Func<TrainOptions, object?>)[] options) =>
+            options.Select(o => (o.Item1, (Func<TrainOptions, string>)(t => o.Item2(t) switch
+            {
+                null => "(none)",
+                string[] list => string.Join(",", list),
+                IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
+                var v => v.ToString()!.ToLowerInvariant(),
+            }))).ToArray();
+    }
+
+    private static RunDirectory ClaimRunDirectory(string path, RunDirectoryMode mode)
+    {
+        try
+        {
+            return RunDirectory.Claim(path, mode);
+        }
+        catch (RunDirectoryInUseException e) when (mode == RunDirectoryMode.New)
+        {
+            throw new ArgumentException($"--out {e.Message}: continue it with --resume {path}, or start over with --overwrite (which moves it aside)");
+        }
     }
 
     private static Option<int> PositiveInt(string name, string description, int defaultValue)
     {
         var option = new Option<int>(name) { Description = description, DefaultValueFactory = _ => defaultValue };
-        option.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError($"{name} must be >= 1"); });
+        option.Require(v => v >= 1, $"{name} must be >= 1");
         return option;
     }
 }

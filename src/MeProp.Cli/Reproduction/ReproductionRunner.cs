@@ -60,6 +60,14 @@ internal sealed class ReproductionRunner(string resultsRoot, string checkpointRo
         string published = Path.Combine(resultsRoot, run.RelativePath);
         var options = run.Config.Options(run.Seed, epochs, threads, devSize, maxTrain);
         string checkpoint = Path.Combine(directory, Trainer.LastCheckpoint);
+        RunDirectory claimed;
+        try { claimed = RunDirectory.Claim(directory, RunDirectoryMode.Resume); }
+        catch (RunDirectoryInUseException)
+        {
+            Log($"{run.Config.Name} seed {run.Seed}: skipped, another process is training it");
+            return;
+        }
+        using var held = claimed;
         using var compute = new ComputeContext(threads);
         var split = DatasetSplit.Create(data.Training, devSize, maxTrain);
         var trainer = new Trainer(options, compute, split, data.Test, directory);
@@ -73,7 +81,8 @@ internal sealed class ReproductionRunner(string resultsRoot, string checkpointRo
         }
         else
         {
-            if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+            // An epoch's metrics may have been written before a crash took its checkpoint: start clean.
+            foreach (string file in Directory.GetFiles(directory).Where(f => Path.GetFileName(f) != RunDirectory.LockFile)) File.Delete(file);
             Log($"{run.Config.Name} seed {run.Seed}: training {epochs} epochs");
         }
         Directory.CreateDirectory(published);
@@ -102,7 +111,8 @@ internal sealed class ReproductionRunner(string resultsRoot, string checkpointRo
         {
             Publish(directory, published, Trainer.MetricsFile);
             string dev = m.DevAccuracy is double d ? $"{d:F4}" : "n/a";
-            runner.Log($"{run.Config.Name} seed {run.Seed}: epoch {m.Epoch}/{_epochs}: loss {m.TrainLoss:F4} dev {dev} test {m.TestAccuracy:F4} ({m.EpochSeconds:F1} s)");
+            string warnings = string.Concat((m.Warnings ?? []).Select(w => "; warning: " + w));
+            runner.Log($"{run.Config.Name} seed {run.Seed}: epoch {m.Epoch}/{_epochs}: loss {m.TrainLoss:F4} dev {dev} test {m.TestAccuracy:F4} ({m.EpochSeconds:F1} s){warnings}");
         }
     }
 }

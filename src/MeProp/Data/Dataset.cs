@@ -58,14 +58,20 @@ public sealed class Dataset
 
     /// <summary>
     /// Loads an IDX image file and its label file (plain or gzip), scaling pixels to [0, 1] by /255.
-    /// Throws <see cref="DataFormatException"/> when either file is bad or their counts differ.
+    /// Throws <see cref="DataFormatException"/> when either file is bad, holds no images, their counts
+    /// differ, or a label is not below <paramref name="classes"/> (naming the first such record).
     /// </summary>
-    public static Dataset LoadIdx(string imagesPath, string labelsPath)
+    public static Dataset LoadIdx(string imagesPath, string labelsPath, int classes)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(classes, 1);
         IdxImages images = IdxFile.ReadImages(imagesPath);
         byte[] labels = IdxFile.ReadLabels(labelsPath);
         if (labels.Length != images.Count)
             throw new DataFormatException($"{labelsPath}: {labels.Length} labels, but {imagesPath} has {images.Count} images");
+        if (images.Count == 0) throw new DataFormatException($"{imagesPath}: holds no images");
+        int bad = Array.FindIndex(labels, label => label >= classes);
+        if (bad >= 0)
+            throw new DataFormatException($"{labelsPath}: record {bad} has label {labels[bad]}, outside the {classes} classes 0-{classes - 1}");
 
         var pixels = new float[images.Pixels.Length];
         byte[] source = images.Pixels;

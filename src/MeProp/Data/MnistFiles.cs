@@ -31,15 +31,18 @@ public static class MnistFiles
         throw new DataFormatException($"{plain}: file not found (nor {name}.gz)");
     }
 
-    /// <summary>Loads the training and test sets; their images must have the same size.</summary>
+    /// <summary>The classes of MNIST and of the data sets in its layout (Fashion-MNIST, KMNIST).</summary>
+    public const int Classes = 10;
+
+    /// <summary>Loads the training and test sets; their images must have the same size and their labels be below <see cref="Classes"/>.</summary>
     public static MnistData Load(string directory)
     {
         string trainImages = Find(directory, TrainImages);
         string trainLabels = Find(directory, TrainLabels);
         string testImages = Find(directory, TestImages);
         string testLabels = Find(directory, TestLabels);
-        Dataset training = Dataset.LoadIdx(trainImages, trainLabels);
-        Dataset test = Dataset.LoadIdx(testImages, testLabels);
+        Dataset training = Dataset.LoadIdx(trainImages, trainLabels, Classes);
+        Dataset test = Dataset.LoadIdx(testImages, testLabels, Classes);
         if (test.Height != training.Height || test.Width != training.Width)
             throw new DataFormatException(
                 $"{testImages}: images are {test.Height}x{test.Width}, but the training images in {trainImages} are {training.Height}x{training.Width}");

@@ -14,6 +14,8 @@ public sealed record TrainProgress
     public double? BestDevAccuracy { get; init; }
     public double BestTestAccuracy { get; init; }
     public double TrainSeconds { get; init; }
+    /// <summary>Mean training loss of epoch 1, the reference of the divergence warning.</summary>
+    public double? FirstEpochLoss { get; init; }
 }
 
 /// <summary>
@@ -53,8 +55,7 @@ public static class Checkpoint
         var file = SafeTensorsFile.Load(path);
         if (!file.Metadata.TryGetValue("config", out var config))
             throw new CheckpointFormatException($"{path}: no training configuration in the checkpoint metadata (was it written by 'meprop train'?)");
-        return JsonSerializer.Deserialize<TrainOptions>(config, Json.Line)
-            ?? throw new CheckpointFormatException($"{path}: the stored configuration is empty");
+        return ParseMetadata<TrainOptions>(path, "config", config);
     }
 
     /// <summary>
@@ -85,9 +86,20 @@ public static class Checkpoint
                 throw new CheckpointFormatException($"{path}: metadata 'optimizer_step' is missing or not a number");
             optimizer.RestoreStep(steps);
         }
-        return file.Metadata.TryGetValue("progress", out var progress)
-            ? JsonSerializer.Deserialize<TrainProgress>(progress, Json.Line)
-            : null;
+        return file.Metadata.TryGetValue("progress", out var progress) ? ParseMetadata<TrainProgress>(path, "progress", progress) : null;
+    }
+
+    /// <summary>A JSON metadata entry as <typeparamref name="T"/>; anything else is an error naming the file and the entry.</summary>
+    private static T ParseMetadata<T>(string path, string key, string json) where T : class
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<T>(json, Json.Line) ?? throw new CheckpointFormatException($"{path}: metadata '{key}' is empty");
+        }
+        catch (JsonException e)
+        {
+            throw new CheckpointFormatException($"{path}: metadata '{key}' is not a valid {typeof(T).Name} record ({e.Message})");
+        }
     }
 
     private static void CopyInto(SafeTensorsFile file, string path, string name, Tensors.Tensor target)

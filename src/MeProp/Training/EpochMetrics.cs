@@ -6,6 +6,8 @@ namespace MeProp.Training;
 public sealed record EpochMetrics
 {
     [JsonPropertyName("epoch")] public int Epoch { get; init; }
+    /// <summary>What went wrong in the epoch without stopping it (a loss that explodes); absent when nothing did.</summary>
+    [JsonPropertyName("warnings"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public List<string>? Warnings { get; init; }
     [JsonPropertyName("train_loss")] public double TrainLoss { get; init; }
     [JsonPropertyName("train_accuracy")] public double TrainAccuracy { get; init; }
     [JsonPropertyName("dev_accuracy")] public double? DevAccuracy { get; init; }

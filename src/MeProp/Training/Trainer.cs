@@ -73,6 +73,9 @@ public sealed class Trainer
         return model;
     }
 
+    /// <summary>Called between an epoch's metrics line and its checkpoints, so tests can crash a run there.</summary>
+    internal Action<int>? MetricsWritten { get; set; }
+
     public Sequential Model => _model;
     public IOptimizer Optimizer => _optimizer;
     public TrainProgress Progress => _progress;
@@ -88,7 +91,13 @@ public sealed class Trainer
     /// <summary>Trains the remaining epochs and returns the summary.</summary>
     public TrainSummary Run(ITrainingObserver? observer = null)
     {
-        if (_outDirectory is not null) Directory.CreateDirectory(_outDirectory);
+        if (_outDirectory is not null)
+        {
+            // A fresh run appending to an earlier run's metrics would mix the two (RunDirectory claims directories up front).
+            if (_progress.EpochsCompleted == 0 && File.Exists(Path.Combine(_outDirectory, MetricsFile)))
+                throw new RunDirectoryInUseException($"{_outDirectory}: holds an earlier run ({MetricsFile}); resume it or train into another directory");
+            Directory.CreateDirectory(_outDirectory);
+        }
         var loader = new BatchLoader(_split.Train, _options.BatchSize, shuffle: true, _options.Seed);
         var images = new Tensor(0);
         var labels = new int[_options.BatchSize];
@@ -102,6 +111,7 @@ public sealed class Trainer
             _progress = _progress with
             {
                 EpochsCompleted = epoch,
+                FirstEpochLoss = _progress.FirstEpochLoss ?? metrics.TrainLoss,
                 TrainSeconds = _progress.TrainSeconds + metrics.EpochSeconds,
             };
             if (better)
@@ -112,6 +122,7 @@ public sealed class Trainer
                 // the checkpoint has not completed, which Resume drops and the resumed run writes again
                 // (identically, runs being deterministic). The other order could lose the line for good.
                 File.AppendAllText(Path.Combine(_outDirectory, MetricsFile), JsonSerializer.Serialize(metrics, Json.Line) + "\n");
+                MetricsWritten?.Invoke(epoch);
                 if (better) Checkpoint.Save(Path.Combine(_outDirectory, BestCheckpoint), _model, null, _options, _progress);
                 Checkpoint.Save(Path.Combine(_outDirectory, LastCheckpoint), _model, _optimizer, _options, _progress);
             }
@@ -145,11 +156,13 @@ public sealed class Trainer
         long epochStart = Stopwatch.GetTimestamp();
         double lossSum = 0;
         long seen = 0, correct = 0;
+        int classes = 0;
         for (int batch = 0; batch < loader.BatchCount; batch++)
         {
             int n = loader.FillBatch(batch, images, labels);
             long t0 = Stopwatch.GetTimestamp();
             var logits = _model.Forward(images, training: true);
+            classes = logits.Dim(1);
             double loss = _loss.Forward(logits, labels.AsSpan(0, n));
             long t1 = Stopwatch.GetTimestamp();
             // The step is opened before backward so that fused layers can apply their share of it there.
@@ -175,6 +188,7 @@ public sealed class Trainer
         return new EpochMetrics
         {
             Epoch = epoch,
+            Warnings = DivergenceWarning(lossSum / seen, classes) is string warning ? [warning] : null,
             TrainLoss = lossSum / seen,
             TrainAccuracy = (double)correct / seen,
             DevAccuracy = dev,
@@ -190,6 +204,19 @@ public sealed class Trainer
             GradientDensity = workLayers.Where(l => l.Sparsifier is not null).ToDictionary(l => l.Name, l => l.GradientCounters.DensityBefore),
             KeptFraction = workLayers.Where(l => l.Sparsifier is not null).ToDictionary(l => l.Name, l => l.GradientCounters.KeptFraction),
         };
+    }
+
+    /// <summary>
+    /// A warning when the epoch's mean loss is over 100 times the smaller of the first epoch's and that of a
+    /// uniform guess over the classes (ln C, where training starts): the run is diverging although every
+    /// value is still finite (NaN or infinity stops it outright).
+    /// </summary>
+    private string? DivergenceWarning(double loss, int classes)
+    {
+        double reference = Math.Min(Math.Log(classes), _progress.FirstEpochLoss ?? double.PositiveInfinity);
+        return loss > 100 * reference
+            ? $"train loss {loss:G4} is over 100x {reference:G4} (the first epoch's, or a uniform guess's): training is diverging; try a smaller learning rate"
+            : null;
     }
 
     /// <summary>Fraction of <paramref name="data"/> the model classifies correctly.</summary>

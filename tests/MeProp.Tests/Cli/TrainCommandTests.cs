@@ -1,7 +1,7 @@
 using System.Text.Json;
-using MeProp.Cli;
-using MeProp.Tests.Data;
 using MeProp.Training;
+
+using static MeProp.Tests.Cli.CliHarness;
 
 namespace MeProp.Tests.Cli;
 
@@ -14,40 +14,6 @@ public class TrainCommandTests
 {
     private static string[] Args(string data, string outDir, params string[] extra) =>
         ["train", "--data", data, "--out", outDir, "--dev-size", "12", "--batch-size", "7", "--threads", "2", "--seed", "3", .. extra];
-
-    private static (int Code, string Stdout, string Stderr) Run(params string[] args)
-    {
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        Console.SetOut(stdout);
-        Console.SetError(stderr);
-        try
-        {
-            return (CommandLine.Run(args), stdout.ToString(), stderr.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-    }
-
-    private static TempDirectory TinyData()
-    {
-        var dir = new TempDirectory();
-        IdxTestFiles.WriteMnistLayout(dir.Path, trainCount: 61, testCount: 23, height: 8, width: 8);
-        return dir;
-    }
-
-    /// <summary>metrics.jsonl lines without the wall-clock fields.</summary>
-    private static List<string> MetricsWithoutTimes(string directory) =>
-        File.ReadAllLines(Path.Combine(directory, Trainer.MetricsFile)).Select(line =>
-        {
-            var node = System.Text.Json.Nodes.JsonNode.Parse(line)!.AsObject();
-            foreach (string key in node.Select(p => p.Key).Where(k => k.Contains("seconds")).ToList()) node.Remove(key);
-            return node.ToJsonString();
-        }).ToList();
 
     [Theory]
     [InlineData("--model", "mlp", "--hidden-size", "16")]
@@ -169,24 +135,42 @@ public class TrainCommandTests
     }
 
     [Fact]
-    public void ReproduceTrainsTheGridWritesTheTableAndSkipsFinishedRuns()
+    public void ReproduceTrainsTheGridResumesAndSkipsFinishedRuns()
     {
         using var data = TinyData();
         using var output = new TempDirectory();
-        string[] args = ["reproduce", "--data", data.Path, "--out", output.Path, "--epochs", "1", "--topk", "0.5",
-            "--batch-norm", "both", "--dev-size", "12", "--threads", "2"];
-        var first = Run(args);
+        using var checkpoints = new TempDirectory();
+        string[] Args(int epochs) => ["reproduce", "--data", data.Path, "--out", output.Path, "--checkpoints", checkpoints.Path,
+            "--epochs", epochs.ToString(), "--tables", "2", "--rows", "dense,top5-d0.6,random5", "--seeds", "1", "--headline-seeds", "2",
+            "--dev-size", "12", "--jobs", "2", "--threads", "1"];
+        var first = Run(Args(1));
         Assert.True(first.Code == 0, first.Stderr);
-        foreach (string run in new[] { "dense", "meprop-50", "dense-bn", "meprop-50-bn" })
-            Assert.True(File.Exists(Path.Combine(output.Path, run, Trainer.SummaryFile)), $"{run} has no summary");
-        var table = File.ReadAllLines(output.File("results.md"));
-        Assert.Equal(2 + 4, table.Length);
-        Assert.Contains(table, line => line.StartsWith("| meprop-50-bn | 0.5 | 0.6 | yes | 1 | 1 |"));
+        string[] runs = ["table2-dense/seed-1", "table2-top5-d0.6/seed-1", "table2-random5/seed-1", "table2-dense/seed-2", "table2-top5-d0.6/seed-2"];
+        foreach (string run in runs)
+        {
+            Assert.True(File.Exists(Path.Combine(output.Path, "runs", run, Trainer.SummaryFile)), $"{run} has no summary");
+            Assert.True(File.Exists(Path.Combine(checkpoints.Path, run, Trainer.LastCheckpoint)), $"{run} has no checkpoint");
+        }
+        Assert.Empty(Directory.GetFiles(output.Path, "*.safetensors", SearchOption.AllDirectories));
+        using (var json = JsonDocument.Parse(File.ReadAllText(output.File("results.json"))))
+            Assert.Equal(3, json.RootElement.GetArrayLength());
+        Assert.Contains("| random5 | 1 | 1 |", File.ReadAllText(output.File("results.md")));
 
-        var second = Run(args);
-        Assert.Equal(0, second.Code);
-        Assert.Equal(4, second.Stdout.Split('\n').Count(line => line.Contains("finished earlier, kept")));
-        Assert.Equal(table, File.ReadAllLines(output.File("results.md")));
+        var again = Run(Args(1));
+        Assert.True(again.Code == 0, again.Stderr);
+        Assert.Contains("5 of 5 runs finished earlier", again.Stdout);
+
+        // Two epochs: four runs resume from their checkpoints; the fifth lost its checkpoint and starts
+        // again, writing the same first epoch as before.
+        string lost = Path.Combine(output.Path, "runs", runs[2]);
+        var before = MetricsWithoutTimes(lost);
+        Directory.Delete(Path.Combine(checkpoints.Path, runs[2]), recursive: true);
+        var longer = Run(Args(2));
+        Assert.True(longer.Code == 0, longer.Stderr);
+        Assert.Equal(4, longer.Stdout.Split('\n').Count(line => line.Contains("resuming after epoch 1")));
+        var after = MetricsWithoutTimes(lost);
+        Assert.Equal(2, after.Count);
+        Assert.Equal(before[0], after[0]);
     }
 
     [Fact]

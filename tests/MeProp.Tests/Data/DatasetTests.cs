@@ -22,14 +22,14 @@ public sealed class DatasetTests : IDisposable
     }
 
     [Fact]
-    public void LoadIdx_ScalesPixelsBy255()
+    public void LoadIdx_ScalesPixelsBy255AndTakesLabelsBelowTheClassCount()
     {
         string images = _directory.File("images");
         string labels = _directory.File("labels.gz");
         File.WriteAllBytes(images, IdxTestFiles.Images(2, 1, 3, (n, i) => (byte)(i switch { 0 => 0, 1 => 51, _ => 255 - n })));
         File.WriteAllBytes(labels, IdxTestFiles.Gzip(IdxTestFiles.Labels(7, 200)));
 
-        Dataset data = Dataset.LoadIdx(images, labels);
+        Dataset data = Dataset.LoadIdx(images, labels, classes: 201);
 
         Assert.Equal((2, 1, 1, 3, 3), (data.Count, data.Channels, data.Height, data.Width, data.ImageSize));
         Assert.Equal(new[] { 0f, 51f / 255f, 1f, 0f, 51f / 255f, 254f / 255f }, data.Images.ToArray());
@@ -44,7 +44,7 @@ public sealed class DatasetTests : IDisposable
         File.WriteAllBytes(images, IdxTestFiles.Images(3, 2, 2, (_, _) => 0));
         File.WriteAllBytes(labels, IdxTestFiles.Labels(1, 2));
 
-        var error = Assert.Throws<DataFormatException>(() => Dataset.LoadIdx(images, labels));
+        var error = Assert.Throws<DataFormatException>(() => Dataset.LoadIdx(images, labels, 10));
 
         Assert.Equal($"{labels}: 2 labels, but {images} has 3 images", error.Message);
     }

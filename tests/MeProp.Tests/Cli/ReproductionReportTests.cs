@@ -1,0 +1,123 @@
+using System.Text.Json;
+using MeProp.Cli.Reproduction;
+using MeProp.Training;
+
+namespace MeProp.Tests.Cli;
+
+/// <summary>
+/// The reproduction's table-making on synthetic run directories: best-dev-epoch results, mean, sample
+/// standard deviation and the paired 95% interval, checked against values worked out by hand.
+/// </summary>
+public class ReproductionReportTests
+{
+    private static readonly ReproductionConfig Dense = ReproductionGrid.All.Single(c => c.Name == "table2-dense");
+    private static readonly ReproductionConfig Top5 = ReproductionGrid.All.Single(c => c.Name == "table2-top5-d0.6");
+
+    /// <summary>A run of three epochs whose dev accuracy peaks at epoch 2, where the test accuracy is <paramref name="bestTest"/>.</summary>
+    private static void WriteRun(string root, ReproductionConfig config, ulong seed, double bestTest, int epochs = 3)
+    {
+        string directory = Path.Combine(root, config.Name, $"seed-{seed}");
+        Directory.CreateDirectory(directory);
+        var lines = Enumerable.Range(1, epochs).Select(e => JsonSerializer.Serialize(new EpochMetrics
+        {
+            Epoch = e,
+            TrainLoss = 1.0 / e,
+            DevAccuracy = e == 2 ? 0.995 : 0.99,
+            TestAccuracy = e == 2 ? bestTest : 0.5,
+            EpochSeconds = 10 * e,
+        }, Json.Line));
+        File.WriteAllLines(Path.Combine(directory, Trainer.MetricsFile), lines);
+    }
+
+    [Fact]
+    public void StatisticsMatchHandComputedValues()
+    {
+        using var root = new TempDirectory();
+        double[] dense = [0.990, 0.992, 0.989], top5 = [0.991, 0.994, 0.990];
+        for (int i = 0; i < 3; i++)
+        {
+            WriteRun(root.Path, Dense, (ulong)i + 1, dense[i]);
+            WriteRun(root.Path, Top5, (ulong)i + 1, top5[i]);
+        }
+        var rows = ReproductionReport.Collect(root.Path, [Dense, Top5], epochs: 3);
+
+        var denseRow = rows[0];
+        Assert.Equal([1UL, 2, 3], denseRow.Seeds);
+        Assert.Equal([2, 2, 2], denseRow.BestEpoch);
+        Assert.Equal(dense, denseRow.TestAccuracy);
+        Assert.Equal([0.5, 0.5, 0.5], denseRow.FinalTestAccuracy);
+        Assert.Equal(20.0, denseRow.MeanEpochSeconds!.Value, 12);
+        Assert.False(denseRow.Partial);
+
+        // Test accuracy in %: 99.0, 99.2, 98.9 -> mean 99.0333, deviations -0.0333, 0.1667, -0.1333,
+        // squares sum 0.046667, / 2 -> 0.023333, std 0.152753.
+        var percent = denseRow.TestAccuracy.Select(v => 100 * v).ToList();
+        Assert.Equal(99.033333, SeedStatistics.Mean(percent), 5);
+        Assert.Equal(0.152753, SeedStatistics.StandardDeviation(percent), 5);
+
+        // Paired differences 0.1, 0.2, 0.1 points: mean 0.133333, std 0.057735, t(0.975, 2) = 4.303,
+        // half-width 4.303 * 0.057735 / sqrt(3) = 0.143433.
+        var (mean, halfWidth, pairs) = ReproductionReport.PairedTest(rows[1], denseRow);
+        Assert.Equal(3, pairs);
+        Assert.Equal(0.133333, mean, 5);
+        Assert.Equal(0.143433, halfWidth, 5);
+
+        string markdown = ReproductionReport.ToMarkdown(rows, "timing note");
+        Assert.Contains("| dense | 3 | 3 | 2.0 | 99.50 ± 0.00 | 99.03 ± 0.15 | [98.90, 99.20] |", markdown);
+        Assert.Contains("| top5-d0.6 | 3 | 3 | 2.0 | 99.50 ± 0.00 | 99.17 ± 0.21 | [99.00, 99.40] | +0.13 [-0.01, +0.28] (n=3) |", markdown);
+        Assert.Contains("no difference from dense that the seeds can resolve", markdown);
+        Assert.DoesNotContain("Partial", markdown);
+    }
+
+    [Fact]
+    public void PairsOnlyCommonSeedsAndMarksPartialRuns()
+    {
+        using var root = new TempDirectory();
+        WriteRun(root.Path, Dense, 1, 0.990);
+        WriteRun(root.Path, Dense, 2, 0.992);
+        WriteRun(root.Path, Top5, 2, 0.995);
+        WriteRun(root.Path, Top5, 7, 0.980, epochs: 2);
+        var rows = ReproductionReport.Collect(root.Path, [Dense, Top5], epochs: 3);
+        Assert.Equal([2UL, 7], rows[1].Seeds);
+        Assert.Equal([3, 2], rows[1].EpochsCompleted);
+        Assert.True(rows[1].Partial);
+        var (mean, halfWidth, pairs) = ReproductionReport.PairedTest(rows[1], rows[0]);
+        Assert.Equal(1, pairs);
+        Assert.Equal(0.3, mean, 9);
+        Assert.True(double.IsNaN(halfWidth));
+        string markdown = ReproductionReport.ToMarkdown(rows, "timing note");
+        Assert.Contains("2-3 of 3 (partial)", markdown);
+        Assert.Contains("Partial: top5-d0.6", markdown);
+    }
+
+    [Fact]
+    public void ResultsJsonHasOneRowPerConfigurationWithThePapersFigures()
+    {
+        using var root = new TempDirectory();
+        WriteRun(root.Path, Dense, 1, 0.990);
+        var rows = ReproductionReport.Collect(root.Path, ReproductionGrid.All, epochs: 30);
+        Assert.Equal(16, rows.Count);
+        using var json = JsonDocument.Parse(ReproductionReport.ToJson(rows));
+        var first = json.RootElement[0];
+        Assert.Equal(2, first.GetProperty("table").GetInt32());
+        Assert.Equal(JsonValueKind.Null, first.GetProperty("topk").ValueKind);
+        Assert.Equal(0.9902, first.GetProperty("paper").GetProperty("test").GetDouble());
+        Assert.Equal(0.99, first.GetProperty("test_accuracy")[0].GetDouble());
+        var random = json.RootElement.EnumerateArray().Single(r => r.GetProperty("row").GetString() == "random5" && r.GetProperty("table").GetInt32() == 3);
+        Assert.Equal("random", random.GetProperty("selection").GetString());
+        Assert.True(random.GetProperty("batch_norm").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, random.GetProperty("paper").ValueKind);
+        Assert.Equal(0, random.GetProperty("seeds").GetArrayLength());
+    }
+
+    [Fact]
+    public void StudentQuantilesAreTheTabulatedOnes()
+    {
+        Assert.Equal(12.706, SeedStatistics.StudentT975(1));
+        Assert.Equal(2.776, SeedStatistics.StudentT975(4));
+        Assert.Equal(2.042, SeedStatistics.StudentT975(30));
+        Assert.Equal(2.0003, SeedStatistics.StudentT975(60), 3); // t(0.975, 60) = 2.000
+        Assert.Equal(1.984, SeedStatistics.StudentT975(100), 3);
+        Assert.Throws<ArgumentOutOfRangeException>(() => SeedStatistics.StudentT975(0));
+    }
+}
