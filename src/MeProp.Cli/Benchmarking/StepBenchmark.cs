@@ -77,7 +77,7 @@ internal sealed class StepBenchmark
         };
         _model = Trainer.BuildModel(options, 1, 28, 28, compute);
         _optimizer = new Adam(_model.Parameters, compute.Pool);
-        foreach (var linear in _model.Layers.OfType<Linear>()) linear.FusedOptimizer = _optimizer;
+        foreach (var linear in _model.AllLayers.OfType<Linear>()) linear.FusedOptimizer = _optimizer;
         var rng = new Rng(seed);
         for (int b = 0; b < Batches; b++)
         {

@@ -19,7 +19,7 @@ public sealed class Sequential
     {
         _layers = layers.ToArray();
         if (_layers.Length == 0) throw new ArgumentException("a model needs at least one layer");
-        var duplicate = _layers.GroupBy(l => l.Name).FirstOrDefault(g => g.Count() > 1);
+        var duplicate = AllLayers.GroupBy(l => l.Name).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new ArgumentException($"layer name '{duplicate.Key}' is used twice");
         _layers[0].ComputeInputGradient = false;
         Parameters = _layers.SelectMany(l => l.Parameters).ToArray();
@@ -27,14 +27,21 @@ public sealed class Sequential
         _forwardTicks = new long[_layers.Length];
     }
 
+    /// <summary>The top-level layers, in order.</summary>
     public IReadOnlyList<ILayer> Layers => _layers;
+
+    /// <summary>Every layer depth-first, composite layers followed by their children: what per-layer code (checkpoint state, meProp, counters) walks.</summary>
+    public IEnumerable<ILayer> AllLayers => _layers.SelectMany(Flatten);
+
+    private static IEnumerable<ILayer> Flatten(ILayer layer) =>
+        layer is ICompositeLayer composite ? composite.Children.SelectMany(Flatten).Prepend(layer) : [layer];
 
     /// <summary>All learnable parameters, in layer order.</summary>
     public IReadOnlyList<Parameter> Parameters { get; }
 
     /// <summary>The layer with this name, or an error listing the names there are.</summary>
-    public ILayer Layer(string name) => _layers.FirstOrDefault(l => l.Name == name)
-        ?? throw new ArgumentException($"no layer named '{name}'; layers are {string.Join(", ", _layers.Select(l => l.Name))}");
+    public ILayer Layer(string name) => AllLayers.FirstOrDefault(l => l.Name == name)
+        ?? throw new ArgumentException($"no layer named '{name}'; layers are {string.Join(", ", AllLayers.Select(l => l.Name))}");
 
     public Tensor Forward(Tensor input, bool training)
     {

@@ -13,8 +13,8 @@ public static class MePropSetup
     public static void Attach(Sequential model, double ratio, double decay, DecayShape shape, SelectionPolicy? selection,
         IReadOnlyList<string>? layerNames, ulong seed)
     {
-        var names = layerNames ?? model.Layers.OfType<Conv2d>().Select(l => l.Name).ToArray();
-        var output = model.Layers.OfType<IMePropLayer>().LastOrDefault();
+        var names = layerNames ?? model.AllLayers.OfType<Conv2d>().Select(l => l.Name).ToArray();
+        var output = model.AllLayers.OfType<IMePropLayer>().LastOrDefault();
         var layers = new List<IMePropLayer>();
         foreach (string name in names)
         {

@@ -35,9 +35,9 @@ public static class Checkpoint
         var file = new SafeTensorsFile();
         file.Metadata[FormatKey] = FormatValue;
         foreach (var p in model.Parameters) file.Add(p.Name, p.Value);
-        foreach (var layer in model.Layers.OfType<IStatefulLayer>())
+        foreach (var layer in model.AllLayers.OfType<IStatefulLayer>())
             foreach (var (name, tensor) in layer.StateTensors()) file.Add(name, tensor);
-        foreach (var layer in model.Layers.OfType<IStatefulLayer>())
+        foreach (var layer in model.AllLayers.OfType<IStatefulLayer>())
             foreach (var (key, value) in layer.StateMetadata()) file.Metadata[key] = value;
         if (optimizer is not null)
         {
@@ -66,7 +66,7 @@ public static class Checkpoint
     {
         var file = SafeTensorsFile.Load(path);
         foreach (var p in model.Parameters) CopyInto(file, path, p.Name, p.Value);
-        foreach (var layer in model.Layers.OfType<IStatefulLayer>())
+        foreach (var layer in model.AllLayers.OfType<IStatefulLayer>())
         {
             // State tensors (running statistics, running gradients) take the saved shape: a running
             // gradient is sized by the batches it has seen.

@@ -60,7 +60,7 @@ public sealed class Trainer
         if (_optimizer is Adam adam && options.FusedUpdate)
         {
             _fusedAdam = adam;
-            foreach (var linear in _model.Layers.OfType<Linear>()) linear.FusedOptimizer = adam;
+            foreach (var linear in _model.AllLayers.OfType<Linear>()) linear.FusedOptimizer = adam;
         }
     }
 
@@ -150,7 +150,7 @@ public sealed class Trainer
         loader.StartEpoch(epoch);
         observer?.EpochStarted(epoch, _options.Epochs, loader.BatchCount);
         _model.ResetTimings();
-        var workLayers = _model.Layers.OfType<IMePropLayer>().ToArray();
+        var workLayers = _model.AllLayers.OfType<IMePropLayer>().ToArray();
         foreach (var layer in workLayers) layer.ResetCounters();
         long forwardTicks = 0, backwardTicks = 0, updateTicks = 0;
         long epochStart = Stopwatch.GetTimestamp();
