@@ -3,7 +3,8 @@
 
 How to run (from the repository root):
 
-    /usr/bin/python3 scripts/make_golden_fixtures.py
+    /usr/bin/python3 scripts/make_golden_fixtures.py                     # every fixture
+    /usr/bin/python3 scripts/make_golden_fixtures.py residual_identity.json  # only the named ones
 
 Needs Debian's PyTorch and NumPy (`apt-get install -y python3-torch python3-numpy`; Debian 12 ships
 torch 1.13). Use /usr/bin/python3 explicitly: a pyenv python3 on PATH will not see the Debian packages.
@@ -34,6 +35,8 @@ OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"
                        "Fixtures", "golden")
 MAX_BYTES = 200 * 1024
 DT = torch.float64
+ONLY = set()  # fixture file names to write (from the command line); empty: all
+KNOWN = set()  # every fixture file name main() produces
 
 
 def tensor_entry(t):
@@ -42,6 +45,9 @@ def tensor_entry(t):
 
 
 def write(name, description, params, tensors):
+    KNOWN.add(name)
+    if ONLY and name not in ONLY:
+        return
     doc = {"description": description + f" (torch {torch.__version__})",
            "params": params,
            "tensors": {k: tensor_entry(v) for k, v in tensors.items()}}
@@ -112,6 +118,80 @@ def maxpool_case(name, x_shape, seed):
     write(name, f"max_pool2d x{list(x_shape)} kernel 2 stride 2, floor mode, all values distinct",
           {"kernel": 2, "stride": 2, "padding": 0},
           {"x": x, "y": y, "dy": dy, "dx": x.grad})
+
+
+def avgpool_case(name, x_shape, kernel, stride, seed):
+    torch.manual_seed(seed)
+    x = leaf(randn(*x_shape))
+    y = F.avg_pool2d(x, kernel_size=kernel, stride=stride)  # no padding, floor mode
+    dy = randn(*y.shape)
+    y.backward(dy)
+    write(name, f"avg_pool2d x{list(x_shape)} kernel {kernel} stride {stride}, no padding, floor mode; "
+                "y = window sum / kernel^2",
+          {"kernel": kernel, "stride": stride, "padding": 0},
+          {"x": x, "y": y, "dy": dy, "dx": x.grad})
+
+
+def global_avgpool_case(name, x_shape, seed):
+    torch.manual_seed(seed)
+    x = leaf(randn(*x_shape))
+    y = torch.flatten(torch.nn.AdaptiveAvgPool2d(1)(x), 1)
+    dy = randn(*y.shape)
+    y.backward(dy)
+    write(name, f"global average pool: AdaptiveAvgPool2d(1) then flatten, x{list(x_shape)} -> y [N, C]", {},
+          {"x": x, "y": y, "dy": dy, "dx": x.grad})
+
+
+class BasicBlock(torch.nn.Module):
+    """ResNet basic block (He et al. 2016), convs with bias as MeProp's Conv2d has one:
+    y = bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x), shortcut the identity or conv (1x1, stride) then bn."""
+
+    def __init__(self, in_channels, out_channels, stride):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1)
+        self.bn1 = torch.nn.BatchNorm2d(out_channels)
+        self.conv2 = torch.nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.bn2 = torch.nn.BatchNorm2d(out_channels)
+        self.shortcut = torch.nn.Sequential()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut.add_module("conv", torch.nn.Conv2d(in_channels, out_channels, 1, stride=stride))
+            self.shortcut.add_module("bn", torch.nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        return self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))) + self.shortcut(x)
+
+
+def residual_case(name, x_shape, out_channels, stride, seed):
+    torch.manual_seed(seed)
+    model = torch.nn.Module()
+    model.block1 = BasicBlock(x_shape[1], out_channels, stride)
+    model = model.to(DT)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.copy_(1 + 0.3 * randn(module.num_features))
+                module.bias.copy_(0.5 * randn(module.num_features))
+    tensors = {n: p.detach().clone() for n, p in model.named_parameters()}
+    x = leaf(randn(*x_shape))
+    model.train()
+    y = model.block1(x)
+    dy = randn(*y.shape)
+    y.backward(dy)
+    tensors.update({"x": x, "y": y, "dy": dy, "dx": x.grad})
+    for n, p in model.named_parameters():
+        tensors["grad." + n] = p.grad
+    for n, b in model.named_buffers():
+        if not n.endswith("num_batches_tracked"):
+            tensors[n] = b
+    shortcut = "identity" if stride == 1 and x_shape[1] == out_channels else f"conv 1x1 stride {stride}, bn"
+    write(name,
+          f"ResNet basic block1 in training mode, x{list(x_shape)} -> {out_channels} channels, stride {stride}: "
+          "y = bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x), conv1 3x3 pad 1, conv2 3x3 pad 1 (both with "
+          f"bias), shortcut {shortcut}; parameters under their PyTorch names (block1.conv1.weight, ...), "
+          "grad.NAME their gradients for upstream gradient dy, block1.*.running_mean/var after the one "
+          "forward (momentum 0.1)",
+          {"stride": stride, "eps": 1e-5, "momentum": 0.1},
+          tensors)
 
 
 def activation_case(name, fn, seed):
@@ -239,6 +319,7 @@ def tiny_cnn_case(seed):
 def main():
     torch.set_num_threads(1)
     os.makedirs(OUT_DIR, exist_ok=True)
+    ONLY.update(sys.argv[1:])
     conv2d_case("conv2d_s1_p2.json", (2, 3, 7, 6), (4, 3, 5, 5), 1, 2, seed=101)
     conv2d_case("conv2d_s2_p1.json", (3, 2, 9, 8), (5, 2, 3, 3), 2, 1, seed=102)
     conv2d_case("conv2d_s1_p0_odd.json", (1, 1, 5, 5), (2, 1, 3, 3), 1, 0, seed=103)
@@ -263,6 +344,13 @@ def main():
                    "after step i",
                    {"lr": 0.1, "momentum": 0.9}, seed=702)
     tiny_cnn_case(seed=801)
+    avgpool_case("avgpool2d_k2s2.json", (2, 3, 7, 17), 2, 2, seed=901)
+    avgpool_case("avgpool2d_k3s2_odd.json", (2, 2, 9, 7), 3, 2, seed=902)
+    global_avgpool_case("global_avgpool2d.json", (3, 4, 5, 7), seed=903)
+    residual_case("residual_identity.json", (2, 4, 6, 6), 4, 1, seed=1001)
+    residual_case("residual_downsample.json", (4, 3, 8, 7), 6, 2, seed=1002)
+    if ONLY - KNOWN:
+        sys.exit(f"no such fixture: {', '.join(sorted(ONLY - KNOWN))}")
 
 
 if __name__ == "__main__":

@@ -12,10 +12,12 @@ public static class CommandLine
         root.Options.Add(CommonOptions.Verbose);
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
+        root.Subcommands.Add(SummaryCommand.Create());
         root.Subcommands.Add(DataCommand.Create());
         root.Subcommands.Add(StatsCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(ReproduceCommand.Create());
+        root.Subcommands.Add(PlotCommand.Create());
         return root;
     }
 

@@ -18,6 +18,20 @@ internal static class CommonOptions
         Description = "Directory holding the four IDX files (train-images-idx3-ubyte, ...; plain or .gz). When it lacks them, MNIST is fetched into it. Default: $MEPROP_DATA or ~/.cache/meprop/mnist",
     };
 
+    public static Option<string> Model() => new Option<string>("--model")
+    {
+        Description = $"Network: {string.Join(" or ", MeProp.Models.ModelOptions.KnownModels)}, or a network file (.json: input, classes, layers; see docs/GUIDE.md)",
+        DefaultValueFactory = _ => "paper-cnn",
+    }.Require(v => MeProp.Models.ModelOptions.KnownModels.Contains(v) || v.EndsWith(".json", StringComparison.OrdinalIgnoreCase) || File.Exists(v),
+        $"--model must be {string.Join(" or ", MeProp.Models.ModelOptions.KnownModels)}, or a .json network file");
+
+    /// <summary>A built-in network by name, or the network a .json file describes (read now, so a bad file fails before any work).</summary>
+    public static MeProp.Models.ModelOptions ModelOptions(string model)
+    {
+        if (MeProp.Models.ModelOptions.KnownModels.Contains(model)) return new() { Model = model };
+        return new() { Model = Path.GetFileName(model), Network = MeProp.Models.NetworkSpec.Load(model) };
+    }
+
     public static Option<string> Activation()
     {
         var option = new Option<string>("--activation") { Description = "Nonlinearity: relu, sigmoid or tanh", DefaultValueFactory = _ => "relu" };

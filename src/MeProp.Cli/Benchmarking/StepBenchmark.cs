@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using MeProp.Data;
 using MeProp.Layers;
 using MeProp.Losses;
 using MeProp.Models;
@@ -75,7 +76,7 @@ internal sealed class StepBenchmark
             Threads = config.Threads,
             BatchSize = config.Batch,
         };
-        _model = Trainer.BuildModel(options, 1, 28, 28, compute);
+        _model = Trainer.BuildModel(options, 1, 28, 28, MnistFiles.Classes, compute);
         _optimizer = new Adam(_model.Parameters, compute.Pool);
         foreach (var linear in _model.AllLayers.OfType<Linear>()) linear.FusedOptimizer = _optimizer;
         var rng = new Rng(seed);

@@ -30,7 +30,7 @@ internal static class EvalCommand
             var mnist = MnistFiles.Load(CommonOptions.ResolveData(parse.GetValue(data)));
             using var compute = new ComputeContext(parse.GetValue(threads));
             var test = mnist.Test;
-            var model = ModelBuilder.Build(options.ModelOptions, test.Channels, test.Height, test.Width, 10, compute, options.Seed);
+            var model = ModelBuilder.Build(options.ModelOptions, test.Channels, test.Height, test.Width, test.Classes, compute, options.Seed);
             Checkpoint.Load(path, model, optimizer: null);
             double accuracy = Trainer.Evaluate(model, test, options.EvalBatchSize);
             Console.WriteLine($"test accuracy {accuracy:F4} ({test.Count} images, {path})");

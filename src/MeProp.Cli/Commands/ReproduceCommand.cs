@@ -67,6 +67,7 @@ internal static class ReproduceCommand
                 Directory.CreateDirectory(root);
                 AtomicFile.WriteAllText(Path.Combine(root, ReproductionReport.JsonFile), ReproductionReport.ToJson(results));
                 AtomicFile.WriteAllText(Path.Combine(root, ReproductionReport.MarkdownFile), ReproductionReport.ToMarkdown(results, TimingNote));
+                Plotting.ReproductionCurves.Write(root, runsRoot, configs, results);
             }
             if (parse.GetValue(reportOnly))
             {

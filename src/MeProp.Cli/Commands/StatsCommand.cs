@@ -48,7 +48,7 @@ internal static class StatsCommand
             var mnist = MnistFiles.Load(CommonOptions.ResolveData(parse.GetValue(data)));
             var train = DatasetSplit.Create(mnist.Training, options.DevSize).Train;
             using var compute = new ComputeContext(options.Threads);
-            var net = Trainer.BuildModel(options, train.Channels, train.Height, train.Width, compute);
+            var net = Trainer.BuildModel(options, train.Channels, train.Height, train.Width, train.Classes, compute);
             var layers = net.Layers.OfType<IMePropLayer>().ToArray();
             foreach (var layer in layers) layer.MeasureDensity = true;
             var optimizer = new Adam(net.Parameters, compute.Pool, options.LearningRate);

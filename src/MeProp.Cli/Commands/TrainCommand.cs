@@ -12,8 +12,7 @@ internal static class TrainCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Network: paper-cnn or mlp", DefaultValueFactory = _ => "paper-cnn" };
-        model.AcceptOnlyFromAmong(ModelOptions.KnownModels);
+        var model = CommonOptions.Model();
         var activation = CommonOptions.Activation();
         var hiddenSize = PositiveInt("--hidden-size", "MLP hidden width", 500);
         var hiddenLayers = new Option<int>("--hidden-layers") { Description = "MLP hidden layers", DefaultValueFactory = _ => 2 };
@@ -59,9 +58,8 @@ internal static class TrainCommand
             string? outDirectory = parse.GetValue(output);
             var fresh = mePropOptions.Apply(parse, new TrainOptions
             {
-                ModelOptions = new ModelOptions
+                ModelOptions = CommonOptions.ModelOptions(parse.GetValue(model)!) with
                 {
-                    Model = parse.GetValue(model)!,
                     Activation = CommonOptions.ParseActivation(parse.GetValue(activation)!),
                     HiddenSize = parse.GetValue(hiddenSize),
                     HiddenLayers = parse.GetValue(hiddenLayers),
@@ -103,8 +101,14 @@ internal static class TrainCommand
                 options = fresh;
             }
             options.Validate();
-            // Build the model once on MNIST's geometry so that bad layer names fail before any data is read.
-            using (var probe = new ComputeContext(1)) Trainer.BuildModel(options, 1, 28, 28, probe);
+            // Build the model once (a described network on its own input, a built-in one on MNIST's) so that
+            // bad layers and layer names fail before any data is read.
+            using (var probe = new ComputeContext(1))
+            {
+                var network = options.ModelOptions.Network;
+                int[] input = network?.Input is { Length: 3 } shape ? shape : [1, 28, 28];
+                Trainer.BuildModel(options, input[0], input[1], input[2], network?.Classes ?? MnistFiles.Classes, probe);
+            }
             string dataDirectory = CommonOptions.ResolveData(parse.GetValue(data));
             var mnist = MnistFiles.Load(dataDirectory);
             var split = DatasetSplit.Create(mnist.Training, options.DevSize, options.MaxTrain);

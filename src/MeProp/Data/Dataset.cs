@@ -1,30 +1,36 @@
 namespace MeProp.Data;
 
 /// <summary>
-/// An in-memory image classification data set: <see cref="Count"/> single-channel images of
-/// <see cref="Height"/> x <see cref="Width"/> pixels with one label byte each. <see cref="Slice"/> gives a
-/// contiguous sub-range that shares the memory, so splits copy nothing.
+/// An in-memory image classification data set: <see cref="Count"/> images of <see cref="Channels"/> x
+/// <see cref="Height"/> x <see cref="Width"/> values with one label byte each, below <see cref="Classes"/>.
+/// <see cref="Slice"/> gives a contiguous sub-range that shares the memory, so splits copy nothing.
 /// </summary>
 public sealed class Dataset
 {
     /// <summary>
     /// Wraps images and labels (not copied).
     /// </summary>
-    /// <param name="images">Count x 1 x Height x Width pixel values, NCHW, one image after another.</param>
-    /// <param name="labels">Count class labels.</param>
+    /// <param name="images">Count x Channels x Height x Width pixel values, NCHW, one image after another.</param>
+    /// <param name="labels">Count class labels, each below <paramref name="classes"/> (not checked here: loaders check it with the file's name).</param>
+    /// <param name="channels">Channels per image, at least 1.</param>
     /// <param name="height">Image height in pixels, at least 1.</param>
     /// <param name="width">Image width in pixels, at least 1.</param>
-    public Dataset(ReadOnlyMemory<float> images, ReadOnlyMemory<byte> labels, int height, int width)
+    /// <param name="classes">Number of classes, at least 1.</param>
+    public Dataset(ReadOnlyMemory<float> images, ReadOnlyMemory<byte> labels, int channels, int height, int width, int classes)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(channels, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(height, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(width, 1);
-        if (images.Length != (long)labels.Length * height * width)
+        ArgumentOutOfRangeException.ThrowIfLessThan(classes, 1);
+        if (images.Length != (long)labels.Length * channels * height * width)
             throw new ArgumentException(
-                $"{labels.Length} labels of {height}x{width} images need {(long)labels.Length * height * width} pixel values, got {images.Length}");
+                $"{labels.Length} labels of {channels}x{height}x{width} images need {(long)labels.Length * channels * height * width} pixel values, got {images.Length}");
         Images = images;
         Labels = labels;
+        Channels = channels;
         Height = height;
         Width = width;
+        Classes = classes;
     }
 
     /// <summary>Pixel values, Count x Channels x Height x Width, in [0, 1] when loaded from IDX files.</summary>
@@ -36,8 +42,10 @@ public sealed class Dataset
     /// <summary>Number of images.</summary>
     public int Count => Labels.Length;
 
-    /// <summary>Always 1: grey-scale images.</summary>
-    public int Channels => 1;
+    public int Channels { get; }
+
+    /// <summary>Number of classes; every label is below it.</summary>
+    public int Classes { get; }
 
     /// <summary>Image height in pixels.</summary>
     public int Height { get; }
@@ -53,7 +61,7 @@ public sealed class Dataset
     {
         if ((uint)start > (uint)Count || (uint)count > (uint)(Count - start))
             throw new ArgumentOutOfRangeException(nameof(count), $"images [{start}, {start}+{count}) are outside a data set of {Count}");
-        return new Dataset(Images.Slice(start * ImageSize, count * ImageSize), Labels.Slice(start, count), Height, Width);
+        return new Dataset(Images.Slice(start * ImageSize, count * ImageSize), Labels.Slice(start, count), Channels, Height, Width, Classes);
     }
 
     /// <summary>
@@ -76,6 +84,6 @@ public sealed class Dataset
         var pixels = new float[images.Pixels.Length];
         byte[] source = images.Pixels;
         for (int i = 0; i < pixels.Length; i++) pixels[i] = source[i] / 255f;
-        return new Dataset(pixels, labels, images.Height, images.Width);
+        return new Dataset(pixels, labels, 1, images.Height, images.Width, classes);
     }
 }

@@ -1,15 +1,15 @@
-using MeProp.Kernels;
 using MeProp.Layers;
-using MeProp.Tensors;
 using MeProp.Threading;
 
 namespace MeProp.Models;
 
-/// <summary>What to build: the model name and its options, as given on the command line.</summary>
+/// <summary>What to build: a built-in network by name and its options, or a <see cref="NetworkSpec"/>.</summary>
 public sealed record ModelOptions
 {
-    /// <summary>"paper-cnn" or "mlp".</summary>
+    /// <summary>"paper-cnn", "mlp", or, with <see cref="Network"/>, a label for the described network (its file name).</summary>
     public string Model { get; init; } = "paper-cnn";
+    /// <summary>A network described as data; when set, it is what is built and the options below do not apply.</summary>
+    public NetworkSpec? Network { get; init; }
     public ActivationKind Activation { get; init; } = ActivationKind.Relu;
     /// <summary>MLP only: width of each hidden layer.</summary>
     public int HiddenSize { get; init; } = 500;
@@ -18,24 +18,37 @@ public sealed record ModelOptions
     /// <summary>Batch normalization after each hidden conv/linear layer, before its nonlinearity (as the meProp-CNN paper).</summary>
     public bool BatchNorm { get; init; }
 
+    /// <summary>The built-in networks.</summary>
     public static readonly string[] KnownModels = ["paper-cnn", "mlp"];
 }
 
-/// <summary>Builds the networks the papers train, with PyTorch-style layer names.</summary>
+/// <summary>The built-in networks of the papers, as <see cref="NetworkSpec"/>s with PyTorch-style layer names.</summary>
 public static class ModelBuilder
 {
     /// <summary>
     /// Builds the model for images [N, channels, height, width] with <paramref name="classes"/> outputs.
     /// Initial weights come from <paramref name="seed"/> alone.
     /// </summary>
-    public static Sequential Build(ModelOptions options, int channels, int height, int width, int classes, ComputeContext compute, ulong seed)
+    public static Sequential Build(ModelOptions options, int channels, int height, int width, int classes, ComputeContext compute, ulong seed) =>
+        NetworkFactory.Build(Spec(options, channels, height, width, classes), compute, seed);
+
+    /// <summary>The network options describe, checked against the data's shape and classes.</summary>
+    public static NetworkSpec Spec(ModelOptions options, int channels, int height, int width, int classes)
     {
-        var rng = Rng.ForStream(seed, 1);
+        if (options.Network is { } network)
+        {
+            int[] data = network.Input.Length == 1 ? [channels * height * width] : [channels, height, width];
+            if (!network.Input.AsSpan().SequenceEqual(data))
+                throw new ModelSpecException($"{options.Model}: the network's input is [{string.Join(", ", network.Input)}] but the data's images are [{channels}, {height}, {width}]");
+            if (network.Classes != classes)
+                throw new ModelSpecException($"{options.Model}: the network has {network.Classes} classes but the data has {classes}");
+            return network;
+        }
         return options.Model switch
         {
-            "paper-cnn" => PaperCnn(options, channels, height, width, classes, compute, rng),
-            "mlp" => Mlp(options, channels * height * width, classes, compute, rng),
-            _ => throw new ArgumentException($"unknown model '{options.Model}'; known models: {string.Join(", ", ModelOptions.KnownModels)}"),
+            "paper-cnn" => PaperCnn(options, channels, height, width, classes),
+            "mlp" => Mlp(options, channels, height, width, classes),
+            _ => throw new ArgumentException($"unknown model '{options.Model}'; built-in models: {string.Join(", ", ModelOptions.KnownModels)}, or give a network description"),
         };
     }
 
@@ -45,42 +58,31 @@ public static class ModelBuilder
     /// between conv1, conv2, fc1 and their nonlinearities; meProp's selection then acts on the gradient
     /// at the conv output, below the batch norm.
     /// </summary>
-    public static Sequential PaperCnn(ModelOptions options, int channels, int height, int width, int classes, ComputeContext compute, Rng rng)
+    public static NetworkSpec PaperCnn(ModelOptions options, int channels, int height, int width, int classes)
     {
-        int pad = Conv2d.SamePadding(5);
-        int h2 = height / 2 / 2, w2 = width / 2 / 2;
-        if (h2 < 1 || w2 < 1) throw new ArgumentException($"paper-cnn needs images of at least 4x4, got {height}x{width}");
-        var layers = new List<ILayer>();
-        layers.Add(new Conv2d("conv1", channels, 32, 5, 1, pad, compute, rng));
-        if (options.BatchNorm) layers.Add(new BatchNorm("bn1", 32, compute));
-        layers.Add(new Activation("act1", options.Activation, compute));
-        layers.Add(new MaxPool2d("pool1", 2, compute));
-        layers.Add(new Conv2d("conv2", 32, 64, 5, 1, pad, compute, rng));
-        if (options.BatchNorm) layers.Add(new BatchNorm("bn2", 64, compute));
-        layers.Add(new Activation("act2", options.Activation, compute));
-        layers.Add(new MaxPool2d("pool2", 2, compute));
-        layers.Add(new Flatten("flatten"));
-        layers.Add(new Linear("fc1", 64 * h2 * w2, 1024, compute, rng));
-        if (options.BatchNorm) layers.Add(new BatchNorm("bn3", 1024, compute));
-        layers.Add(new Activation("act3", options.Activation, compute));
-        layers.Add(new Linear("fc2", 1024, classes, compute, rng));
-        return new Sequential(layers);
+        var builder = new NetworkBuilder(channels, height, width);
+        foreach (int outChannels in new[] { 32, 64 })
+        {
+            builder.Conv2d(outChannels, 5, padding: NetworkBuilder.Same);
+            if (options.BatchNorm) builder.BatchNorm();
+            builder.Activation(options.Activation).MaxPool2d(2);
+        }
+        builder.Flatten().Linear(1024);
+        if (options.BatchNorm) builder.BatchNorm();
+        return builder.Activation(options.Activation).Linear(classes).Spec(classes);
     }
 
-    /// <summary>Flatten -> (fc_i hidden -> act) x hiddenLayers -> fc_last classes.</summary>
-    public static Sequential Mlp(ModelOptions options, int inputs, int classes, ComputeContext compute, Rng rng)
+    /// <summary>Flatten -> (fc_i hidden -> [bn_i] -> act) x hiddenLayers -> fc_last classes.</summary>
+    public static NetworkSpec Mlp(ModelOptions options, int channels, int height, int width, int classes)
     {
         if (options.HiddenSize < 1 || options.HiddenLayers < 0) throw new ArgumentException("mlp: hidden size must be positive and hidden layers non-negative");
-        var layers = new List<ILayer> { new Flatten("flatten") };
-        int width = inputs;
+        var builder = new NetworkBuilder(channels, height, width).Flatten();
         for (int i = 1; i <= options.HiddenLayers; i++)
         {
-            layers.Add(new Linear($"fc{i}", width, options.HiddenSize, compute, rng));
-            if (options.BatchNorm) layers.Add(new BatchNorm($"bn{i}", options.HiddenSize, compute));
-            layers.Add(new Activation($"act{i}", options.Activation, compute));
-            width = options.HiddenSize;
+            builder.Linear(options.HiddenSize);
+            if (options.BatchNorm) builder.BatchNorm();
+            builder.Activation(options.Activation);
         }
-        layers.Add(new Linear($"fc{options.HiddenLayers + 1}", width, classes, compute, rng));
-        return new Sequential(layers);
+        return builder.Linear(classes).Spec(classes);
     }
 }

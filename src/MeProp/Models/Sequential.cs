@@ -5,8 +5,8 @@ using MeProp.Tensors;
 namespace MeProp.Models;
 
 /// <summary>
-/// Layers applied in order. Backward runs them in reverse; the first layer is told not to compute
-/// dL/dx (nobody needs the gradient of the images). Keeps per-layer backward time so the cost of
+/// Layers applied in order. Backward runs them in reverse; the layers up to the first with parameters
+/// are told not to compute dL/dx (nobody needs the gradient of the images). Keeps per-layer backward time so the cost of
 /// each layer's backward can be reported.
 /// </summary>
 public sealed class Sequential
@@ -21,7 +21,13 @@ public sealed class Sequential
         if (_layers.Length == 0) throw new ArgumentException("a model needs at least one layer");
         var duplicate = AllLayers.GroupBy(l => l.Name).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new ArgumentException($"layer name '{duplicate.Key}' is used twice");
-        _layers[0].ComputeInputGradient = false;
+        // Nobody needs dL/d(images): the layers up to and including the first one with parameters skip dx
+        // (a flatten or a pooling in front of it would only pass on a gradient that is thrown away).
+        foreach (var layer in _layers)
+        {
+            layer.ComputeInputGradient = false;
+            if (layer.Parameters.Count > 0) break;
+        }
         Parameters = _layers.SelectMany(l => l.Parameters).ToArray();
         _backwardTicks = new long[_layers.Length];
         _forwardTicks = new long[_layers.Length];

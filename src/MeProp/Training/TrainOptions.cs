@@ -55,7 +55,7 @@ public sealed record TrainOptions
         if (DevSize < 0) throw new ArgumentException($"--dev-size must be >= 0, got {DevSize}");
         if (MaxTrain is < 1) throw new ArgumentException($"--max-train must be >= 1, got {MaxTrain}");
         if (EvalBatchSize < 1) throw new ArgumentException($"eval batch size must be >= 1, got {EvalBatchSize}");
-        if (!ModelOptions.KnownModels.Contains(ModelOptions.Model))
+        if (ModelOptions.Network is null && !ModelOptions.KnownModels.Contains(ModelOptions.Model))
             throw new ArgumentException($"--model must be one of {string.Join(", ", ModelOptions.KnownModels)}, got '{ModelOptions.Model}'");
         if (ModelOptions.HiddenSize < 1) throw new ArgumentException($"--hidden-size must be >= 1, got {ModelOptions.HiddenSize}");
         if (ModelOptions.HiddenLayers < 0) throw new ArgumentException($"--hidden-layers must be >= 0, got {ModelOptions.HiddenLayers}");

@@ -53,7 +53,9 @@ public sealed class Trainer
         _test = test;
         _outDirectory = outDirectory;
         var train = split.Train;
-        _model = BuildModel(options, train.Channels, train.Height, train.Width, compute);
+        if (test.Channels != train.Channels || test.Height != train.Height || test.Width != train.Width || test.Classes != train.Classes)
+            throw new ArgumentException($"the test set's images [{test.Channels}, {test.Height}, {test.Width}] and {test.Classes} classes differ from the training set's [{train.Channels}, {train.Height}, {train.Width}] and {train.Classes}");
+        _model = BuildModel(options, train.Channels, train.Height, train.Width, train.Classes, compute);
         _optimizer = options.Optimizer == "sgd"
             ? new SgdMomentum(_model.Parameters, options.LearningRate, options.Momentum)
             : new Adam(_model.Parameters, compute.Pool, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon);
@@ -65,9 +67,9 @@ public sealed class Trainer
     }
 
     /// <summary>The model of a configuration, with meProp attached to the chosen layers when --topk is set.</summary>
-    public static Sequential BuildModel(TrainOptions options, int channels, int height, int width, ComputeContext compute)
+    public static Sequential BuildModel(TrainOptions options, int channels, int height, int width, int classes, ComputeContext compute)
     {
-        var model = ModelBuilder.Build(options.ModelOptions, channels, height, width, 10, compute, options.Seed);
+        var model = ModelBuilder.Build(options.ModelOptions, channels, height, width, classes, compute, options.Seed);
         if (options.TopK is double ratio)
             MePropSetup.Attach(model, ratio, options.Decay, options.DecayShape, options.Selection, options.MePropLayers, options.Seed);
         return model;

@@ -173,6 +173,64 @@ public class TrainCommandTests
         Assert.Equal(before[0], after[0]);
     }
 
+    private const string TinyResidualNetwork = """
+        {"input": [1, 8, 8], "classes": 10, "layers": [
+          {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "batchnorm"}, {"type": "relu"},
+          {"type": "residual", "layers": [
+              {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "stride": 2, "padding": 1}, {"type": "batchnorm"}, {"type": "relu"},
+              {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1}, {"type": "batchnorm"}],
+            "shortcut": [{"type": "conv2d", "out_channels": 8, "kernel_size": 1, "stride": 2}, {"type": "batchnorm"}]},
+          {"type": "relu"}, {"type": "globalavgpool"}, {"type": "dropout", "p": 0.2}, {"type": "linear", "out_features": 10}]}
+        """;
+
+    [Theory]
+    [InlineData]
+    [InlineData("--topk", "0.2", "--decay", "0.6", "--meprop-layers", "conv1,res1.conv2,res1.shortcut.conv1")]
+    public void TrainsANetworkFileResumesItAndEvalRebuildsIt(params string[] meProp)
+    {
+        using var data = TinyData();
+        using var output = new TempDirectory();
+        string network = output.File("tiny-resnet.json");
+        File.WriteAllText(network, TinyResidualNetwork);
+        string whole = output.File("whole"), parts = output.File("parts");
+        var trained = Run(Args(data.Path, whole, ["--model", network, "--epochs", "2", .. meProp]));
+        Assert.True(trained.Code == 0, trained.Stderr);
+        Assert.Equal(0, Run(Args(data.Path, parts, ["--model", network, "--epochs", "1", .. meProp])).Code);
+        var resumed = Run("train", "--resume", parts, "--epochs", "2", "--data", data.Path);
+        Assert.True(resumed.Code == 0, resumed.Stderr);
+        Assert.Equal(MetricsWithoutTimes(whole), MetricsWithoutTimes(parts));
+        if (meProp.Length > 0)
+        {
+            using var line = JsonDocument.Parse(File.ReadAllLines(Path.Combine(whole, Trainer.MetricsFile))[0]);
+            Assert.Equal(["conv1", "res1.conv2", "res1.shortcut.conv1"], line.RootElement.GetProperty("kept_fraction").EnumerateObject().Select(p => p.Name).Order());
+        }
+
+        using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(whole, Trainer.SummaryFile)));
+        double test = summary.RootElement.GetProperty("test_accuracy").GetDouble();
+        File.Delete(network); // eval rebuilds the network from the checkpoint's own description
+        var eval = Run("eval", "--checkpoint", whole, "--data", data.Path);
+        Assert.True(eval.Code == 0, eval.Stderr);
+        Assert.Contains($"test accuracy {test:F4}", eval.Stdout);
+    }
+
+    [Fact]
+    public void SummaryPrintsEveryLayerAndTheTotals()
+    {
+        using var output = new TempDirectory();
+        string network = output.File("tiny-resnet.json");
+        File.WriteAllText(network, TinyResidualNetwork);
+        var result = Run("summary", "--model", network);
+        Assert.True(result.Code == 0, result.Stderr);
+        Assert.Contains("res1.shortcut.conv1", result.Stdout);
+        Assert.Contains("total", result.Stdout);
+        var paper = Run("summary");
+        Assert.Contains("3,274,634", paper.Stdout);
+        File.WriteAllText(network, TinyResidualNetwork.Replace("\"kernel_size\": 1", "\"kernel_size\": 1, \"out_features\": 3"));
+        var bad = Run("summary", "--model", network);
+        Assert.Equal(1, bad.Code);
+        Assert.Contains("res1.shortcut.conv1: 'out_features' does not apply to conv2d", bad.Stderr);
+    }
+
     [Fact]
     public void ResumeOfAMissingRunIsAnError()
     {

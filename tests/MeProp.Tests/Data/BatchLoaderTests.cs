@@ -17,7 +17,7 @@ public sealed class BatchLoaderTests
             images.AsSpan(n * Height * Width, Height * Width).Fill(n);
             labels[n] = (byte)n;
         }
-        return new Dataset(images, labels, Height, Width);
+        return new Dataset(images, labels, 1, Height, Width, 10);
     }
 
     /// <summary>The image indices of one epoch, in batch order, checking each image against its label.</summary>

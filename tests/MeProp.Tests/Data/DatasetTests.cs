@@ -18,7 +18,7 @@ public sealed class DatasetTests : IDisposable
             images[n * 6] = n;
             labels[n] = (byte)n;
         }
-        return new Dataset(images, labels, 2, 3);
+        return new Dataset(images, labels, 1, 2, 3, 10);
     }
 
     [Fact]
@@ -52,7 +52,7 @@ public sealed class DatasetTests : IDisposable
     [Fact]
     public void Constructor_PixelCountMustMatch()
     {
-        Assert.Throws<ArgumentException>(() => new Dataset(new float[11], new byte[2], 2, 3));
+        Assert.Throws<ArgumentException>(() => new Dataset(new float[11], new byte[2], 1, 2, 3, 10));
     }
 
     [Fact]

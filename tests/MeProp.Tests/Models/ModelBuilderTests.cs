@@ -102,6 +102,7 @@ public class ModelBuilderTests
         using var compute = new ComputeContext(1);
         var e = Assert.Throws<ArgumentException>(() => Build(compute, new ModelOptions { Model = "resnet" }));
         Assert.Contains("paper-cnn", e.Message);
-        Assert.Throws<ArgumentException>(() => ModelBuilder.Build(new ModelOptions(), 1, 3, 3, 10, compute, 1));
+        var small = Assert.Throws<ModelSpecException>(() => ModelBuilder.Build(new ModelOptions(), 1, 3, 3, 10, compute, 1));
+        Assert.Contains("pool2", small.Message); // 3x3 -> pool1 -> 1x1, too small for the second pooling
     }
 }

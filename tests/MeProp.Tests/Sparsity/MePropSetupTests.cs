@@ -160,7 +160,7 @@ public class MePropSetupTests : IDisposable
     [Fact]
     public void PaperCnnDefaultAttachesToBothConvolutions()
     {
-        var model = ModelBuilder.PaperCnn(new ModelOptions(), 1, 8, 8, 10, _compute, new Rng(2));
+        var model = ModelBuilder.Build(new ModelOptions(), 1, 8, 8, 10, _compute, seed: 2);
         MePropSetup.Attach(model, 0.05, 0, DecayShape.Full, null, null, seed: 1);
         var attached = model.Layers.OfType<IMePropLayer>().Where(l => l.Sparsifier is not null).Select(l => l.Name).ToArray();
         Assert.Equal(new[] { "conv1", "conv2" }, attached);

@@ -1,0 +1,198 @@
+using System.Text.Json;
+using MeProp.Layers;
+using MeProp.Tensors;
+using MeProp.Threading;
+
+namespace MeProp.Models;
+
+/// <summary>
+/// Turns a <see cref="NetworkSpec"/> into layers, inferring each layer's input size from the one before
+/// (a conv's in_channels, a linear's in_features) and checking every shape on the way, so a network that
+/// does not fit fails here with the layer's name and the shapes, not in the first batch. Initial weights
+/// come from one seeded stream consumed in layer order; dropout layers get streams of their own.
+/// </summary>
+public static class NetworkFactory
+{
+    private const ulong InitStream = 1, DropoutStreamBase = 0x6472_6F70;
+
+    public static Sequential Build(NetworkSpec spec, ComputeContext compute, ulong seed)
+    {
+        if (spec.Input is not { Length: 1 or 3 } || spec.Input.Any(d => d < 1))
+            throw new ModelSpecException($"input must be [C, H, W] (or [features]) with positive sizes, got [{string.Join(", ", spec.Input ?? [])}]");
+        if (spec.Classes < 1) throw new ModelSpecException($"classes must be positive, got {spec.Classes}");
+        if (spec.Layers is not { Count: > 0 }) throw new ModelSpecException("the network has no layers");
+        var context = new BuildContext(compute, Rng.ForStream(seed, InitStream), seed);
+        var shape = spec.Input;
+        var layers = BuildLayers(spec.Layers, "", ref shape, context);
+        if (shape.Length != 1 || shape[0] != spec.Classes)
+            throw new ModelSpecException($"the network ends in [{string.Join(", ", shape)}] per example, but classes is {spec.Classes}: the last layer should be a linear layer with out_features {spec.Classes}");
+        return new Sequential(layers);
+    }
+
+    private sealed class BuildContext(ComputeContext compute, Rng initRng, ulong seed)
+    {
+        public ComputeContext Compute { get; } = compute;
+        public Rng InitRng { get; } = initRng;
+        public ulong Seed { get; } = seed;
+        public int Dropouts { get; set; }
+    }
+
+    /// <summary>Builds <paramref name="specs"/> in order; <paramref name="shape"/> is the per-example shape going in and coming out.</summary>
+    private static List<ILayer> BuildLayers(List<LayerSpec> specs, string prefix, ref int[] shape, BuildContext context)
+    {
+        var counters = new Dictionary<string, int>();
+        var layers = new List<ILayer>();
+        foreach (var spec in specs)
+        {
+            string kind = Kind(spec.Type);
+            int count = counters[kind] = counters.GetValueOrDefault(kind) + 1;
+            // "flatten" stays unnumbered for the first one, as PyTorch models usually call it.
+            string name = prefix + (spec.Name ?? (kind == "flatten" && count == 1 ? "flatten" : $"{kind}{count}"));
+            var layer = BuildLayer(spec, name, ref shape, context);
+            layers.Add(layer);
+        }
+        return layers;
+    }
+
+    private static string Kind(string type) => type switch
+    {
+        "conv2d" => "conv",
+        "linear" => "fc",
+        "batchnorm" => "bn",
+        "relu" or "sigmoid" or "tanh" => "act",
+        "maxpool" or "avgpool" => "pool",
+        "globalavgpool" => "gap",
+        "dropout" => "dropout",
+        "flatten" => "flatten",
+        "residual" => "res",
+        _ => throw new ModelSpecException($"unknown layer type '{type}'; known types: {string.Join(", ", LayerSpec.Types)}"),
+    };
+
+    private static ILayer BuildLayer(LayerSpec spec, string name, ref int[] shape, BuildContext context)
+    {
+        var compute = context.Compute;
+        ILayer layer;
+        switch (spec.Type)
+        {
+            case "conv2d":
+                Allow(spec, name, "out_channels", "kernel_size", "stride", "padding");
+                NeedImages(name, spec.Type, shape);
+                int kernel = Required(spec.KernelSize, name, "kernel_size");
+                int stride = spec.Stride ?? 1;
+                layer = new Conv2d(name, shape[0], Required(spec.OutChannels, name, "out_channels"), kernel, stride, ConvPadding(spec, name, kernel, stride), compute, context.InitRng);
+                break;
+            case "linear":
+                Allow(spec, name, "out_features");
+                if (shape.Length != 1)
+                    throw new ModelSpecException($"{name}: linear needs features [F] per example, got [{string.Join(", ", shape)}]; add a flatten or globalavgpool before it");
+                layer = new Linear(name, shape[0], Required(spec.OutFeatures, name, "out_features"), compute, context.InitRng);
+                break;
+            case "batchnorm":
+                Allow(spec, name);
+                layer = new BatchNorm(name, shape[0], compute);
+                break;
+            case "relu" or "sigmoid" or "tanh":
+                Allow(spec, name);
+                layer = new Activation(name, Enum.Parse<ActivationKind>(spec.Type, ignoreCase: true), compute);
+                break;
+            case "maxpool":
+                Allow(spec, name, "kernel_size", "stride");
+                NeedImages(name, spec.Type, shape);
+                int maxKernel = Required(spec.KernelSize, name, "kernel_size");
+                layer = new MaxPool2d(name, maxKernel, compute, Positive(spec.Stride ?? maxKernel, name, "stride"));
+                break;
+            case "avgpool":
+                Allow(spec, name, "kernel_size", "stride");
+                NeedImages(name, spec.Type, shape);
+                int avgKernel = Required(spec.KernelSize, name, "kernel_size");
+                layer = new AvgPool2d(name, avgKernel, Positive(spec.Stride ?? avgKernel, name, "stride"), compute);
+                break;
+            case "globalavgpool":
+                Allow(spec, name);
+                NeedImages(name, spec.Type, shape);
+                layer = new GlobalAvgPool2d(name, compute);
+                break;
+            case "dropout":
+                Allow(spec, name, "p");
+                double p = spec.P ?? 0.5;
+                if (!(p >= 0 && p < 1)) throw new ModelSpecException($"{name}: p must be in [0, 1), got {p}");
+                layer = new Dropout(name, (float)p, Rng.ForStream(context.Seed, DropoutStreamBase + (ulong)context.Dropouts++));
+                break;
+            case "flatten":
+                Allow(spec, name);
+                layer = new Flatten(name);
+                break;
+            case "residual":
+                Allow(spec, name, "layers", "shortcut");
+                if (spec.Layers is not { Count: > 0 }) throw new ModelSpecException($"{name}: a residual block needs 'layers'");
+                var bodyShape = shape;
+                var body = BuildLayers(spec.Layers, name + ".", ref bodyShape, context);
+                var shortcutShape = shape;
+                var shortcut = BuildLayers(spec.Shortcut ?? [], name + ".shortcut.", ref shortcutShape, context);
+                if (!bodyShape.AsSpan().SequenceEqual(shortcutShape))
+                    throw new ModelSpecException($"{name}: the block's layers give [{string.Join(", ", bodyShape)}] but its {(spec.Shortcut is { Count: > 0 } ? "shortcut" : "identity shortcut")} gives [{string.Join(", ", shortcutShape)}]" +
+                                                 (spec.Shortcut is { Count: > 0 } ? "" : "; add a shortcut (e.g. a 1x1 conv2d with the block's stride and out_channels)"));
+                layer = new Residual(name, body, shortcut, compute);
+                break;
+            default:
+                Kind(spec.Type); // throws for unknown types
+                throw new ModelSpecException($"{name}: unhandled layer type '{spec.Type}'");
+        }
+        shape = OutputShape(layer, shape);
+        return layer;
+    }
+
+    /// <summary>The layer's own shape rule applied to one example; its complaint becomes the spec's error.</summary>
+    private static int[] OutputShape(ILayer layer, int[] shape)
+    {
+        int[] output;
+        try { output = layer.OutputShape([1, .. shape]); }
+        catch (ArgumentException e) { throw new ModelSpecException(e.Message); }
+        if (output.Skip(1).Any(d => d < 1))
+            throw new ModelSpecException($"{layer.Name}: input [{string.Join(", ", shape)}] gives an empty output [{string.Join(", ", output.Skip(1))}]");
+        return output[1..];
+    }
+
+    private static void NeedImages(string name, string type, int[] shape)
+    {
+        if (shape.Length != 3)
+            throw new ModelSpecException($"{name}: {type} needs images [C, H, W] per example, got [{string.Join(", ", shape)}]");
+    }
+
+    private static int ConvPadding(LayerSpec spec, string name, int kernel, int stride)
+    {
+        if (spec.Padding is not JsonElement padding) return 0;
+        if (padding.ValueKind == JsonValueKind.Number && padding.TryGetInt32(out int pixels) && pixels >= 0) return pixels;
+        if (padding.ValueKind == JsonValueKind.String && padding.GetString() == "same")
+        {
+            if (stride != 1 || kernel % 2 == 0)
+                throw new ModelSpecException($"{name}: padding \"same\" needs stride 1 and an odd kernel_size, got stride {stride}, kernel_size {kernel}");
+            return kernel / 2;
+        }
+        throw new ModelSpecException($"{name}: padding must be a number of pixels >= 0 or \"same\", got {padding.GetRawText()}");
+    }
+
+    private static int Required(int? value, string name, string field) =>
+        Positive(value ?? throw new ModelSpecException($"{name}: '{field}' is required"), name, field);
+
+    private static int Positive(int value, string name, string field) =>
+        value >= 1 ? value : throw new ModelSpecException($"{name}: '{field}' must be >= 1, got {value}");
+
+    /// <summary>Rejects fields set on a layer type they do not apply to (a typo or a misplaced field would otherwise be ignored).</summary>
+    private static void Allow(LayerSpec spec, string name, params string[] fields)
+    {
+        var set = new List<string>();
+        if (spec.OutChannels is not null) set.Add("out_channels");
+        if (spec.KernelSize is not null) set.Add("kernel_size");
+        if (spec.Stride is not null) set.Add("stride");
+        if (spec.Padding is not null) set.Add("padding");
+        if (spec.OutFeatures is not null) set.Add("out_features");
+        if (spec.P is not null) set.Add("p");
+        if (spec.Layers is not null) set.Add("layers");
+        if (spec.Shortcut is not null) set.Add("shortcut");
+        var wrong = set.Except(fields).ToList();
+        if (wrong.Count > 0)
+            throw new ModelSpecException($"{name}: {string.Join(", ", wrong.Select(f => $"'{f}'"))} does not apply to {spec.Type}" +
+                                         (fields.Length > 0 ? $" (it takes {string.Join(", ", fields)})" : " (it takes no fields)"));
+    }
+}

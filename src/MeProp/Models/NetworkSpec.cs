@@ -1,0 +1,91 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace MeProp.Models;
+
+/// <summary>
+/// A network described as data: the input shape [C, H, W], the number of classes, and the layers in order,
+/// with PyTorch's argument names. It is what `meprop train --model net.json` reads, what the fluent
+/// <see cref="NetworkBuilder"/> produces, and what a checkpoint stores so the network can be rebuilt.
+/// <code>
+/// {"input": [1, 28, 28], "classes": 10, "layers": [
+///   {"type": "conv2d", "out_channels": 32, "kernel_size": 5, "padding": "same"}, {"type": "relu"},
+///   {"type": "maxpool", "kernel_size": 2}, {"type": "flatten"}, {"type": "linear", "out_features": 10}]}
+/// </code>
+/// </summary>
+public sealed record NetworkSpec
+{
+    [JsonPropertyName("input")] public required int[] Input { get; init; }
+    [JsonPropertyName("classes")] public required int Classes { get; init; }
+    [JsonPropertyName("layers")] public required List<LayerSpec> Layers { get; init; }
+
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+    };
+
+    /// <summary>Parses a network file's text; <paramref name="source"/> (a path) names it in errors.</summary>
+    public static NetworkSpec Parse(string json, string source)
+    {
+        try
+        {
+            var spec = JsonSerializer.Deserialize<NetworkSpec>(json, JsonOptions) ?? throw new JsonException("the file holds null");
+            return spec;
+        }
+        catch (JsonException e)
+        {
+            string where = e.Path is { Length: > 0 } path ? $" at {path}" : "";
+            throw new ModelSpecException($"{source}: not a network description{where}: {FirstSentence(e.Message)}");
+        }
+    }
+
+    /// <summary>Reads and parses a network file.</summary>
+    public static NetworkSpec Load(string path)
+    {
+        if (!File.Exists(path)) throw new ModelSpecException($"{path}: network file not found");
+        return Parse(File.ReadAllText(path), path);
+    }
+
+    public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
+
+    private static string FirstSentence(string message)
+    {
+        int cut = message.IndexOf(". Path:", StringComparison.Ordinal);
+        return cut > 0 ? message[..cut] : message;
+    }
+}
+
+/// <summary>
+/// One layer of a <see cref="NetworkSpec"/>. <see cref="Type"/> says which fields apply: conv2d
+/// (out_channels, kernel_size, stride = 1, padding = 0 or "same"), linear (out_features), batchnorm,
+/// relu | sigmoid | tanh, maxpool and avgpool (kernel_size, stride = kernel_size), globalavgpool,
+/// dropout (p), flatten, residual (layers, shortcut: y = layers(x) + shortcut(x), identity when no
+/// shortcut). <see cref="Name"/> is optional: absent names are generated per kind (conv1, conv2, fc1, bn1,
+/// act1, pool1, res1, ...), and a residual block's layers are named inside it ("res1.conv1",
+/// "res1.shortcut.conv1").
+/// </summary>
+public sealed record LayerSpec
+{
+    [JsonPropertyName("type")] public required string Type { get; init; }
+    [JsonPropertyName("name")] public string? Name { get; init; }
+    [JsonPropertyName("out_channels")] public int? OutChannels { get; init; }
+    [JsonPropertyName("kernel_size")] public int? KernelSize { get; init; }
+    [JsonPropertyName("stride")] public int? Stride { get; init; }
+    /// <summary>A number of pixels, or "same" (odd kernel, stride 1).</summary>
+    [JsonPropertyName("padding")] public JsonElement? Padding { get; init; }
+    [JsonPropertyName("out_features")] public int? OutFeatures { get; init; }
+    [JsonPropertyName("p")] public double? P { get; init; }
+    [JsonPropertyName("layers")] public List<LayerSpec>? Layers { get; init; }
+    [JsonPropertyName("shortcut")] public List<LayerSpec>? Shortcut { get; init; }
+
+    /// <summary>The kinds of layer a spec can name.</summary>
+    public static readonly string[] Types =
+        ["conv2d", "linear", "batchnorm", "relu", "sigmoid", "tanh", "maxpool", "avgpool", "globalavgpool", "dropout", "flatten", "residual"];
+}
+
+/// <summary>A network description that cannot be built: a bad field, a missing one, or shapes that do not fit.</summary>
+public sealed class ModelSpecException(string message) : ArgumentException(message);

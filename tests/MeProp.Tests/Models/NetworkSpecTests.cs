@@ -1,0 +1,128 @@
+using MeProp.Layers;
+using MeProp.Models;
+using MeProp.Threading;
+
+namespace MeProp.Tests.Models;
+
+/// <summary>Networks described as data: parsing, generated names, shape inference, one-line errors, the fluent builder and the summary.</summary>
+public class NetworkSpecTests
+{
+    private const string Small = """
+        {"input": [1, 12, 12], "classes": 10, "layers": [
+          {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": "same"}, {"type": "batchnorm"}, {"type": "relu"},
+          {"type": "residual", "layers": [
+              {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "stride": 2, "padding": 1}, {"type": "batchnorm"}, {"type": "relu"},
+              {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1}],
+            "shortcut": [{"type": "conv2d", "out_channels": 8, "kernel_size": 1, "stride": 2}]},
+          {"type": "avgpool", "kernel_size": 2}, {"type": "maxpool", "kernel_size": 1},
+          {"type": "globalavgpool"}, {"type": "dropout", "p": 0.25}, {"type": "linear", "name": "head", "out_features": 10}]}
+        """;
+
+    private static Sequential Build(string json, ulong seed = 1)
+    {
+        using var compute = new ComputeContext(1);
+        return NetworkFactory.Build(NetworkSpec.Parse(json, "net.json"), compute, seed);
+    }
+
+    [Fact]
+    public void NamesAreGeneratedPerKindAndInsideBlocks()
+    {
+        var model = Build(Small);
+        Assert.Equal(["conv1", "bn1", "act1", "res1", "res1.conv1", "res1.bn1", "res1.act1", "res1.conv2", "res1.shortcut.conv1", "pool1", "pool2", "gap1", "dropout1", "head"],
+            model.AllLayers.Select(l => l.Name));
+        Assert.Equal(["conv1.weight", "conv1.bias", "bn1.weight", "bn1.bias"], model.Parameters.Take(4).Select(p => p.Name));
+        Assert.Contains(model.Parameters, p => p.Name == "res1.shortcut.conv1.weight");
+        var head = Assert.IsType<Linear>(model.Layer("head"));
+        Assert.Equal(8, head.InFeatures);
+    }
+
+    [Fact]
+    public void TheFluentBuilderWritesTheSameNetworkAsTheFile()
+    {
+        var spec = new NetworkBuilder(1, 12, 12)
+            .Conv2d(4, 3, padding: NetworkBuilder.Same).BatchNorm().ReLU()
+            .Residual(body => body.Conv2d(8, 3, stride: 2, padding: 1).BatchNorm().ReLU().Conv2d(8, 3, padding: 1),
+                      shortcut => shortcut.Conv2d(8, 1, stride: 2))
+            .AvgPool2d(2).MaxPool2d(1).GlobalAvgPool2d().Dropout(0.25).Linear(10, name: "head")
+            .Spec(classes: 10);
+        using var compute = new ComputeContext(1);
+        var fromBuilder = NetworkFactory.Build(spec, compute, seed: 4);
+        var fromFile = Build(Small, seed: 4);
+        Assert.Equal(fromFile.Parameters.Select(p => p.Name), fromBuilder.Parameters.Select(p => p.Name));
+        foreach (var (a, b) in fromFile.Parameters.Zip(fromBuilder.Parameters))
+            Assert.True(a.Value.Span.SequenceEqual(b.Value.Span), $"{a.Name} differs");
+        // And the builder's spec survives its own JSON.
+        var again = NetworkFactory.Build(NetworkSpec.Parse(spec.ToJson(), "round trip"), compute, seed: 4);
+        Assert.True(again.Parameters.Zip(fromBuilder.Parameters).All(p => p.First.Value.Span.SequenceEqual(p.Second.Value.Span)));
+    }
+
+    [Fact]
+    public void ABuiltNetworkRunsForwardAndBackwardWithTheInferredShapes()
+    {
+        var model = Build(Small);
+        var x = new MeProp.Tensors.Tensor(3, 1, 12, 12);
+        var rng = new MeProp.Tensors.Rng(3);
+        for (int i = 0; i < x.Length; i++) x.Span[i] = rng.NextUniform(-1, 1);
+        var y = model.Forward(x, training: true);
+        Assert.Equal([3, 10], y.ShapeArray());
+        var dy = new MeProp.Tensors.Tensor(3, 10);
+        dy.Span.Fill(0.1f);
+        model.Backward(dy);
+        Assert.All(model.Parameters.Where(p => p.Name.EndsWith(".weight")), p => Assert.Contains(p.Gradient.Span.ToArray(), g => g != 0));
+    }
+
+    [Theory]
+    [InlineData("""{"type": "pooling", "kernel_size": 2}""", "unknown layer type 'pooling'")]
+    [InlineData("""{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "out_features": 5}""", "conv1: 'out_features' does not apply to conv2d")]
+    [InlineData("""{"type": "conv2d", "out_channels": 4}""", "conv1: 'kernel_size' is required")]
+    [InlineData("""{"type": "conv2d", "out_channels": 4, "kernel_size": 4, "padding": "same"}""", "conv1: padding \"same\" needs stride 1 and an odd kernel_size")]
+    [InlineData("""{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": "valid"}""", "conv1: padding must be")]
+    [InlineData("""{"type": "linear", "out_features": 10}""", "fc1: linear needs features [F] per example, got [1, 6, 6]; add a flatten")]
+    [InlineData("""{"type": "maxpool", "kernel_size": 7}""", "pool1")]
+    [InlineData("""{"type": "residual", "layers": [{"type": "conv2d", "out_channels": 2, "kernel_size": 1}]}""", "res1: the block's layers give [2, 6, 6] but its identity shortcut gives [1, 6, 6]")]
+    [InlineData("""{"type": "flatten"}, {"type": "linear", "out_features": 7}""", "the network ends in [7] per example, but classes is 10")]
+    [InlineData("""{"type": "dropout", "p": 1.5}""", "dropout1: p must be in [0, 1)")]
+    public void BadLayersFailWithTheLayersName(string layers, string expected)
+    {
+        string json = $$"""{"input": [1, 6, 6], "classes": 10, "layers": [{{layers}}]}""";
+        var error = Assert.Throws<ModelSpecException>(() => Build(json));
+        Assert.Contains(expected, error.Message);
+    }
+
+    [Theory]
+    [InlineData("""{"input": [1, 6, 6], "classes": 10, "layers": [{"type": "flatten", "kernel": 2}]}""", "$.layers[0].kernel")]
+    [InlineData("""{"input": [1, 6, 6], "classes": 10}""", "layers")]
+    [InlineData("""{"input": [1, 6, 6], "classes": "ten", "layers": []}""", "$.classes")]
+    [InlineData("""not json""", "net.json: not a network description")]
+    public void BadFilesNameTheFileAndThePlace(string json, string expected)
+    {
+        var error = Assert.Throws<ModelSpecException>(() => NetworkSpec.Parse(json, "net.json"));
+        Assert.StartsWith("net.json: ", error.Message);
+        Assert.Contains(expected, error.Message);
+    }
+
+    [Fact]
+    public void TheSummaryCountsParametersAndMultiplyAdds()
+    {
+        using var compute = new ComputeContext(1);
+        var paper = ModelBuilder.Build(new ModelOptions(), 1, 28, 28, 10, compute, seed: 1);
+        var summary = new ModelSummary(paper, [1, 28, 28]);
+        // conv1 5*5*32+32, conv2 5*5*32*64+64, fc1 3136*1024+1024, fc2 1024*10+10.
+        Assert.Equal(832 + 51_264 + 3_212_288 + 10_250, summary.Parameters);
+        var conv2 = summary.Rows.Single(r => r.Name == "conv2");
+        Assert.Equal([64, 14, 14], conv2.OutputShape);
+        Assert.Equal(64L * 14 * 14 * 32 * 25, conv2.ForwardMacs);
+        Assert.Equal(2 * conv2.ForwardMacs, conv2.BackwardMacs);
+        // The first conv computes no input gradient: its backward is dW alone.
+        var conv1 = summary.Rows.Single(r => r.Name == "conv1");
+        Assert.Equal(conv1.ForwardMacs, conv1.BackwardMacs);
+        Assert.Equal(summary.Rows.Sum(r => r.ForwardMacs), summary.ForwardMacs);
+
+        var blocks = new ModelSummary(Build(Small), [1, 12, 12]);
+        var block = blocks.Rows.Single(r => r.Name == "res1");
+        Assert.Equal(blocks.Rows.Where(r => r.Depth == 1).Sum(r => r.Parameters), block.Parameters);
+        Assert.Equal(blocks.Rows.Where(r => r.Depth == 1).Sum(r => r.ForwardMacs), block.ForwardMacs);
+        Assert.Equal([8, 6, 6], block.OutputShape);
+        Assert.Contains("res1.shortcut.conv1", blocks.ToString());
+    }
+}
