@@ -26,7 +26,7 @@ public static class NetworkFactory
         var layers = BuildLayers(spec.Layers, "", ref shape, context);
         if (shape.Length != 1 || shape[0] != spec.Classes)
             throw new ModelSpecException($"the network ends in [{string.Join(", ", shape)}] per example, but classes is {spec.Classes}: the last layer should be a linear layer with out_features {spec.Classes}");
-        return new Sequential(layers);
+        return new Sequential(layers) { Spec = spec };
     }
 
     private sealed class BuildContext(ComputeContext compute, Rng initRng, ulong seed)

@@ -33,6 +33,9 @@ public sealed class Sequential
         _forwardTicks = new long[_layers.Length];
     }
 
+    /// <summary>The description the model was built from (by <see cref="NetworkFactory"/>), or null for layers put together by hand.</summary>
+    public NetworkSpec? Spec { get; init; }
+
     /// <summary>The top-level layers, in order.</summary>
     public IReadOnlyList<ILayer> Layers => _layers;
 
@@ -48,6 +51,14 @@ public sealed class Sequential
     /// <summary>The layer with this name, or an error listing the names there are.</summary>
     public ILayer Layer(string name) => AllLayers.FirstOrDefault(l => l.Name == name)
         ?? throw new ArgumentException($"no layer named '{name}'; layers are {string.Join(", ", AllLayers.Select(l => l.Name))}");
+
+    /// <summary>The output shape for an input of the given shape (batch first), layer by layer.</summary>
+    public int[] OutputShape(ReadOnlySpan<int> inputShape)
+    {
+        int[] shape = inputShape.ToArray();
+        foreach (var layer in _layers) shape = layer.OutputShape(shape);
+        return shape;
+    }
 
     public Tensor Forward(Tensor input, bool training)
     {

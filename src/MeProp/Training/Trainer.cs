@@ -44,27 +44,64 @@ public sealed class Trainer
     private readonly SoftmaxCrossEntropy _loss = new();
     private TrainProgress _progress = new();
 
+    /// <summary>
+    /// Trains the network <paramref name="options"/> describe (a built-in one or its <see cref="ModelOptions.Network"/>),
+    /// with meProp and the optimizer as the options say: what `meprop train` runs, and what resume rebuilds.
+    /// </summary>
     public Trainer(TrainOptions options, ComputeContext compute, DatasetSplit split, Dataset test, string? outDirectory)
+        : this(Validated(options, split, test, out var model, compute), model, CreateOptimizer(options, model, compute), compute, split, test, outDirectory)
     {
-        options.Validate();
+    }
+
+    /// <summary>
+    /// Trains a model the caller built (with meProp attached to the layers the caller chose) with the caller's
+    /// optimizer. <paramref name="options"/> gives the loop's settings (<see cref="TrainOptions.Epochs"/>,
+    /// <see cref="TrainOptions.BatchSize"/>, <see cref="TrainOptions.Seed"/> of the shuffling, evaluation batch size,
+    /// <see cref="TrainOptions.FusedUpdate"/>); its model and meProp fields are not used, and summary.json and
+    /// checkpoints record the model's own description (<see cref="Sequential.Spec"/>) instead.
+    /// </summary>
+    public Trainer(Sequential model, IOptimizer optimizer, TrainOptions options, ComputeContext compute, DatasetSplit split, Dataset test, string? outDirectory)
+        : this(CheckData(options, split, test) with { ModelOptions = new ModelOptions { Model = "custom", Network = model.Spec } }, model, optimizer, compute, split, test, outDirectory)
+    {
+    }
+
+    private Trainer(TrainOptions options, Sequential model, IOptimizer optimizer, ComputeContext compute, DatasetSplit split, Dataset test, string? outDirectory)
+    {
         _options = options;
         _compute = compute;
         _split = split;
         _test = test;
         _outDirectory = outDirectory;
-        var train = split.Train;
-        if (test.Channels != train.Channels || test.Height != train.Height || test.Width != train.Width || test.Classes != train.Classes)
-            throw new ArgumentException($"the test set's images [{test.Channels}, {test.Height}, {test.Width}] and {test.Classes} classes differ from the training set's [{train.Channels}, {train.Height}, {train.Width}] and {train.Classes}");
-        _model = BuildModel(options, train.Channels, train.Height, train.Width, train.Classes, compute);
-        _optimizer = options.Optimizer == "sgd"
-            ? new SgdMomentum(_model.Parameters, options.LearningRate, options.Momentum)
-            : new Adam(_model.Parameters, compute.Pool, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon);
+        _model = model;
+        _optimizer = optimizer;
         if (_optimizer is Adam adam && options.FusedUpdate)
         {
             _fusedAdam = adam;
             foreach (var linear in _model.AllLayers.OfType<Linear>()) linear.FusedOptimizer = adam;
         }
     }
+
+    private static TrainOptions CheckData(TrainOptions options, DatasetSplit split, Dataset test)
+    {
+        options.Validate();
+        var train = split.Train;
+        if (test.Channels != train.Channels || test.Height != train.Height || test.Width != train.Width || test.Classes != train.Classes)
+            throw new ArgumentException($"the test set's images [{test.Channels}, {test.Height}, {test.Width}] and {test.Classes} classes differ from the training set's [{train.Channels}, {train.Height}, {train.Width}] and {train.Classes}");
+        return options;
+    }
+
+    private static TrainOptions Validated(TrainOptions options, DatasetSplit split, Dataset test, out Sequential model, ComputeContext compute)
+    {
+        CheckData(options, split, test);
+        var train = split.Train;
+        model = BuildModel(options, train.Channels, train.Height, train.Width, train.Classes, compute);
+        return options;
+    }
+
+    private static IOptimizer CreateOptimizer(TrainOptions options, Sequential model, ComputeContext compute) =>
+        options.Optimizer == "sgd"
+            ? new SgdMomentum(model.Parameters, options.LearningRate, options.Momentum)
+            : new Adam(model.Parameters, compute.Pool, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon);
 
     /// <summary>The model of a configuration, with meProp attached to the chosen layers when --topk is set.</summary>
     public static Sequential BuildModel(TrainOptions options, int channels, int height, int width, int classes, ComputeContext compute)

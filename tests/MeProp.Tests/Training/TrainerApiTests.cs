@@ -1,0 +1,44 @@
+using MeProp.Data;
+using MeProp.Layers;
+using MeProp.Models;
+using MeProp.Optimizers;
+using MeProp.Sparsity;
+using MeProp.Tests.Data;
+using MeProp.Threading;
+using MeProp.Training;
+
+namespace MeProp.Tests.Training;
+
+/// <summary>The library's own path: a model built in C#, meProp on chosen layers, the caller's optimizer, a Trainer.</summary>
+public class TrainerApiTests
+{
+    [Fact]
+    public void TrainsACallersModelAndItsCheckpointRebuildsIt()
+    {
+        using var data = new TempDirectory();
+        IdxTestFiles.WriteMnistLayout(data.Path, trainCount: 40, testCount: 15, height: 8, width: 8);
+        var mnist = MnistFiles.Load(data.Path);
+        var split = DatasetSplit.Create(mnist.Training, devSize: 10);
+        using var compute = new ComputeContext(1);
+        var model = new NetworkBuilder(1, 8, 8)
+            .Conv2d(6, 3, padding: 1).ReLU().MaxPool2d(2)
+            .Conv2d(8, 3, padding: 1, name: "features").ReLU().GlobalAvgPool2d().Linear(10)
+            .Build(classes: 10, compute, seed: 3);
+        var features = (Conv2d)model.Layer("features");
+        features.Sparsifier = new GradientSparsifier("features", new MePropOptions { Ratio = 0.25, Decay = 0.6 }, convolutional: true, seed: 3);
+        var optimizer = new Adam(model.Parameters, compute.Pool, learningRate: 3e-3f);
+        using var output = new TempDirectory();
+        var trainer = new Trainer(model, optimizer, new TrainOptions { Epochs = 2, BatchSize = 5, Seed = 3, Threads = 1, DevSize = 10 }, compute, split, mnist.Test, output.Path);
+        var summary = trainer.Run();
+        Assert.Equal(2, summary.EpochsCompleted);
+        Assert.True(features.GradientCounters.KeptFraction is > 0 and < 0.5);
+
+        // The checkpoint records the network, so the model comes back from the file alone.
+        var options = Checkpoint.ReadOptions(output.File(Trainer.LastCheckpoint));
+        Assert.Equal(model.Spec!.ToJson(), options.ModelOptions.Network!.ToJson());
+        var rebuilt = ModelBuilder.Build(options.ModelOptions, 1, 8, 8, 10, compute, seed: 99);
+        Checkpoint.Load(output.File(Trainer.LastCheckpoint), rebuilt, optimizer: null);
+        foreach (var (a, b) in model.Parameters.Zip(rebuilt.Parameters))
+            Assert.True(a.Value.Span.SequenceEqual(b.Value.Span), $"{a.Name} differs");
+    }
+}
