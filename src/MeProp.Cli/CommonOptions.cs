@@ -15,7 +15,7 @@ internal static class CommonOptions
 
     public static Option<string?> DataDirectory() => new("--data")
     {
-        Description = "Directory holding the four IDX files (train-images-idx3-ubyte, ...; plain or .gz). When it lacks them, MNIST is fetched into it. Default: $MEPROP_DATA or ~/.cache/meprop/mnist",
+        Description = "Data directory: IDX files (train-images-idx3-ubyte, ...; plain or .gz), CIFAR-10/100 binary (or its .tar.gz), or an image folder (train/<class>/*.png, test/<class>/*.png). Absent or empty: MNIST is fetched into it. Default: $MEPROP_DATA or ~/.cache/meprop/mnist",
     };
 
     public static Option<string> Model() => new Option<string>("--model")
@@ -86,14 +86,19 @@ internal static class CommonOptions
     }
 
     /// <summary>
-    /// The directory to load: <paramref name="dataDirectory"/> as it is when it already holds the four
-    /// files (any data set), otherwise MNIST fetched and checksum-verified into it (or the default cache).
+    /// Loads <paramref name="dataDirectory"/> in whatever format it holds (IDX, CIFAR binary, image folder).
+    /// Without a directory, or with one that is absent or empty, MNIST is fetched and checksum-verified into it
+    /// (or into the default cache); a directory holding something else is an error listing what was looked for.
     /// </summary>
-    public static string ResolveData(string? dataDirectory)
+    public static ImageData LoadData(string? dataDirectory)
     {
-        if (dataDirectory is not null && MnistFiles.Names.All(n => File.Exists(Path.Combine(dataDirectory, n)) || File.Exists(Path.Combine(dataDirectory, n + ".gz"))))
-            return dataDirectory;
-        var fetcher = MnistFetcher.CreateDefault(dataDirectory, message => Console.Error.WriteLine(message));
-        return fetcher.EnsureAsync().GetAwaiter().GetResult();
+        bool fetch = dataDirectory is null || !Directory.Exists(dataDirectory) || !Directory.EnumerateFileSystemEntries(dataDirectory).Any()
+                     || (MeProp.Data.DataDirectory.Detect(dataDirectory) is null && MnistFiles.Names.Any(n => File.Exists(Path.Combine(dataDirectory, n))));
+        if (fetch)
+        {
+            var fetcher = MnistFetcher.CreateDefault(dataDirectory, message => Console.Error.WriteLine(message));
+            dataDirectory = fetcher.EnsureAsync().GetAwaiter().GetResult();
+        }
+        return MeProp.Data.DataDirectory.Load(dataDirectory!);
     }
 }

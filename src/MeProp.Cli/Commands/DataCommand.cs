@@ -18,6 +18,15 @@ internal static class DataCommand
             Console.WriteLine($"MNIST ready in {directory}: {mnist.Training.Count} training and {mnist.Test.Count} test images, checksums verified");
             return 0;
         }));
-        return new Command("data", "Manage data sets") { fetch };
+        var infoData = CommonOptions.DataDirectory();
+        var info = new Command("info", "Say what a data directory holds: format, images, shape and classes") { infoData };
+        info.SetAction(parse => CommonOptions.Run(parse, () =>
+        {
+            var loaded = CommonOptions.LoadData(parse.GetValue(infoData));
+            var train = loaded.Training;
+            Console.WriteLine($"{loaded.Format}: {train.Count} training and {loaded.Test.Count} test images of {train.Channels}x{train.Height}x{train.Width}, {train.Classes} classes ({string.Join(", ", loaded.ClassNames.Take(12))}{(loaded.ClassNames.Count > 12 ? ", ..." : "")})");
+            return 0;
+        }));
+        return new Command("data", "Manage data sets") { fetch, info };
     }
 }

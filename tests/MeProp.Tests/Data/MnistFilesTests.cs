@@ -19,7 +19,7 @@ public sealed class MnistFilesTests : IDisposable
             File.WriteAllBytes(_directory.File(name + ".gz"), IdxTestFiles.Gzip(files[name]));
         }
 
-        MnistData data = MnistFiles.Load(_directory.Path);
+        ImageData data = MnistFiles.Load(_directory.Path, classes: 10);
 
         Assert.Equal((6, 5, 7), (data.Training.Count, data.Training.Height, data.Training.Width));
         Assert.Equal((4, 5, 7), (data.Test.Count, data.Test.Height, data.Test.Width));

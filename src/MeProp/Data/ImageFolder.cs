@@ -1,0 +1,101 @@
+using StbImageSharp;
+
+namespace MeProp.Data;
+
+/// <summary>
+/// A directory of image files in torchvision's ImageFolder layout: train/&lt;class&gt;/*.png|jpg|jpeg|bmp and
+/// test/&lt;class&gt;/*, the classes being the train/ folder's sub-folders sorted by name (ordinal), decoded by
+/// StbImageSharp (managed code, no native library). Every image must have the first one's size (an image of
+/// another size is an error naming it: resize them beforehand); the set is grey-scale (1 channel) when every
+/// image is, RGB (3) otherwise. The examples are interleaved class by class (each class's files sorted by
+/// name), so that the first N images — the dev split — hold every class.
+/// </summary>
+public static class ImageFolder
+{
+    public const string TrainFolder = "train", TestFolder = "test";
+    private static readonly string[] Extensions = [".png", ".jpg", ".jpeg", ".bmp"];
+
+    /// <summary>Whether <paramref name="directory"/> has train/ and test/ folders with class sub-folders.</summary>
+    public static bool Present(string directory) =>
+        Directory.Exists(Path.Combine(directory, TrainFolder)) && Directory.Exists(Path.Combine(directory, TestFolder))
+        && Directory.EnumerateDirectories(Path.Combine(directory, TrainFolder)).Any();
+
+    public static ImageData Load(string directory)
+    {
+        string trainRoot = Path.Combine(directory, TrainFolder), testRoot = Path.Combine(directory, TestFolder);
+        var classes = Directory.GetDirectories(trainRoot).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray();
+        if (classes.Length is 0 or > 256)
+            throw new DataFormatException($"{trainRoot}: {classes.Length} class folders; 1 to 256 are supported");
+        var stray = Directory.GetDirectories(testRoot).Select(Path.GetFileName).Where(c => !classes.Contains(c)).ToList();
+        if (stray.Count > 0)
+            throw new DataFormatException($"{testRoot}: class folder(s) {string.Join(", ", stray)} have no counterpart in {trainRoot}");
+        var trainFiles = Files(trainRoot, classes);
+        var testFiles = Files(testRoot, classes);
+        if (trainFiles.Count == 0) throw new DataFormatException($"{trainRoot}: no images ({string.Join(", ", Extensions)}) in the class folders");
+        if (testFiles.Count == 0) throw new DataFormatException($"{testRoot}: no images ({string.Join(", ", Extensions)}) in the class folders");
+
+        // The headers first: the size every image must have, and whether any is in colour.
+        var first = Info(trainFiles[0].Path);
+        bool colour = false;
+        foreach (var (path, _) in trainFiles.Concat(testFiles))
+        {
+            var info = Info(path);
+            if (info.Width != first.Width || info.Height != first.Height)
+                throw new DataFormatException($"{path}: {info.Width}x{info.Height} pixels, but {trainFiles[0].Path} is {first.Width}x{first.Height}; every image must have one size (resize them first)");
+            colour |= info.ColorComponents is ColorComponents.RedGreenBlue or ColorComponents.RedGreenBlueAlpha;
+        }
+        int channels = colour ? 3 : 1;
+        return new ImageData(Decode(trainFiles, channels, first, classes.Length), Decode(testFiles, channels, first, classes.Length), classes!, "image-folder");
+    }
+
+    /// <summary>The images of each class folder, sorted by name, interleaved across the classes.</summary>
+    private static List<(string Path, byte Label)> Files(string root, string?[] classes)
+    {
+        var perClass = classes.Select((name, label) =>
+        {
+            string folder = Path.Combine(root, name!);
+            var files = Directory.Exists(folder)
+                ? Directory.GetFiles(folder).Where(f => Extensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal).ToList()
+                : [];
+            return files.Select(f => (f, (byte)label)).ToList();
+        }).ToList();
+        var all = new List<(string, byte)>();
+        for (int i = 0; perClass.Any(c => i < c.Count); i++)
+            foreach (var files in perClass)
+                if (i < files.Count) all.Add(files[i]);
+        return all;
+    }
+
+    private static ImageInfo Info(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return ImageInfo.FromStream(stream) ?? throw new DataFormatException($"{path}: not a readable image (PNG, JPEG or BMP)");
+    }
+
+    private static Dataset Decode(List<(string Path, byte Label)> files, int channels, ImageInfo size, int classes)
+    {
+        int plane = size.Width * size.Height, imageValues = channels * plane;
+        var pixels = new float[(long)files.Count * imageValues];
+        var labels = new byte[files.Count];
+        var components = channels == 3 ? ColorComponents.RedGreenBlue : ColorComponents.Grey;
+        for (int n = 0; n < files.Count; n++)
+        {
+            ImageResult image;
+            try
+            {
+                image = ImageResult.FromMemory(File.ReadAllBytes(files[n].Path), components);
+            }
+            catch (Exception e) when (e is InvalidOperationException or ArgumentException or IndexOutOfRangeException)
+            {
+                throw new DataFormatException($"{files[n].Path}: cannot be decoded ({e.Message})", e);
+            }
+            labels[n] = files[n].Label;
+            // stb gives interleaved HWC bytes; the engine takes planes (CHW).
+            var target = pixels.AsSpan(n * imageValues, imageValues);
+            for (int c = 0; c < channels; c++)
+                for (int i = 0; i < plane; i++)
+                    target[c * plane + i] = image.Data[i * channels + c] / 255f;
+        }
+        return new Dataset(pixels, labels, channels, size.Height, size.Width, classes);
+    }
+}
