@@ -1,5 +1,5 @@
 using BenchmarkDotNet.Attributes;
-using MeProp.Threading;
+using MeProp.Layers;
 
 namespace MeProp.Bench;
 

@@ -1,8 +1,8 @@
 using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Configs;
 using MeProp.Kernels;
+using MeProp.Layers;
 using MeProp.Sparsity;
-using MeProp.Threading;
 
 namespace MeProp.Bench;
 

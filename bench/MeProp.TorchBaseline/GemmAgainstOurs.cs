@@ -1,6 +1,6 @@
 using System.Diagnostics;
+using MeProp.Layers;
 using MeProp.Tensors;
-using MeProp.Threading;
 using TorchSharp;
 
 namespace MeProp.TorchBaseline

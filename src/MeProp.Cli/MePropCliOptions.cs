@@ -1,4 +1,5 @@
 using System.CommandLine;
+using MeProp.Models;
 using MeProp.Sparsity;
 using MeProp.Training;
 

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using MeProp.Cli.Benchmarking;
-using MeProp.Threading;
+using MeProp.Layers;
 using MeProp.Training;
 
 namespace MeProp.Cli.Commands;

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using MeProp.Data;
+using MeProp.Layers;
 using MeProp.Models;
-using MeProp.Threading;
 using MeProp.Training;
 
 namespace MeProp.Cli.Commands;
@@ -27,7 +27,7 @@ internal static class EvalCommand
             }
             else if (!File.Exists(path)) throw new ArgumentException($"--checkpoint: {path} does not exist");
             var options = Checkpoint.ReadOptions(path);
-            var mnist = MnistFiles.Load(CommonOptions.ResolveData(parse.GetValue(data)));
+            var mnist = CommonOptions.LoadData(parse.GetValue(data));
             using var compute = new ComputeContext(parse.GetValue(threads));
             var test = mnist.Test;
             var model = ModelBuilder.Build(options.ModelOptions, test.Channels, test.Height, test.Width, test.Classes, compute, options.Seed);

@@ -83,7 +83,7 @@ internal static class ReproduceCommand
             int jobCount = parse.GetValue(jobs);
             int threadCount = parse.GetValue(threads) ?? Math.Max(1, Environment.ProcessorCount / jobCount);
             string checkpointRoot = parse.GetValue(checkpoints) ?? DefaultCheckpointRoot(root);
-            var mnist = MnistFiles.Load(CommonOptions.ResolveData(parse.GetValue(data)));
+            var mnist = CommonOptions.LoadData(parse.GetValue(data));
             DatasetSplit.Create(mnist.Training, parse.GetValue(devSize), parse.GetValue(maxTrain));
             Console.WriteLine($"checkpoints in {checkpointRoot}; results in {root}");
             var runner = new ReproductionRunner(runsRoot, checkpointRoot, mnist, epochCount, threadCount, parse.GetValue(devSize), parse.GetValue(maxTrain));

@@ -5,7 +5,6 @@ using MeProp.Losses;
 using MeProp.Models;
 using MeProp.Optimizers;
 using MeProp.Tensors;
-using MeProp.Threading;
 using MeProp.Training;
 
 namespace MeProp.Cli.Commands;
@@ -45,12 +44,12 @@ internal static class StatsCommand
                 Threads = parse.GetValue(threads),
             });
             options.Validate();
-            var mnist = MnistFiles.Load(CommonOptions.ResolveData(parse.GetValue(data)));
+            var mnist = CommonOptions.LoadData(parse.GetValue(data));
             var train = DatasetSplit.Create(mnist.Training, options.DevSize).Train;
             using var compute = new ComputeContext(options.Threads);
             var net = Trainer.BuildModel(options, train.Channels, train.Height, train.Width, train.Classes, compute);
             var layers = net.Layers.OfType<IMePropLayer>().ToArray();
-            foreach (var layer in layers) layer.MeasureDensity = true;
+            foreach (var layer in layers) layer.Counters.MeasureDensity = true;
             var optimizer = new Adam(net.Parameters, compute.Pool, options.LearningRate);
             var loss = new SoftmaxCrossEntropy();
             var loader = new BatchLoader(train, options.BatchSize, shuffle: true, options.Seed);
@@ -60,7 +59,7 @@ internal static class StatsCommand
             int count = parse.GetValue(iterations);
             for (int i = 0; i < count; i++)
             {
-                foreach (var layer in layers) layer.ResetCounters();
+                foreach (var layer in layers) layer.Counters.Reset();
                 int n = loader.FillBatch(i % loader.BatchCount, images, labels);
                 loss.Forward(net.Forward(images, training: true), labels.AsSpan(0, n));
                 net.Backward(loss.Gradient);
@@ -70,7 +69,7 @@ internal static class StatsCommand
             Console.WriteLine($"{"layer",-8} {"dL/dy non-zero",15} {"kept",8}");
             foreach (var layer in layers)
             {
-                var c = layer.GradientCounters;
+                var c = layer.Counters.Gradient;
                 Console.WriteLine($"{layer.Name,-8} {c.DensityBefore,15:P1} {c.KeptFraction,8:P1}");
             }
             return 0;

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using MeProp.Data;
+using MeProp.Layers;
 using MeProp.Models;
-using MeProp.Threading;
 
 namespace MeProp.Cli.Commands;
 

@@ -2,7 +2,6 @@ using System.CommandLine;
 using MeProp.Data;
 using MeProp.Layers;
 using MeProp.Models;
-using MeProp.Threading;
 using MeProp.Training;
 
 namespace MeProp.Cli.Commands;
@@ -109,8 +108,7 @@ internal static class TrainCommand
                 int[] input = network?.Input is { Length: 3 } shape ? shape : [1, 28, 28];
                 Trainer.BuildModel(options, input[0], input[1], input[2], network?.Classes ?? MnistFiles.Classes, probe);
             }
-            string dataDirectory = CommonOptions.ResolveData(parse.GetValue(data));
-            var mnist = MnistFiles.Load(dataDirectory);
+            var mnist = CommonOptions.LoadData(parse.GetValue(data));
             var split = DatasetSplit.Create(mnist.Training, options.DevSize, options.MaxTrain);
             var mode = checkpoint is not null ? RunDirectoryMode.Resume : parse.GetValue(overwrite) ? RunDirectoryMode.Overwrite : RunDirectoryMode.New;
             using var runDirectory = outDirectory is null ? null : ClaimRunDirectory(outDirectory, mode);

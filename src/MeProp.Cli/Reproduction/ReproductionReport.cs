@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using MeProp.Models;
 using MeProp.Sparsity;
 
 namespace MeProp.Cli.Reproduction;

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using MeProp.Data;
-using MeProp.Threading;
+using MeProp.Layers;
 using MeProp.Training;
 
 namespace MeProp.Cli.Reproduction;
@@ -20,7 +20,7 @@ internal sealed record ReproductionRun(ReproductionConfig Config, ulong Seed)
 /// its epochs is skipped; one with a checkpoint resumes after its last completed epoch; one whose
 /// checkpoint is gone starts again (runs are deterministic for a seed, so it writes the same lines again).
 /// </summary>
-internal sealed class ReproductionRunner(string resultsRoot, string checkpointRoot, MnistData data, int epochs, int threads, int devSize, int? maxTrain)
+internal sealed class ReproductionRunner(string resultsRoot, string checkpointRoot, ImageData data, int epochs, int threads, int devSize, int? maxTrain)
 {
     private readonly object _consoleLock = new();
 

@@ -10,12 +10,12 @@ namespace MeProp.Kernels;
 /// convolution moves between (its GEMM reads and writes position rows). With AVX2, blocks of 8
 /// positions by 8 channels are loaded as 8 contiguous runs and transposed in registers (shuffles); a
 /// gather of 8 values a row (or plane) apart covers what is left of a block. The scalar loops read one
-/// value per cache line across 100 KB per conv1 image, many times over; gathers for every vector took
-/// 1.4-1.9 times as long as the shuffles from rows to planes (conv1's 784 x 32, the sparse input
+/// value per cache line across 100 KB per image of 32 maps of 28 x 28, many times over; gathers for every
+/// vector took 1.4-1.9 times as long as the shuffles from rows to planes (784 x 32, the sparse input
 /// gradient's 14 x 32 crop, the weight gradient's 25 x 32 add) and from planes to short rows (14
 /// positions), as long for whole planes.
 /// </summary>
-public static unsafe class ChannelLayout
+internal static unsafe class ChannelLayout
 {
     /// <summary>
     /// planes[c, p] = rows[p, c] + bias[c] (bias null: no addition), p &lt; positions; with
@@ -153,7 +153,7 @@ public static unsafe class ChannelLayout
 }
 
 /// <summary>Twin of <see cref="ChannelLayout"/>: the plain double loops.</summary>
-public static class ChannelLayoutReference
+internal static class ChannelLayoutReference
 {
     public static void RowsToPlanes(ReadOnlySpan<float> rows, Span<float> planes, int planeStride, int channels, int positions, ReadOnlySpan<float> bias, bool accumulate = false)
     {

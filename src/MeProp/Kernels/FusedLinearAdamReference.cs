@@ -1,5 +1,3 @@
-using MeProp.Optimizers;
-
 namespace MeProp.Kernels;
 
 /// <summary>
@@ -7,7 +5,7 @@ namespace MeProp.Kernels;
 /// accumulators, then Adam's formulas in float64 on every weight (no flush of tiny moments).
 /// Test oracle only.
 /// </summary>
-public static class FusedLinearAdamReference
+internal static class FusedLinearAdamReference
 {
     public static void Run(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, int n, int outFeatures, int inFeatures,
         Span<float> weight, Span<float> expAvg, Span<float> expAvgSq, in AdamStep step, Span<float> dx)

@@ -32,7 +32,7 @@ public sealed unsafe class Gemm
     internal const int DotM = 16;
     /// <summary>
     /// Most depth one pass of the dot-product path takes: ten rows of A that deep (31 KiB) and two weight
-    /// rows stay in a 48 KiB L1. The depth is cut into equal chunks (fc1's 3136 into 4 x 784, not 4 x 768
+    /// rows stay in a 48 KiB L1. The depth is cut into equal chunks (a depth of 3136 into 4 x 784, not 4 x 768
     /// plus a 64-deep pass that costs as many lane reductions as a full one).
     /// </summary>
     private const int DotDepthChunk = 800;
@@ -64,7 +64,8 @@ public sealed unsafe class Gemm
 
     private readonly WorkerPool _pool;
     // What the micro-kernel streams is 64-byte aligned, so a packed panel row (32 floats) is two whole
-    // cache lines, never three (in-process A/B: conv2's products +7-10%, 2048^3 +3-20%; same bits).
+    // cache lines, never three (in-process A/B: the products of a 5x5
+    // convolution from 32 to 64 channels at 14 x 14 +7-10%, 2048^3 +3-20%; same bits).
     private readonly AlignedBuffer _packedB = new();
     private readonly AlignedBuffer _packedA = new();
     private readonly AlignedBuffer _edgePanels = new();
@@ -433,7 +434,8 @@ public sealed unsafe class Gemm
     /// one weight row). Depth is cut into chunks whose rows of A stay in L1; in each, two weight rows at
     /// a time meet ten rows of A (four with 256-bit vectors), twenty sums in registers: each piece of a
     /// weight row is read from memory once, and per loaded weight vector ten FMAs instead of four
-    /// (fc1's forward at batch 10: 1.67 -> 1.21 ms with one thread on the Xeon VM, interleaved timing).
+    /// (a 3136 x 1024 linear layer's forward at batch 10: 1.67 -> 1.21 ms with one thread on the Xeon VM,
+    /// interleaved timing).
     /// </summary>
     private static void DotTask(void* args, int task, int worker)
     {
@@ -532,7 +534,7 @@ public sealed unsafe class Gemm
     /// <param name="ahead">
     /// Offset from b0 and b1 to the weight rows two pairs later, fetched into cache while these are
     /// summed: each pass reads a chunk of only ~3 KB from a row before jumping to the next pair, too
-    /// short for the hardware prefetcher to ramp up (fc1's forward at batch 10 with the weight coming
+    /// short for the hardware prefetcher to ramp up (a 3136 x 1024 linear forward at batch 10 with the weight coming
     /// from L3, as in training: 1.08-1.11 -> 0.90-0.94 ms, old and new builds interleaved, 2 threads).
     /// </param>
     private static void Dot10x2(float* a, nint rowStride, int rows, float* b0, float* b1, nint ahead, int k, float* sums)
@@ -649,10 +651,11 @@ public sealed unsafe class Gemm
     /// kernel (as the next B panel's slice was), they waited for free miss buffers, ~5% of 2048^3's time;
     /// and a C tile read from L3 after the loop cost ~7% of the kernel's time (perf, one thread). A row of
     /// a B read in place (rows ldb apart, beyond the reach of the hardware prefetchers) takes two or three
-    /// lines; three are asked for, whichever its alignment (conv2's weight gradient +12-49%). In
+    /// lines; three are asked for, whichever its alignment (the weight gradient of a 5x5 convolution
+    /// from 32 to 64 channels at 14 x 14: +12-49%). In
     /// process against the kernels without them (medians of ten rounds, 2048^3): +8-9% at one and two
-    /// threads with 512-bit vectors, +13-18% for the 6 x 16 kernel (with its fixed row offsets); conv2's
-    /// products 1.0-1.07x. The sums are untouched.
+    /// threads with 512-bit vectors, +13-18% for the 6 x 16 kernel (with its fixed row offsets); that
+    /// convolution's products 1.0-1.07x. The sums are untouched.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void MicroKernel(int kc, float* a, nint rowStride, nint depthStride, int rows, float* b, nint bStride, float* c, int ldc, bool accumulate,

@@ -4,7 +4,7 @@ namespace MeProp.Kernels;
 /// Obviously-correct twin of <see cref="Gemm"/>: triple loop with a float64 accumulator.
 /// C[m,n] = op(A)[m,k] · op(B)[k,n] (+ C when accumulate). Test oracle only.
 /// </summary>
-public static class GemmReference
+internal static class GemmReference
 {
     public static void Multiply(bool transA, bool transB, int m, int n, int k,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb,

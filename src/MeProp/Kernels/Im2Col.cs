@@ -265,7 +265,7 @@ public static unsafe class Im2Col
 /// Plain-loop twin of <see cref="Im2Col"/>, single-threaded: the test oracle. Backward visits the
 /// output positions in ascending order, the order in which every dx element receives its terms.
 /// </summary>
-public static class Im2ColReference
+internal static class Im2ColReference
 {
     public static void Forward(ConvGeometry g, ReadOnlySpan<float> x, Span<float> cols)
     {

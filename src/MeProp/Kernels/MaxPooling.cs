@@ -265,7 +265,7 @@ public static unsafe class MaxPooling
 }
 
 /// <summary>Plain-loop twin of <see cref="MaxPooling"/>, single-threaded: the test oracle.</summary>
-public static class MaxPoolingReference
+internal static class MaxPoolingReference
 {
     public static void Forward(ReadOnlySpan<float> x, Span<float> y, Span<int> argmax, int planes, int h, int w, int k, int s)
     {

@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
-using MeProp.Sparsity;
 using MeProp.Threading;
 
 namespace MeProp.Kernels;
@@ -164,10 +163,10 @@ public static unsafe class SparseBackward
     /// <summary>
     /// Image n's input gradient: each of its entries scatters its whole patch (KH kernel rows of KW·C
     /// contiguous values, in the padded image as in the weight) in turn, units in order, then the border
-    /// is cropped. A feature map keeps few non-zero entries in an image (one or two in conv2's synthetic
-    /// training, ~90 an image in all), so the work per unit and per kernel row around them (a second
+    /// is cropped. A feature map keeps few non-zero entries in an image (one or two for a 64-channel
+    /// 14 x 14 layer in synthetic training, ~90 an image in all), so the work per unit and per kernel row around them (a second
     /// binary search, decoding the positions sixteen at a time, a loop per 32 channels keeping the weight
-    /// in registers) cost more than the multiply-adds: conv2's images took 11.7 us each on one thread
+    /// in registers) cost more than the multiply-adds: that layer's images took 11.7 us each on one thread
     /// (warm, 14 entries a map), this 9.6.
     /// </summary>
     private static void ConvInputGradientImage(ref Job j, int n, int worker)
@@ -178,9 +177,9 @@ public static unsafe class SparseBackward
         float* image = j.Scratch + (long)worker * imageLength;
         new Span<float>(image, imageLength).Clear();
         int first = n * plane, end = first + plane;
-        // The image's dx (contiguous in NCHW, 25 KB for conv2) is last written a step ago and comes from
+        // The image's dx (contiguous in NCHW, 25 KB for 32 channels of 14 x 14) is last written a step ago and comes from
         // L3: its lines are fetched a few per unit while the patches are scattered, so the crop's stores
-        // find them in cache (conv2's image tasks in training: 82-98 -> 74-91 us a worker and step).
+        // find them in cache (that layer's image tasks in training: 82-98 -> 74-91 us a worker and step).
         float* dx = j.Dx + (long)n * c * g.H * g.W;
         int dxLength = c * g.H * g.W, dxStep = ((dxLength + j.Units - 1) / j.Units + 15) / 16 * 16;
         for (int u = 0; u < j.Units; u++)
@@ -205,7 +204,7 @@ public static unsafe class SparseBackward
     /// <summary>
     /// target[kh·rowStride + :rowLength] += v·w[kh·rowLength + :rowLength] for kh &lt; rows: one entry's
     /// patch. Eight vectors of the target are loaded before any of them is stored: with one vector
-    /// loaded, added and stored at a time, conv2's 830 scattered patches (one thread, warm, without the
+    /// loaded, added and stored at a time, 830 scattered 5x5x32 patches (one thread, warm, without the
     /// search and the crop) took 1.2-1.5 times as long (likely because the patches of neighbouring
     /// entries overlap, so loads wait on earlier stores to the same lines).
     /// </summary>
@@ -279,7 +278,7 @@ public static unsafe class SparseBackward
     }
 
     // The stack buffers are written before they are read; zero-filling their 4 KB (a loop of pushes)
-    // took a sixth of the samples in a conv2 unit.
+    // took a sixth of the samples in a unit of a 5x5 convolution from 32 channels.
     [SkipLocalsInit]
     private static void ConvWeightGradientUnit(ref Job j, int u)
     {
@@ -305,8 +304,8 @@ public static unsafe class SparseBackward
                 for (int kh = 0; kh < g.KH; kh++)
                     GatherTap(j.X + (long)kh * paddedW * c, origin, values + e0, entries, tapSums + kh * rowLength, rowLength);
             // dW is [C, KH, KW] per unit: the sums are added in transposed, eight taps of a channel a
-            // gather (a scalar add per value, a tap's channels KH·KW apart, took ~1 us of every conv2
-            // unit however few its entries).
+            // gather (a scalar add per value, a tap's channels KH·KW apart, took ~1 us of every unit of a
+            // 5x5 convolution from 32 channels, however few its entries).
             ChannelLayout.RowsToPlanes(tapSums, dw, taps, c, taps, null, accumulate: true);
         }
     }
@@ -320,7 +319,7 @@ public static unsafe class SparseBackward
     /// <see cref="ReadSlack"/> values past it read, and the same past the sums written), all of a patch's
     /// rows a step, their sums in registers. Row by row (<see cref="GatherTap"/>), a first layer's 5-value
     /// rows were 16-lane loads that nearly always split a cache line, and the entry's offset and value
-    /// were loaded again for each row: a conv1 map's 392 entries took 1.8-3.5 us, this 0.7-1.3 us.
+    /// were loaded again for each row: 392 entries of a 28 x 28 map took 1.8-3.5 us, this 0.7-1.3 us.
     /// Even and odd entries are summed apart and added at the end, as <see cref="GatherTap"/> does, so
     /// the sums are the same to the bit.
     /// </summary>
@@ -448,7 +447,7 @@ public static unsafe class SparseBackward
 
     /// <summary>
     /// Σ values[0..count), sixteen lanes at a time: a plain running sum is a chain of dependent adds, 4
-    /// cycles a value (1.5 us of every conv1 map's 392). The order of the additions depends only on
+    /// cycles a value (1.5 us for 392, 5% of a 28 x 28 map over a batch of 10). The order of the additions depends only on
     /// count, so the sum is the same wherever the values lie.
     /// </summary>
     private static float Sum(float* values, int count)

@@ -3,7 +3,6 @@ using System.Runtime.Intrinsics;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using MeProp.Kernels;
 using MeProp.Tensors;
-using MeProp.Threading;
 
 namespace MeProp.Layers;
 
@@ -23,7 +22,7 @@ public sealed unsafe class Activation : ILayer
     private readonly ComputeContext? _compute;
 
     /// <summary>
-    /// Fewest values for which ReLU is split over the pool: conv1's 250,880 at batch 10 took 80 us
+    /// Fewest values for which ReLU is split over the pool: 250,880 (32 maps of 28 x 28, batch 10) took 80 us
     /// forward and ~150 us backward on one thread; a few thousand are not worth waking a worker for.
     /// </summary>
     private const int ParallelFrom = 1 << 16;

@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using MeProp.Tensors;
-using MeProp.Threading;
 
 namespace MeProp.Layers;
 

@@ -2,7 +2,6 @@ using System.Runtime.CompilerServices;
 using MeProp.Kernels;
 using MeProp.Sparsity;
 using MeProp.Tensors;
-using MeProp.Threading;
 
 namespace MeProp.Layers;
 
@@ -82,18 +81,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     public IReadOnlyList<Parameter> Parameters { get; }
     public bool ComputeInputGradient { get; set; } = true;
     public GradientSparsifier? Sparsifier { get; set; }
-    public long BackwardMacs { get; private set; }
-    public long DenseBackwardMacs { get; private set; }
-    public bool MeasureDensity { get; set; }
-    public SparsityCounters GradientCounters => Sparsifier?.Counters ?? _denseCounters;
-    private SparsityCounters _denseCounters;
-
-    public void ResetCounters()
-    {
-        BackwardMacs = DenseBackwardMacs = 0;
-        _denseCounters = default;
-        if (Sparsifier is not null) Sparsifier.Counters = default;
-    }
+    public BackwardCounters Counters { get; } = new();
 
     public int[] OutputShape(ReadOnlySpan<int> inputShape)
     {
@@ -195,12 +183,11 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         int positions = g.Positions, k = g.PatchLength, oc = OutChannels, plane = g.OH * g.OW;
         if (!outputGradient.SameShape([g.N, oc, g.OH, g.OW]))
             throw new ArgumentException($"{Name}: gradient shape {outputGradient.ShapeText} does not match the output");
-        long denseMacs = (long)positions * k * oc;
-        DenseBackwardMacs += ComputeInputGradient ? 2 * denseMacs : denseMacs;
-        if (Sparsifier is null && MeasureDensity) _denseCounters.Add(outputGradient.Span);
         if (Sparsifier is null ? !_colsHoldPatches : !_channelsLastCopiesCurrent)
             throw new InvalidOperationException($"{Name}: Backward needs its own Forward first (the previous Backward used up the saved input patches, or meProp was switched on or off in between)");
-        if (Sparsifier is not null) return SparseBackwardPass(outputGradient, g);
+        long denseMacs = (long)positions * k * oc * (ComputeInputGradient ? 2 : 1);
+        if (Sparsifier is not null) return SparseBackwardPass(outputGradient, g, denseMacs);
+        Counters.AddDense(outputGradient.Span, denseMacs);
         // dY in the patch-row layout.
         var dyRows = _rows;
         dyRows.Reshape(positions, oc);
@@ -211,23 +198,20 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         }
         AddChannelSums(outputGradient.Span, g.N, oc, plane, Bias.Gradient.Span);
         _compute.Gemm.Multiply(true, false, oc, k, positions, dyRows.Span, oc, _cols.Span, k, Weight.Gradient.Span, k, true);
-        BackwardMacs += denseMacs;
         if (!ComputeInputGradient) return null;
         // cols is no longer needed once dW is formed, so dcols overwrites it.
         _colsHoldPatches = false;
         _compute.Gemm.Multiply(false, false, positions, k, oc, dyRows.Span, oc, Weight.Value.Span, k, _cols.Span, k, false);
-        BackwardMacs += denseMacs;
         _inputGradient.Reshape(g.N, g.C, g.H, g.W);
         Im2Col.Backward(g, _cols.Span, _inputGradient.Span, _compute.Pool);
         return _inputGradient;
     }
 
-    private Tensor? SparseBackwardPass(Tensor outputGradient, ConvGeometry g)
+    private Tensor? SparseBackwardPass(Tensor outputGradient, ConvGeometry g, long denseMacs)
     {
         int k = g.PatchLength, plane = g.OH * g.OW;
         var sparse = Sparsifier!.Sparsify(outputGradient.Span, g.N, OutChannels, plane, _compute.Pool);
-        long kept = sparse.Count;
-        BackwardMacs += (ComputeInputGradient ? 2 : 1) * kept * k;
+        Counters.AddSparse(sparse, (ComputeInputGradient ? 2 : 1) * sparse.Count * k, denseMacs);
         // Patches are read from the forward's channels-last, zero-padded input (it stays in cache; im2col
         // rows would be KH·KW times larger and mostly come from memory), the weight from its [OC, KH, KW, C] copy.
         var inputPadded = _inputPaddedNhwc.Span(SparseBackward.PaddedLength(g));

@@ -1,8 +1,6 @@
 using MeProp.Kernels;
-using MeProp.Optimizers;
 using MeProp.Sparsity;
 using MeProp.Tensors;
-using MeProp.Threading;
 
 namespace MeProp.Layers;
 
@@ -10,7 +8,9 @@ namespace MeProp.Layers;
 /// Fully-connected layer. x [N, In] -> y [N, Out] = x · W^T + b; weight [Out, In] (PyTorch layout), bias [Out].
 /// Backward: dW += dY^T · x, db += column sums of dY, dx = dY · W. With a <see cref="Sparsifier"/>
 /// (meProp) only the kept entries (n, j, v) are used: dW[j] += v·x[n], db[j] += v, dx[n] += v·W[j].
-/// With a <see cref="FusedOptimizer"/> the dense backward also applies Adam's update (see there).
+/// The dense backward offers the weight's product to the weight's gradient-ready hook (an optimizer
+/// that fuses its update into it, <see cref="IGradientReadyHook.TryFuseLinearBackward"/>); Backward
+/// reports the bias gradient final to the bias's hook once it is summed.
 /// </summary>
 public sealed class Linear : IMePropLayer, IStatefulLayer
 {
@@ -18,8 +18,6 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
     private readonly Tensor _output = new(0);
     private readonly Tensor _inputGradient = new(0);
     private Tensor? _input;
-    private float[] _fusedScratch = [];
-    private float[] _biasGradient = [];
 
     public Linear(string name, int inFeatures, int outFeatures, ComputeContext compute, Rng initRng)
     {
@@ -43,38 +41,7 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
     public IReadOnlyList<Parameter> Parameters { get; }
     public bool ComputeInputGradient { get; set; } = true;
     public GradientSparsifier? Sparsifier { get; set; }
-
-    /// <summary>
-    /// When set, a dense Backward (no <see cref="Sparsifier"/>) made while this optimizer has a step in
-    /// progress (between <see cref="Adam.BeginStep"/> and <see cref="Adam.FinishStep"/>) and with at
-    /// most <see cref="FusedBatchLimit"/> examples also applies the step to Weight and Bias, block of
-    /// rows by block, while each block of dW is still in cache (<see cref="FusedLinearAdam"/>): dW never
-    /// goes to memory and the optimizer's own pass skips this layer. The result is bit for bit that of a
-    /// plain Backward followed by <see cref="Adam.Update"/>. Weight.Gradient and Bias.Gradient are not
-    /// touched, so they must hold no gradient from an earlier Backward (the optimizer clears them).
-    /// A Backward outside a step (gradient checks, statistics) is a plain one.
-    /// </summary>
-    public Adam? FusedOptimizer { get; set; }
-
-    /// <summary>
-    /// Largest batch that is fused. On fc1 (3136 x 1024, 2 threads) fusion measured 20-30% faster than
-    /// GEMMs + Adam's pass up to batch 14, even at 16, slower at 32 and three times slower at 100: each
-    /// block of rows re-reads X and the partial dX (N x In each, from L2), which grows with N, while
-    /// the GEMMs reuse them from registers.
-    /// </summary>
-    public const int FusedBatchLimit = 14;
-    public long BackwardMacs { get; private set; }
-    public long DenseBackwardMacs { get; private set; }
-    public bool MeasureDensity { get; set; }
-    public SparsityCounters GradientCounters => Sparsifier?.Counters ?? _denseCounters;
-    private SparsityCounters _denseCounters;
-
-    public void ResetCounters()
-    {
-        BackwardMacs = DenseBackwardMacs = 0;
-        _denseCounters = default;
-        if (Sparsifier is not null) Sparsifier.Counters = default;
-    }
+    public BackwardCounters Counters { get; } = new();
 
     public int[] OutputShape(ReadOnlySpan<int> inputShape)
     {
@@ -103,59 +70,36 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
         int n = input.Dim(0);
         if (!outputGradient.SameShape([n, OutFeatures]))
             throw new ArgumentException($"{Name}: gradient shape {outputGradient.ShapeText} does not match the output");
-        long denseMacs = (long)n * OutFeatures * InFeatures;
-        DenseBackwardMacs += ComputeInputGradient ? 2 * denseMacs : denseMacs;
-        if (Sparsifier is null && MeasureDensity) _denseCounters.Add(outputGradient.Span);
-        if (Sparsifier is not null) return SparseBackwardPass(outputGradient, input, n);
-        BackwardMacs += ComputeInputGradient ? 2 * denseMacs : denseMacs;
-        if (FusedOptimizer is { StepInProgress: true } adam && n <= FusedBatchLimit) return FusedBackwardPass(adam, outputGradient, input, n);
+        long denseMacs = (long)n * OutFeatures * InFeatures * (ComputeInputGradient ? 2 : 1);
+        if (Sparsifier is not null) return SparseBackwardPass(outputGradient, input, n, denseMacs);
+        Counters.AddDense(outputGradient.Span, denseMacs);
         var dy = outputGradient.Span;
-        _compute.Gemm.Multiply(true, false, OutFeatures, InFeatures, n, dy, OutFeatures, input.Span, InFeatures,
-            Weight.Gradient.Span, InFeatures, true);
+        if (ComputeInputGradient) _inputGradient.Reshape(n, InFeatures);
+        var dx = ComputeInputGradient ? _inputGradient.Span : default;
+        bool fused = Weight.GradientHook?.TryFuseLinearBackward(Weight, dy, input.Span, n, dx) == true;
+        if (!fused)
+            _compute.Gemm.Multiply(true, false, OutFeatures, InFeatures, n, dy, OutFeatures, input.Span, InFeatures,
+                Weight.Gradient.Span, InFeatures, true);
         var db = Bias.Gradient.Span;
         for (int i = 0; i < n; i++) System.Numerics.Tensors.TensorPrimitives.Add(db, dy.Slice(i * OutFeatures, OutFeatures), db);
+        Bias.GradientHook?.GradientReady(Bias);
         if (!ComputeInputGradient) return null;
-        _inputGradient.Reshape(n, InFeatures);
-        _compute.Gemm.Multiply(false, false, n, InFeatures, OutFeatures, dy, OutFeatures, Weight.Value.Span, InFeatures,
-            _inputGradient.Span, InFeatures, false);
+        if (!fused)
+            _compute.Gemm.Multiply(false, false, n, InFeatures, OutFeatures, dy, OutFeatures, Weight.Value.Span, InFeatures,
+                dx, InFeatures, false);
         return _inputGradient;
     }
 
-    /// <summary>Dense backward with <paramref name="adam"/>'s step applied to the weight and bias, their gradients never stored.</summary>
-    private Tensor? FusedBackwardPass(Adam adam, Tensor outputGradient, Tensor input, int n)
-    {
-        var dy = outputGradient.Span;
-        var (expAvg, expAvgSq) = adam.Claim(Weight);
-        adam.Claim(Bias);
-        if (_biasGradient.Length != OutFeatures) _biasGradient = new float[OutFeatures];
-        var db = _biasGradient.AsSpan();
-        db.Clear();
-        for (int i = 0; i < n; i++) System.Numerics.Tensors.TensorPrimitives.Add(db, dy.Slice(i * OutFeatures, OutFeatures), db);
-        adam.UpdateRange(Bias, 0, db);
-        long scratch = FusedLinearAdam.ScratchLength(n, OutFeatures, InFeatures, ComputeInputGradient);
-        if (_fusedScratch.Length < scratch) _fusedScratch = GC.AllocateUninitializedArray<float>(checked((int)scratch));
-        Span<float> dx = default;
-        if (ComputeInputGradient)
-        {
-            _inputGradient.Reshape(n, InFeatures);
-            dx = _inputGradient.Span;
-        }
-        FusedLinearAdam.Run(dy, input.Span, n, OutFeatures, InFeatures, Weight.Value.Span, expAvg.Span, expAvgSq.Span,
-            adam.CurrentStep, dx, _fusedScratch, _compute.Pool);
-        return ComputeInputGradient ? _inputGradient : null;
-    }
-
-    private Tensor? SparseBackwardPass(Tensor outputGradient, Tensor input, int n)
+    private Tensor? SparseBackwardPass(Tensor outputGradient, Tensor input, int n, long denseMacs)
     {
         var sparse = Sparsifier!.Sparsify(outputGradient.Span, n, OutFeatures, 1, _compute.Pool);
-        long kept = sparse.Count;
+        Counters.AddSparse(sparse, (ComputeInputGradient ? 2 : 1) * sparse.Count * InFeatures, denseMacs);
         SparseBackward.WeightGradient(sparse, input.Span, InFeatures, Weight.Gradient.Span, Bias.Gradient.Span, _compute.Pool);
-        BackwardMacs += kept * InFeatures;
+        Bias.GradientHook?.GradientReady(Bias);
         if (!ComputeInputGradient) return null;
         _inputGradient.Reshape(n, InFeatures);
         _inputGradient.Clear();
         SparseBackward.RowInputGradient(sparse, Weight.Value.Span, InFeatures, _inputGradient.Span, _compute.Pool);
-        BackwardMacs += kept * InFeatures;
         return _inputGradient;
     }
 

@@ -1,6 +1,5 @@
 using MeProp.Kernels;
 using MeProp.Tensors;
-using MeProp.Threading;
 
 namespace MeProp.Layers;
 

@@ -1,6 +1,5 @@
 using MeProp.Kernels;
 using MeProp.Tensors;
-using MeProp.Threading;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace MeProp.Layers;

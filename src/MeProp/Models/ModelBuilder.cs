@@ -1,5 +1,4 @@
 using MeProp.Layers;
-using MeProp.Threading;
 
 namespace MeProp.Models;
 

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using MeProp.Layers;
-using MeProp.Threading;
 
 namespace MeProp.Models;
 

@@ -1,7 +1,6 @@
 using System.Text.Json;
 using MeProp.Layers;
 using MeProp.Tensors;
-using MeProp.Threading;
 
 namespace MeProp.Models;
 

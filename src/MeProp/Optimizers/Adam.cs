@@ -1,7 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using MeProp.Layers;
+using MeProp.Kernels;
 using MeProp.Tensors;
 using MeProp.Threading;
 
@@ -12,15 +12,16 @@ namespace MeProp.Optimizers;
 /// p -= (lr / (1-β1^t)) · m / (sqrt(v) / sqrt(1-β2^t) + ε). One fused pass per parameter reads p, g,
 /// m, v once, writes p, m, v and zeroes g. Threads split each parameter into fixed chunks.
 /// <para>
-/// A step can also be taken in phases, so that a layer applies the update during its own backward
-/// while each block of its gradient is still in cache (see <see cref="Linear.FusedOptimizer"/>):
-/// <see cref="BeginStep"/>, then backward, in which a layer <see cref="Claim"/>s a parameter and
-/// updates it range by range with <see cref="UpdateRange"/> (or with <see cref="CurrentStep"/> in a
-/// kernel), then <see cref="FinishStep"/>, which updates every parameter not claimed.
-/// <see cref="Update"/> is BeginStep followed by FinishStep.
+/// A step can also be taken in phases, so that parameters are updated during the backward while their
+/// gradient is still in cache: <see cref="BeginStep"/>, then the backward, then <see cref="FinishStep"/>,
+/// which updates every parameter not updated yet. <see cref="Update"/> is BeginStep followed by
+/// FinishStep. In between, the update of a parameter can be taken over: through the gradient-ready hook
+/// (<see cref="FuseIntoBackward"/>: the layers say when a gradient is final, see
+/// <see cref="IGradientReadyHook"/>), or by hand, with <see cref="Claim"/> and <see cref="UpdateRange"/>
+/// (or <see cref="CurrentStep"/> in a kernel).
 /// </para>
 /// </summary>
-public sealed unsafe class Adam : IOptimizer
+public sealed unsafe class Adam : IOptimizer, IGradientReadyHook
 {
     private const int Chunk = 1 << 14;
     private readonly IReadOnlyList<Parameter> _parameters;
@@ -29,6 +30,8 @@ public sealed unsafe class Adam : IOptimizer
     private readonly bool[] _claimed;
     private readonly WorkerPool _pool;
     private AdamStep _step;
+    /// <summary>Partial dX of the fused linear backward, shared by the layers (they run one at a time).</summary>
+    private float[] _fusedScratch = [];
 
     public Adam(IReadOnlyList<Parameter> parameters, WorkerPool pool, float learningRate = 1e-3f,
         float beta1 = 0.9f, float beta2 = 0.999f, float epsilon = 1e-8f)
@@ -53,6 +56,25 @@ public sealed unsafe class Adam : IOptimizer
 
     /// <summary>True between <see cref="BeginStep"/> and <see cref="FinishStep"/>.</summary>
     public bool StepInProgress { get; private set; }
+
+    /// <summary>
+    /// Whether this optimizer is its parameters' <see cref="Parameter.GradientHook"/>, applying its update
+    /// during the backward of a step taken in phases (BeginStep, backward, FinishStep) where that pays:
+    /// a dense linear layer's weight at batches up to <see cref="FusedLinearAdam.BatchLimit"/> is
+    /// updated inside its backward product (<see cref="FusedLinearAdam"/>: dW never goes to memory), and a
+    /// gradient the layer reports final (a linear layer's bias) is applied at once. The results are those
+    /// of the plain backward and <see cref="Update"/>, bit for bit.
+    /// </summary>
+    public bool FuseIntoBackward
+    {
+        get => _parameters.Count > 0 && _parameters.All(p => p.GradientHook == this);
+        set
+        {
+            foreach (var p in _parameters)
+                if (value) p.GradientHook = this;
+                else if (p.GradientHook == this) p.GradientHook = null;
+        }
+    }
 
     /// <summary>Constants of the step in progress (valid between BeginStep and FinishStep).</summary>
     public AdamStep CurrentStep => StepInProgress ? _step : throw new InvalidOperationException("Adam: no step in progress");
@@ -107,17 +129,45 @@ public sealed unsafe class Adam : IOptimizer
     {
         if (!StepInProgress) throw new InvalidOperationException("Adam: FinishStep without BeginStep");
         for (int i = 0; i < _parameters.Count; i++)
-        {
-            if (_claimed[i]) continue;
-            var p = _parameters[i];
-            fixed (float* pp = p.Value.Span, pg = p.Gradient.Span, pm = _m[i].Span, pv = _v[i].Span)
-            {
-                var job = new Job { P = pp, G = pg, M = pm, V = pv, Length = p.Value.Length, Step = _step };
-                _pool.Run((job.Length + Chunk - 1) / Chunk, &UpdateChunk, &job);
-            }
-        }
+            if (!_claimed[i]) UpdateParameter(i);
         Array.Clear(_claimed);
         StepInProgress = false;
+    }
+
+    /// <summary>Updates parameter i from its gradient and clears the gradient: its chunks run on the pool.</summary>
+    private void UpdateParameter(int i)
+    {
+        var p = _parameters[i];
+        fixed (float* pp = p.Value.Span, pg = p.Gradient.Span, pm = _m[i].Span, pv = _v[i].Span)
+        {
+            var job = new Job { P = pp, G = pg, M = pm, V = pv, Length = p.Value.Length, Step = _step };
+            _pool.Run((job.Length + Chunk - 1) / Chunk, &UpdateChunk, &job);
+        }
+    }
+
+    /// <summary>Within a step: updates the parameter now, as FinishStep would, and leaves it out of FinishStep.</summary>
+    void IGradientReadyHook.GradientReady(Parameter parameter)
+    {
+        if (!StepInProgress || !_index.TryGetValue(parameter, out int i) || _claimed[i]) return;
+        _claimed[i] = true;
+        UpdateParameter(i);
+    }
+
+    /// <summary>
+    /// Within a step and at batches up to <see cref="FusedLinearAdam.BatchLimit"/>: the backward product
+    /// and this step's update of the weight in one pass (<see cref="FusedLinearAdam"/>), the weight claimed.
+    /// </summary>
+    bool IGradientReadyHook.TryFuseLinearBackward(Parameter weight, ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> input, int batch, Span<float> inputGradient)
+    {
+        if (!StepInProgress || batch > FusedLinearAdam.BatchLimit || weight.Value.Rank != 2
+            || !_index.TryGetValue(weight, out int i) || _claimed[i]) return false;
+        int outFeatures = weight.Value.Dim(0), inFeatures = weight.Value.Dim(1);
+        _claimed[i] = true;
+        long scratch = FusedLinearAdam.ScratchLength(batch, outFeatures, inFeatures, !inputGradient.IsEmpty);
+        if (_fusedScratch.Length < scratch) _fusedScratch = GC.AllocateUninitializedArray<float>(checked((int)scratch));
+        FusedLinearAdam.Run(outputGradient, input, batch, outFeatures, inFeatures, weight.Value.Span, _m[i].Span, _v[i].Span,
+            _step, inputGradient, _fusedScratch, _pool);
+        return true;
     }
 
     private struct Job
@@ -144,114 +194,4 @@ public sealed unsafe class Adam : IOptimizer
     }
 
     public void RestoreStep(long step) => Step = step;
-}
-
-/// <summary>
-/// The constants of one Adam step and its element-wise arithmetic, shared by the optimizer's own pass
-/// and by layers that apply the update during backward, so both give the same bits.
-/// </summary>
-public readonly unsafe struct AdamStep(float beta1, float beta2, float stepSize, float inverseRootBias2, float epsilon)
-{
-    /// <summary>
-    /// Moments smaller than this are stored as zero. Weights whose gradient stays zero (dead ReLUs,
-    /// rows meProp never keeps) decay their moments geometrically (0.9^t, 0.999^t) into subnormal floats
-    /// after an epoch or so, and arithmetic on subnormals is about a hundred times slower on x86. A
-    /// moment this small moves its weight by at most about lr·1e-30/ε, which is nothing.
-    /// </summary>
-    internal const float Tiny = 1e-30f;
-
-    public float Beta1 { get; } = beta1;
-    public float Beta2 { get; } = beta2;
-    /// <summary>lr / (1 - β1^t).</summary>
-    public float StepSize { get; } = stepSize;
-    /// <summary>1 / sqrt(1 - β2^t).</summary>
-    public float InverseRootBias2 { get; } = inverseRootBias2;
-    public float Epsilon { get; } = epsilon;
-
-    /// <summary>
-    /// Updates p, m, v [length] from g [length], clearing g when asked. Every operation is a single
-    /// IEEE-rounded one (no FMA), so the SIMD body and the scalar tail give the same bits per element,
-    /// wherever a range starts.
-    /// </summary>
-    public void Apply(float* p, float* g, float* m, float* v, int length, bool clearGradient)
-    {
-        var vectors = new AdamStepVectors(this);
-        int i = 0;
-        if (Vector512.IsHardwareAccelerated)
-            for (; i + 16 <= length; i += 16)
-            {
-                vectors.Apply(Vector512.Load(g + i), p + i, m + i, v + i);
-                if (clearGradient) Vector512.Store(Vector512<float>.Zero, g + i);
-            }
-        int width = Vector<float>.Count;
-        for (; i + width <= length; i += width)
-        {
-            vectors.Apply(Vector.Load(g + i), p + i, m + i, v + i);
-            if (clearGradient) Vector.Store(Vector<float>.Zero, g + i);
-        }
-        for (; i < length; i++)
-        {
-            Apply(g[i], p + i, m + i, v + i);
-            if (clearGradient) g[i] = 0;
-        }
-    }
-
-    /// <summary>Updates one value *p and its moments *m, *v from gradient g.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Apply(float g, float* p, float* m, float* v)
-    {
-        float mi = Beta1 * *m + (1 - Beta1) * g;
-        float vi = Beta2 * *v + (1 - Beta2) * g * g;
-        if (MathF.Abs(mi) < Tiny) mi = 0;
-        if (vi < Tiny) vi = 0;
-        *m = mi;
-        *v = vi;
-        *p -= StepSize * mi / (MathF.Sqrt(vi) * InverseRootBias2 + Epsilon);
-    }
-}
-
-/// <summary>
-/// An <see cref="AdamStep"/>'s constants broadcast to SIMD vectors once, for kernels that update a
-/// vector at a time (made once per task, not per vector).
-/// </summary>
-public readonly struct AdamStepVectors(AdamStep step)
-{
-    private readonly Vector<float> _beta1 = new(step.Beta1), _beta2 = new(step.Beta2);
-    private readonly Vector<float> _oneMinusBeta1 = new(1 - step.Beta1), _oneMinusBeta2 = new(1 - step.Beta2);
-    private readonly Vector<float> _stepSize = new(step.StepSize), _inverseRootBias2 = new(step.InverseRootBias2);
-    private readonly Vector<float> _epsilon = new(step.Epsilon), _tiny = new(AdamStep.Tiny);
-    private readonly Vector512<float> _beta1x16 = Vector512.Create(step.Beta1), _beta2x16 = Vector512.Create(step.Beta2);
-    private readonly Vector512<float> _oneMinusBeta1x16 = Vector512.Create(1 - step.Beta1), _oneMinusBeta2x16 = Vector512.Create(1 - step.Beta2);
-    private readonly Vector512<float> _stepSizex16 = Vector512.Create(step.StepSize), _inverseRootBias2x16 = Vector512.Create(step.InverseRootBias2);
-    private readonly Vector512<float> _epsilonx16 = Vector512.Create(step.Epsilon), _tinyx16 = Vector512.Create(AdamStep.Tiny);
-
-    /// <summary>Updates Vector&lt;float&gt;.Count values at p and their moments at m, v from gradient g (as <see cref="AdamStep.Apply(float, float*, float*, float*)"/> per lane).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public unsafe void Apply(Vector<float> g, float* p, float* m, float* v)
-    {
-        var mi = _beta1 * Vector.Load(m) + _oneMinusBeta1 * g;
-        var vi = _beta2 * Vector.Load(v) + _oneMinusBeta2 * g * g;
-        mi = Vector.ConditionalSelect(Vector.LessThan(Vector.Abs(mi), _tiny), Vector<float>.Zero, mi);
-        vi = Vector.ConditionalSelect(Vector.LessThan(vi, _tiny), Vector<float>.Zero, vi);
-        Vector.Store(mi, m);
-        Vector.Store(vi, v);
-        Vector.Store(Vector.Load(p) - _stepSize * mi / (Vector.SquareRoot(vi) * _inverseRootBias2 + _epsilon), p);
-    }
-
-    /// <summary>
-    /// As <see cref="Apply(Vector{float}, float*, float*, float*)"/> for 16 values: the same IEEE
-    /// operations lane by lane, so the same bits. Where 512-bit vectors are fast, one of these costs
-    /// far less than two 256-bit halves (fc1's fused backward: 20-25% of the whole pass).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public unsafe void Apply(Vector512<float> g, float* p, float* m, float* v)
-    {
-        var mi = _beta1x16 * Vector512.Load(m) + _oneMinusBeta1x16 * g;
-        var vi = _beta2x16 * Vector512.Load(v) + _oneMinusBeta2x16 * g * g;
-        mi = Vector512.ConditionalSelect(Vector512.LessThan(Vector512.Abs(mi), _tinyx16), Vector512<float>.Zero, mi);
-        vi = Vector512.ConditionalSelect(Vector512.LessThan(vi, _tinyx16), Vector512<float>.Zero, vi);
-        Vector512.Store(mi, m);
-        Vector512.Store(vi, v);
-        Vector512.Store(Vector512.Load(p) - _stepSizex16 * mi / (Vector512.Sqrt(vi) * _inverseRootBias2x16 + _epsilonx16), p);
-    }
 }

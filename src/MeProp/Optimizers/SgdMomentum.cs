@@ -1,4 +1,3 @@
-using MeProp.Layers;
 using MeProp.Tensors;
 
 namespace MeProp.Optimizers;

@@ -1,6 +1,10 @@
 namespace MeProp.Sparsity;
 
-/// <summary>How the kept entries of dL/dy are chosen.</summary>
+/// <summary>
+/// How the kept entries of dL/dy are chosen. Each member is one policy type in this folder, chosen by
+/// <see cref="GradientSparsifier"/>; its kebab-case name is the command line's and the one recorded in
+/// checkpoints.
+/// </summary>
 public enum SelectionPolicy
 {
     /// <summary>Conv: one pool per output channel over batch x height x width (meProp-CNN).</summary>

@@ -5,8 +5,8 @@ namespace MeProp.Tensors;
 /// The storage may be larger than the shape needs, so a layer can keep one buffer for
 /// its largest batch and reshape it for a smaller last batch without allocating.
 /// Storage the tensor allocates itself is pinned and its first value sits on a 64-byte boundary, so
-/// 512-bit loads of rows whose length is a multiple of 16 never straddle two cache lines (fc1's
-/// forward 0.81-0.83 -> 0.61-0.63 ms, its fused backward with Adam 2.19-2.67 -> 1.88-2.28 ms).
+/// 512-bit loads of rows whose length is a multiple of 16 never straddle two cache lines (a 3136 x 1024
+/// linear layer's forward 0.81-0.83 -> 0.61-0.63 ms, its fused backward with Adam 2.19-2.67 -> 1.88-2.28 ms).
 /// </summary>
 public sealed class Tensor
 {

@@ -47,7 +47,7 @@ public sealed unsafe class WorkerPool : IDisposable
     /// Runs body(args, t) for every t in [0, taskCount) and returns when all are done. Tasks must write
     /// disjoint memory. Not reentrant: a task must not call Run on the same pool.
     /// </summary>
-    public void Run(int taskCount, delegate*<void*, int, void> body, void* args)
+    internal void Run(int taskCount, delegate*<void*, int, void> body, void* args)
     {
         if (taskCount <= 0) return;
         if (ThreadCount == 1 || taskCount == 1)
@@ -93,7 +93,7 @@ public sealed unsafe class WorkerPool : IDisposable
     /// ThreadCount - 1) is the thread running the task, for per-worker scratch. Tasks must write
     /// disjoint memory and compute the same whichever worker runs them, so results stay deterministic.
     /// </summary>
-    public void RunDynamic(int taskCount, delegate*<void*, int, int, void> body, void* args)
+    internal void RunDynamic(int taskCount, delegate*<void*, int, int, void> body, void* args)
     {
         if (taskCount <= 0) return;
         var job = new DynamicJob { Body = body, Args = args, TaskCount = taskCount };

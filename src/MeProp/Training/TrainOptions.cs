@@ -27,8 +27,8 @@ public sealed record TrainOptions
     /// <summary>Batch size for evaluation, which needs no backward and so can be larger.</summary>
     public int EvalBatchSize { get; init; } = 100;
     /// <summary>
-    /// With Adam, dense linear layers apply the update during their backward (Linear.FusedOptimizer,
-    /// at batches up to Linear.FusedBatchLimit); the results are the same bit for bit, only faster.
+    /// With Adam, the update is applied during the backward where that pays (Adam.FuseIntoBackward: dense
+    /// linear layers at batches up to FusedLinearAdam.BatchLimit); the results are the same bit for bit, only faster.
     /// False is `--no-fused-update`.
     /// </summary>
     public bool FusedUpdate { get; init; } = true;

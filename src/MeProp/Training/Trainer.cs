@@ -7,7 +7,6 @@ using MeProp.Models;
 using MeProp.Optimizers;
 using MeProp.Sparsity;
 using MeProp.Tensors;
-using MeProp.Threading;
 
 namespace MeProp.Training;
 
@@ -77,7 +76,7 @@ public sealed class Trainer
         if (_optimizer is Adam adam && options.FusedUpdate)
         {
             _fusedAdam = adam;
-            foreach (var linear in _model.AllLayers.OfType<Linear>()) linear.FusedOptimizer = adam;
+            adam.FuseIntoBackward = true;
         }
     }
 
@@ -190,7 +189,7 @@ public sealed class Trainer
         observer?.EpochStarted(epoch, _options.Epochs, loader.BatchCount);
         _model.ResetTimings();
         var workLayers = _model.AllLayers.OfType<IMePropLayer>().ToArray();
-        foreach (var layer in workLayers) layer.ResetCounters();
+        foreach (var layer in workLayers) layer.Counters.Reset();
         long forwardTicks = 0, backwardTicks = 0, updateTicks = 0;
         long epochStart = Stopwatch.GetTimestamp();
         double lossSum = 0;
@@ -204,7 +203,7 @@ public sealed class Trainer
             classes = logits.Dim(1);
             double loss = _loss.Forward(logits, labels.AsSpan(0, n));
             long t1 = Stopwatch.GetTimestamp();
-            // The step is opened before backward so that fused layers can apply their share of it there.
+            // The step is opened before backward so that the optimizer can apply its update there (Adam.FuseIntoBackward).
             _fusedAdam?.BeginStep();
             _model.Backward(_loss.Gradient);
             long t2 = Stopwatch.GetTimestamp();
@@ -238,10 +237,10 @@ public sealed class Trainer
             UpdateSeconds = Seconds(updateTicks),
             EvalSeconds = evalSeconds,
             BackwardSecondsPerLayer = _model.BackwardSeconds(),
-            BackwardMacs = workLayers.ToDictionary(l => l.Name, l => l.BackwardMacs),
-            DenseBackwardMacs = workLayers.ToDictionary(l => l.Name, l => l.DenseBackwardMacs),
-            GradientDensity = workLayers.Where(l => l.Sparsifier is not null).ToDictionary(l => l.Name, l => l.GradientCounters.DensityBefore),
-            KeptFraction = workLayers.Where(l => l.Sparsifier is not null).ToDictionary(l => l.Name, l => l.GradientCounters.KeptFraction),
+            BackwardMacs = workLayers.ToDictionary(l => l.Name, l => l.Counters.BackwardMacs),
+            DenseBackwardMacs = workLayers.ToDictionary(l => l.Name, l => l.Counters.DenseBackwardMacs),
+            GradientDensity = workLayers.Where(l => l.Sparsifier is not null).ToDictionary(l => l.Name, l => l.Counters.Gradient.DensityBefore),
+            KeptFraction = workLayers.Where(l => l.Sparsifier is not null).ToDictionary(l => l.Name, l => l.Counters.Gradient.KeptFraction),
         };
     }
 

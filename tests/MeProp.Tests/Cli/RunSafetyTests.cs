@@ -1,7 +1,7 @@
 using System.Text.Json;
 using MeProp.Data;
+using MeProp.Layers;
 using MeProp.Tests.Data;
-using MeProp.Threading;
 using MeProp.Training;
 using static MeProp.Tests.Cli.CliHarness;
 

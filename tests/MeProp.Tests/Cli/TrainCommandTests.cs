@@ -38,7 +38,7 @@ public class TrainCommandTests
 
     /// <summary>
     /// `--no-fused-update` trains the same bits as the default (Adam fused into the dense linear
-    /// backward, batch 7 ≤ Linear.FusedBatchLimit), and summary.json's config says which ran; a resumed
+    /// backward, batch 7 ≤ FusedLinearAdam.BatchLimit), and summary.json's config says which ran; a resumed
     /// run may switch it.
     /// </summary>
     [Fact]

@@ -1,6 +1,5 @@
 using MeProp.Layers;
 using MeProp.Tensors;
-using MeProp.Threading;
 
 namespace MeProp.Tests.Golden;
 

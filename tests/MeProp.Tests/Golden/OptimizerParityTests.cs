@@ -1,5 +1,6 @@
 using MeProp.Layers;
 using MeProp.Optimizers;
+using MeProp.Tensors;
 using MeProp.Threading;
 
 namespace MeProp.Tests.Golden;

@@ -1,6 +1,5 @@
 using MeProp.Layers;
 using MeProp.Tensors;
-using MeProp.Threading;
 using static MeProp.Tests.Golden.LayerParityTests;
 
 namespace MeProp.Tests.Golden;

@@ -3,7 +3,6 @@ using MeProp.Losses;
 using MeProp.Models;
 using MeProp.Optimizers;
 using MeProp.Tensors;
-using MeProp.Threading;
 
 namespace MeProp.Tests.Golden;
 

@@ -1,6 +1,5 @@
 using MeProp.Layers;
 using MeProp.Tensors;
-using MeProp.Threading;
 using MeProp.Tests.Reference;
 using static MeProp.Tests.Layers.LayerTestSupport;
 

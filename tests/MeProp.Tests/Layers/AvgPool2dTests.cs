@@ -1,7 +1,6 @@
 using MeProp.Layers;
 using MeProp.Tensors;
 using MeProp.Tests.Reference;
-using MeProp.Threading;
 using static MeProp.Tests.Layers.LayerTestSupport;
 
 namespace MeProp.Tests.Layers;

@@ -2,7 +2,6 @@ using MeProp.Layers;
 using MeProp.Models;
 using MeProp.Tensors;
 using MeProp.Tests.Reference;
-using MeProp.Threading;
 using static MeProp.Tests.Layers.LayerTestSupport;
 
 namespace MeProp.Tests.Layers;

@@ -1,7 +1,6 @@
 using MeProp.Layers;
 using MeProp.Models;
 using MeProp.Tensors;
-using MeProp.Threading;
 
 namespace MeProp.Tests.Models;
 

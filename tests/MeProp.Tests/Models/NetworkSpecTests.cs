@@ -1,6 +1,5 @@
 using MeProp.Layers;
 using MeProp.Models;
-using MeProp.Threading;
 
 namespace MeProp.Tests.Models;
 

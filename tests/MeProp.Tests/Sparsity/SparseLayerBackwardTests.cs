@@ -1,7 +1,6 @@
 using MeProp.Layers;
 using MeProp.Sparsity;
 using MeProp.Tensors;
-using MeProp.Threading;
 using static MeProp.Tests.Sparsity.SparseTestData;
 
 namespace MeProp.Tests.Sparsity;
@@ -102,12 +101,12 @@ public class SparseLayerBackwardTests
                     stored += result.Count;
                     selected += result.Selected;
                     denseMacs += (long)n * plane * k * oc * (computeDx ? 2 : 1);
-                    Assert.Equal(stored * k * (computeDx ? 2 : 1), sparse.BackwardMacs);
-                    Assert.Equal(denseMacs, sparse.DenseBackwardMacs);
-                    Assert.Equal(denseMacs, dense.BackwardMacs);
-                    Assert.Equal(denseMacs, dense.DenseBackwardMacs);
-                    Assert.Equal(selected, sparse.GradientCounters.Kept);
-                    Assert.Equal((long)(step + 1) * dy.Length, sparse.GradientCounters.Total);
+                    Assert.Equal(stored * k * (computeDx ? 2 : 1), sparse.Counters.BackwardMacs);
+                    Assert.Equal(denseMacs, sparse.Counters.DenseBackwardMacs);
+                    Assert.Equal(denseMacs, dense.Counters.BackwardMacs);
+                    Assert.Equal(denseMacs, dense.Counters.DenseBackwardMacs);
+                    Assert.Equal(selected, sparse.Counters.Gradient.Kept);
+                    Assert.Equal((long)(step + 1) * dy.Length, sparse.Counters.Gradient.Total);
                 }
             }
     }
@@ -156,10 +155,10 @@ public class SparseLayerBackwardTests
                     stored += result.Count;
                     selected += result.Selected;
                     denseMacs += (long)n * outFeatures * inFeatures * (computeDx ? 2 : 1);
-                    Assert.Equal(stored * inFeatures * (computeDx ? 2 : 1), sparse.BackwardMacs);
-                    Assert.Equal(denseMacs, sparse.DenseBackwardMacs);
-                    Assert.Equal(denseMacs, dense.BackwardMacs);
-                    Assert.Equal(selected, sparse.GradientCounters.Kept);
+                    Assert.Equal(stored * inFeatures * (computeDx ? 2 : 1), sparse.Counters.BackwardMacs);
+                    Assert.Equal(denseMacs, sparse.Counters.DenseBackwardMacs);
+                    Assert.Equal(denseMacs, dense.Counters.BackwardMacs);
+                    Assert.Equal(selected, sparse.Counters.Gradient.Kept);
                 }
             }
     }
@@ -186,7 +185,7 @@ public class SparseLayerBackwardTests
         for (int i = 0; i < 2; i++)
             TestData.AssertClose(dense.Parameters[i].Gradient.Span, sparse.Parameters[i].Gradient.Span, 2e-4, 1e-4, dense.Parameters[i].Name);
         TestData.AssertClose(dxDense.Span, dxSparse!.Span, Absolute, Relative, "dx");
-        Assert.Equal(dense.BackwardMacs, sparse.BackwardMacs);
+        Assert.Equal(dense.Counters.BackwardMacs, sparse.Counters.BackwardMacs);
     }
 
     [Fact]

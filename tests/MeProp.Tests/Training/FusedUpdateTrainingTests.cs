@@ -4,12 +4,11 @@ using MeProp.Models;
 using MeProp.Optimizers;
 using MeProp.Sparsity;
 using MeProp.Tensors;
-using MeProp.Threading;
 
 namespace MeProp.Tests.Training;
 
 /// <summary>
-/// Adam's update fused into the dense Linear backward (<see cref="Linear.FusedOptimizer"/>) against the
+/// Adam's update fused into the dense Linear backward (<see cref="Adam.FuseIntoBackward"/>) against the
 /// plain Backward + Update, on the paper's CNN at 12x12 (fc1 576 x 1024, four 256-row groups) trained
 /// a few steps at batch 10: parameters and Adam's moments must be equal bit for bit, with batch norm
 /// and with meProp on the conv layers too, since the fused kernel sums in the dense product's order.
@@ -24,7 +23,7 @@ public class FusedUpdateTrainingTests
         var model = ModelBuilder.Build(new ModelOptions { BatchNorm = batchNorm }, 1, Size, Size, 10, compute, seed: 5);
         if (meProp) MePropSetup.Attach(model, 0.2, 0.6, DecayShape.Full, null, null, seed: 5);
         var adam = new Adam(model.Parameters, compute.Pool);
-        if (fused) foreach (var linear in model.Layers.OfType<Linear>()) linear.FusedOptimizer = adam;
+        adam.FuseIntoBackward = fused;
         return (model, adam, compute);
     }
 
@@ -56,6 +55,7 @@ public class FusedUpdateTrainingTests
             fusedAdam.BeginStep();
             fusedModel.Backward(loss.Gradient);
             Assert.True(fc1.Weight.Gradient.Span.IndexOfAnyExcept(0f) < 0, "fc1's gradient was stored: the backward was not fused");
+            Assert.True(fc1.Bias.Gradient.Span.IndexOfAnyExcept(0f) < 0, "fc1's bias was left to FinishStep: its gradient-ready report went unheard");
             fusedAdam.FinishStep();
         }
         for (int i = 0; i < plainModel.Parameters.Count; i++)
@@ -73,8 +73,9 @@ public class FusedUpdateTrainingTests
         using var compute = new ComputeContext(2);
         var rng = new Rng(10);
         var plain = new Linear("fc", 37, 300, compute, new Rng(3));
-        var fused = new Linear("fc", 37, 300, compute, new Rng(3)) { FusedOptimizer = null };
-        fused.FusedOptimizer = new Adam(fused.Parameters, compute.Pool);
+        var fused = new Linear("fc", 37, 300, compute, new Rng(3));
+        var adam = new Adam(fused.Parameters, compute.Pool) { FuseIntoBackward = true };
+        Assert.True(adam.FuseIntoBackward);
         var x = TestData.UniformTensor(rng, 5, 37);
         var dy = TestData.UniformTensor(rng, 5, 300);
         plain.Forward(x, training: true);

@@ -1,6 +1,6 @@
+using MeProp.Layers;
 using MeProp.Models;
 using MeProp.Tensors;
-using MeProp.Threading;
 using MeProp.Training;
 
 namespace MeProp.Tests.Training;

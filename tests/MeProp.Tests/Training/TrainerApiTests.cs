@@ -4,7 +4,6 @@ using MeProp.Models;
 using MeProp.Optimizers;
 using MeProp.Sparsity;
 using MeProp.Tests.Data;
-using MeProp.Threading;
 using MeProp.Training;
 
 namespace MeProp.Tests.Training;
@@ -31,7 +30,7 @@ public class TrainerApiTests
         var trainer = new Trainer(model, optimizer, new TrainOptions { Epochs = 2, BatchSize = 5, Seed = 3, Threads = 1, DevSize = 10 }, compute, split, mnist.Test, output.Path);
         var summary = trainer.Run();
         Assert.Equal(2, summary.EpochsCompleted);
-        Assert.True(features.GradientCounters.KeptFraction is > 0 and < 0.5);
+        Assert.True(features.Counters.Gradient.KeptFraction is > 0 and < 0.5);
 
         // The checkpoint records the network, so the model comes back from the file alone.
         var options = Checkpoint.ReadOptions(output.File(Trainer.LastCheckpoint));

@@ -1,4 +1,4 @@
-namespace MeProp.Sparsity;
+namespace MeProp.Kernels;
 
 /// <summary>
 /// The kept entries of a layer's dL/dy, grouped by output unit (a conv output channel or a linear
@@ -25,6 +25,12 @@ public sealed class SparseGradient
     /// <summary>Entries the selection kept, zero-valued ones included (<see cref="Count"/> and more).</summary>
     public long Selected { get; set; }
 
+    /// <summary>Entries of dL/dy that were not zero before the selection.</summary>
+    public long NonZeroBefore { get; set; }
+
+    /// <summary>Entries of the dense dL/dy it was selected from (Units x PositionCount).</summary>
+    public long DenseCount => (long)Units * PositionCount;
+
     /// <summary>Sets the shape and clears the counts; grows the buffers only when needed.</summary>
     public void Reset(int units, int positionCount, int capacity)
     {
@@ -40,6 +46,7 @@ public sealed class SparseGradient
         }
         Array.Clear(Counts, 0, units);
         Selected = 0;
+        NonZeroBefore = 0;
     }
 
     /// <summary>Total stored (kept and non-zero) entries.</summary>

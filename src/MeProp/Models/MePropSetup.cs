@@ -1,7 +1,7 @@
 using MeProp.Layers;
-using MeProp.Models;
+using MeProp.Sparsity;
 
-namespace MeProp.Sparsity;
+namespace MeProp.Models;
 
 /// <summary>Attaches meProp sparsifiers to the chosen layers of a model.</summary>
 public static class MePropSetup

@@ -2,9 +2,8 @@ using MeProp.Layers;
 using MeProp.Models;
 using MeProp.Sparsity;
 using MeProp.Tensors;
-using MeProp.Threading;
 
-namespace MeProp.Tests.Sparsity;
+namespace MeProp.Tests.Models;
 
 public class MePropSetupTests : IDisposable
 {

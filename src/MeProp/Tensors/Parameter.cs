@@ -1,6 +1,4 @@
-using MeProp.Tensors;
-
-namespace MeProp.Layers;
+namespace MeProp.Tensors;
 
 /// <summary>
 /// A learnable tensor and its gradient. Backward adds into <see cref="Gradient"/>; the optimizer
@@ -12,4 +10,10 @@ public sealed class Parameter(string name, params int[] shape)
     public string Name { get; } = name;
     public Tensor Value { get; } = new(shape);
     public Tensor Gradient { get; } = new(shape);
+
+    /// <summary>
+    /// Set by an optimizer that applies its update during backward (<see cref="IGradientReadyHook"/>);
+    /// the layer that owns the parameter tells it when the gradient is ready. Null: nobody listens.
+    /// </summary>
+    public IGradientReadyHook? GradientHook { get; set; }
 }

@@ -1,6 +1,7 @@
 using MeProp.Kernels;
+using MeProp.Threading;
 
-namespace MeProp.Threading;
+namespace MeProp.Layers;
 
 /// <summary>
 /// The threads and shared scratch that layers compute with. One context serves one model, whose

@@ -1,0 +1,47 @@
+using MeProp.Layers;
+using MeProp.Losses;
+using MeProp.Models;
+using MeProp.Optimizers;
+using MeProp.Sparsity;
+using MeProp.Tensors;
+
+namespace MeProp.Tests.Training;
+
+/// <summary>
+/// A warm training step (forward, loss, backward with meProp, Adam's update fused into the backward)
+/// allocates nothing on the calling thread, whichever selection policy the layers use: the selection
+/// scratch, the fused update's scratch and the layers' counters are all grown once and reused.
+/// </summary>
+public class TrainingStepAllocationTests
+{
+    [Theory]
+    [InlineData(null, 0.6, DecayShape.Full, 4)]
+    [InlineData(SelectionPolicy.PerExampleChannel, 0.6, DecayShape.Full, 4)]
+    [InlineData(SelectionPolicy.Unified, 0.6, DecayShape.Full, 20)]
+    [InlineData(SelectionPolicy.Random, 0.0, DecayShape.Full, 4)]
+    [InlineData(null, 0.6, DecayShape.ChannelPosition, 4)]
+    public void WarmSteps_AllocateNothing(SelectionPolicy? selection, double decay, DecayShape shape, int batch)
+    {
+        using var compute = new ComputeContext(2);
+        var model = ModelBuilder.Build(new ModelOptions { BatchNorm = true }, 1, 12, 12, 10, compute, seed: 5);
+        MePropSetup.Attach(model, 0.2, decay, shape, selection, ["conv1", "conv2", "fc1"], seed: 5);
+        foreach (var layer in model.AllLayers.OfType<IMePropLayer>()) layer.Counters.MeasureDensity = true;
+        var adam = new Adam(model.Parameters, compute.Pool) { FuseIntoBackward = true };
+        var loss = new SoftmaxCrossEntropy();
+        var rng = new Rng(9);
+        var images = TestData.UniformTensor(rng, batch, 1, 12, 12);
+        var labels = Enumerable.Range(0, batch).Select(_ => rng.NextInt(10)).ToArray();
+        void Step()
+        {
+            loss.Forward(model.Forward(images, training: true), labels);
+            adam.BeginStep();
+            model.Backward(loss.Gradient);
+            adam.FinishStep();
+        }
+        for (int i = 0; i < 3; i++) Step();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 5; i++) Step();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated == 0, $"allocated {allocated} bytes in 5 warm steps");
+    }
+}
