@@ -17,6 +17,12 @@ Writes tests/MeProp.Tests/Fixtures/golden/*.json, one file per case. Each file i
      "params":  {"stride": 1, ...},                       scalars only
      "tensors": {"x": {"shape": [2, 3], "data": [...]}}}  data flat, row-major (C order), float64
 
+network_parameter_counts.json holds no tensors: its params are parameter counts (sum of p.numel() over
+module.parameters(), buffers excluded) of networks described as data (examples/networks/*.json, the
+format of docs/GUIDE.md's 'Defining networks') and of the built-in paper-cnn, each rebuilt here from its
+description as torch.nn modules, keyed "NETWORK.total" and "NETWORK.layer.NAME" (NAME as MeProp names
+the layer: conv1, res1.conv1, res1.shortcut.conv1, ...; only layers that have parameters).
+
 The reference computations run in torch.float64 (except tiny_cnn_training, which runs in float32 like
 the C# model does); the C# side computes in float32 and compares with tolerances. Integer data (class
 labels) is stored as floats too. Gradients are d(loss)/d(.) for loss = sum(y * dy), i.e. dy is the
@@ -44,7 +50,7 @@ def tensor_entry(t):
     return {"shape": list(t.shape), "data": [float(v) for v in t.reshape(-1).tolist()]}
 
 
-def write(name, description, params, tensors):
+def write(name, description, params, tensors, params_per_line=False):
     KNOWN.add(name)
     if ONLY and name not in ONLY:
         return
@@ -52,8 +58,17 @@ def write(name, description, params, tensors):
            "params": params,
            "tensors": {k: tensor_entry(v) for k, v in tensors.items()}}
     # One tensor per line: compact, yet diffs stay readable.
-    lines = ["{", f' "description": {json.dumps(doc["description"])},',
-             f' "params": {json.dumps(doc["params"])},', ' "tensors": {']
+    lines = ["{", f' "description": {json.dumps(doc["description"])},']
+    if params_per_line and doc["params"]:
+        lines.append(' "params": {')
+        entries = list(doc["params"].items())
+        for i, (k, v) in enumerate(entries):
+            comma = "," if i < len(entries) - 1 else ""
+            lines.append(f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False)}{comma}")
+        lines.append(' },')
+    else:
+        lines.append(f' "params": {json.dumps(doc["params"])},')
+    lines.append(' "tensors": {')
     items = list(doc["tensors"].items())
     for i, (k, v) in enumerate(items):
         comma = "," if i < len(items) - 1 else ""
@@ -316,6 +331,147 @@ def tiny_cnn_case(seed):
           tensors)
 
 
+REPO_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+NETWORK_FILES = ["examples/networks/resnet20-cifar.json", "examples/networks/resnet20-fashion.json",
+                 "examples/networks/cnn3-bn-dropout.json"]
+
+
+def paper_cnn_spec(batch_norm):
+    """The meProp-CNN paper's network on 1x28x28, 10 classes, in the network file format: conv 5x5x32 'same'
+    -> [bn] -> relu -> maxpool 2 -> conv 5x5x64 'same' -> [bn] -> relu -> maxpool 2 -> flatten -> linear 1024
+    -> [bn1d] -> relu -> linear 10."""
+    bn = [{"type": "batchnorm"}] if batch_norm else []
+    layers = []
+    for channels in (32, 64):
+        layers += [{"type": "conv2d", "out_channels": channels, "kernel_size": 5, "padding": "same"}, *bn,
+                   {"type": "relu"}, {"type": "maxpool", "kernel_size": 2}]
+    layers += [{"type": "flatten"}, {"type": "linear", "out_features": 1024}, *bn, {"type": "relu"},
+               {"type": "linear", "out_features": 10}]
+    return {"input": [1, 28, 28], "classes": 10, "layers": layers}
+
+
+class SpecResidual(torch.nn.Module):
+    """y = body(x) + shortcut(x); the body's layers are children of the block (res1.conv1), the shortcut's
+    children of its "shortcut" Sequential (res1.shortcut.conv1), an empty Sequential being the identity."""
+
+    def __init__(self):
+        super().__init__()
+        self.body_names = []
+        self.shortcut = torch.nn.Sequential()
+
+    def forward(self, x):
+        y = x
+        for name in self.body_names:
+            y = getattr(self, name)(y)
+        return y + self.shortcut(x)
+
+
+SPEC_KIND = {"conv2d": "conv", "linear": "fc", "batchnorm": "bn", "relu": "act", "sigmoid": "act",
+             "tanh": "act", "maxpool": "pool", "avgpool": "pool", "globalavgpool": "gap",
+             "dropout": "dropout", "flatten": "flatten", "residual": "res"}
+
+
+def spec_layers(specs, shape, prefix, named):
+    """Builds the modules of a layer list for per-example input `shape`; returns [(local name, module)] and
+    the output shape. Names follow the network format: the layer's "name", else kind + a per-list counter
+    (the first flatten unnumbered). `named` gets full name -> module for every layer."""
+    counters, out = {}, []
+    for spec in specs:
+        kind = SPEC_KIND[spec["type"]]
+        counters[kind] = counters.get(kind, 0) + 1
+        name = spec.get("name") or ("flatten" if kind == "flatten" and counters[kind] == 1
+                                    else f"{kind}{counters[kind]}")
+        named[prefix + name] = None  # a block before its children
+        module, shape = spec_layer(spec, shape, prefix + name, named)
+        named[prefix + name] = module
+        out.append((name, module))
+    return out, shape
+
+
+def spec_layer(spec, shape, full_name, named):
+    t = spec["type"]
+    if t == "conv2d":
+        k, stride, padding = spec["kernel_size"], spec.get("stride", 1), spec.get("padding", 0)
+        if padding == "same":
+            assert stride == 1 and k % 2 == 1, full_name
+            padding = k // 2
+        module = torch.nn.Conv2d(shape[0], spec["out_channels"], k, stride=stride, padding=padding)
+    elif t == "linear":
+        assert len(shape) == 1, f"{full_name}: linear on {shape}"
+        module = torch.nn.Linear(shape[0], spec["out_features"])
+    elif t == "batchnorm":
+        module = torch.nn.BatchNorm2d(shape[0]) if len(shape) == 3 else torch.nn.BatchNorm1d(shape[0])
+    elif t in ("relu", "sigmoid", "tanh"):
+        module = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh}[t]()
+    elif t == "maxpool":
+        module = torch.nn.MaxPool2d(spec["kernel_size"], stride=spec.get("stride", spec["kernel_size"]))
+    elif t == "avgpool":
+        module = torch.nn.AvgPool2d(spec["kernel_size"], stride=spec.get("stride", spec["kernel_size"]))
+    elif t == "globalavgpool":
+        module = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    elif t == "dropout":
+        module = torch.nn.Dropout(spec.get("p", 0.5))
+    elif t == "flatten":
+        module = torch.nn.Flatten()
+    elif t == "residual":
+        module = SpecResidual()
+        body, _ = spec_layers(spec["layers"], shape, full_name + ".", named)
+        for name, child in body:
+            module.add_module(name, child)
+            module.body_names.append(name)
+        shortcut, _ = spec_layers(spec.get("shortcut", []), shape, full_name + ".shortcut.", named)
+        for name, child in shortcut:
+            module.shortcut.add_module(name, child)
+    else:
+        raise ValueError(f"{full_name}: unknown layer type {t}")
+    # The shape by a dummy forward (batch 2, eval mode: BatchNorm1d needs more than one value in training).
+    module.eval()
+    with torch.no_grad():
+        y = module(torch.zeros(2, *shape))
+    return module, list(y.shape[1:])
+
+
+def spec_network(spec):
+    """The torch.nn.Sequential a network description stands for, and full layer name -> module."""
+    named = {}
+    layers, shape = spec_layers(spec["layers"], list(spec["input"]), "", named)
+    assert shape == [spec["classes"]], f"network ends in {shape}, classes {spec['classes']}"
+    model = torch.nn.Sequential()
+    for name, module in layers:
+        model.add_module(name, module)
+    return model, named
+
+
+def network_parameter_counts_case():
+    networks = [(os.path.splitext(os.path.basename(path))[0], path) for path in NETWORK_FILES]
+    params = {}
+    for label, path in networks + [("paper-cnn", None), ("paper-cnn-bn", None)]:
+        if path is None:
+            spec = paper_cnn_spec(label.endswith("-bn"))
+        else:
+            with open(os.path.join(REPO_ROOT, path), encoding="utf-8") as f:
+                spec = json.load(f)
+        model, named = spec_network(spec)
+        total = sum(p.numel() for p in model.parameters())
+        params[f"{label}.total"] = total
+        for name, module in named.items():
+            count = sum(p.numel() for p in module.parameters())
+            if count > 0:
+                params[f"{label}.layer.{name}"] = count
+        assert total == sum(sum(p.numel() for p in m.parameters()) for _, m in model.named_children())
+    write("network_parameter_counts.json",
+          "parameter counts (sum of p.numel() over module.parameters(), buffers such as BatchNorm running "
+          "statistics excluded) of " + ", ".join(path for _, path in networks) + " and the built-in "
+          "paper-cnn on 1x28x28 with 10 classes without (paper-cnn) and with batch norm (paper-cnn-bn), each "
+          "built as torch.nn modules from its description: conv2d = nn.Conv2d with bias, batchnorm = "
+          "nn.BatchNorm2d on [C,H,W] or nn.BatchNorm1d on [F], linear = nn.Linear with in_features inferred, "
+          "residual = body + shortcut (identity if absent); NETWORK.total is the network's count, "
+          "NETWORK.layer.NAME that of each layer with parameters at any depth (a residual block's count "
+          "includes its body and shortcut), NAME as MeProp names the layer (conv1, res1.conv1, "
+          "res1.shortcut.conv1)",
+          params, {}, params_per_line=True)
+
+
 def main():
     torch.set_num_threads(1)
     os.makedirs(OUT_DIR, exist_ok=True)
@@ -349,6 +505,7 @@ def main():
     global_avgpool_case("global_avgpool2d.json", (3, 4, 5, 7), seed=903)
     residual_case("residual_identity.json", (2, 4, 6, 6), 4, 1, seed=1001)
     residual_case("residual_downsample.json", (4, 3, 8, 7), 6, 2, seed=1002)
+    network_parameter_counts_case()
     if ONLY - KNOWN:
         sys.exit(f"no such fixture: {', '.join(sorted(ONLY - KNOWN))}")
 

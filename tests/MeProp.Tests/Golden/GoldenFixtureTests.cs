@@ -29,6 +29,7 @@ public class GoldenFixtureTests
             "inputs", "labels", "logits_step0", "losses",
             "final.conv1.weight", "final.conv1.bias", "final.conv2.weight", "final.conv2.bias",
             "final.fc1.weight", "final.fc1.bias", "final.fc2.weight", "final.fc2.bias"] },
+        { "network_parameter_counts.json", [] },
     };
 
     /// <summary>Each problem found in <paramref name="fixture"/>: a non-positive dimension, or a shape whose
