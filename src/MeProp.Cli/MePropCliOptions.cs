@@ -54,7 +54,14 @@ internal sealed class MePropCliOptions
         command.Options.Add(Layers);
     }
 
-    public TrainOptions Apply(ParseResult parse, TrainOptions options) => options with
+    public TrainOptions Apply(ParseResult parse, TrainOptions options)
+    {
+        if (parse.GetValue(TopK) is null && (parse.GetValue(Decay) != 0 || parse.GetValue(Selection) is not null || parse.GetValue(Layers) is not null))
+            throw new ArgumentException("--decay, --selection and --meprop-layers need --topk (without it training is dense)");
+        return WithMeProp(parse, options);
+    }
+
+    private TrainOptions WithMeProp(ParseResult parse, TrainOptions options) => options with
     {
         TopK = parse.GetValue(TopK),
         Decay = parse.GetValue(Decay),

@@ -19,12 +19,12 @@ public static class MePropSetup
         foreach (string name in names)
         {
             var layer = model.Layer(name) as IMePropLayer
-                ?? throw new ArgumentException($"--meprop-layers: '{name}' is not a conv or linear layer");
-            if (ReferenceEquals(layer, output)) throw new ArgumentException($"--meprop-layers: '{name}' is the output layer, which meProp never sparsifies");
+                ?? throw new ArgumentException($"meProp layer '{name}' is not a conv or linear layer");
+            if (ReferenceEquals(layer, output)) throw new ArgumentException($"meProp layer '{name}' is the output layer, which meProp never sparsifies");
             layers.Add(layer);
         }
         if (selection is SelectionPolicy s && !layers.Any(l => Fits(s, l is Conv2d)))
-            throw new ArgumentException($"--selection {Cli(s)} applies to none of the meProp layers ({string.Join(", ", names)})");
+            throw new ArgumentException($"selection {Cli(s)} applies to none of the meProp layers ({string.Join(", ", names)})");
         ulong stream = 0;
         foreach (var layer in layers)
         {

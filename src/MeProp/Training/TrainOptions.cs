@@ -44,24 +44,24 @@ public sealed record TrainOptions
     /// <summary>Layers whose backward is sparsified; null means every conv layer (the paper's setting).</summary>
     public string[]? MePropLayers { get; init; }
 
-    /// <summary>Throws an ArgumentException naming the first option out of range.</summary>
+    /// <summary>Throws an ArgumentException naming the first property out of range.</summary>
     public void Validate()
     {
-        if (Epochs < 0) throw new ArgumentException($"--epochs must be >= 0, got {Epochs}");
-        if (BatchSize < 1) throw new ArgumentException($"--batch-size must be >= 1, got {BatchSize}");
-        if (!(LearningRate > 0) || float.IsInfinity(LearningRate)) throw new ArgumentException($"--lr must be a positive number, got {LearningRate}");
-        if (Optimizer is not ("adam" or "sgd")) throw new ArgumentException($"--optimizer must be adam or sgd, got '{Optimizer}'");
-        if (Threads < 1) throw new ArgumentException($"--threads must be >= 1, got {Threads}");
-        if (DevSize < 0) throw new ArgumentException($"--dev-size must be >= 0, got {DevSize}");
-        if (MaxTrain is < 1) throw new ArgumentException($"--max-train must be >= 1, got {MaxTrain}");
+        if (Epochs < 0) throw new ArgumentException($"Epochs must be >= 0, got {Epochs}");
+        if (BatchSize < 1) throw new ArgumentException($"BatchSize must be >= 1, got {BatchSize}");
+        if (!(LearningRate > 0) || float.IsInfinity(LearningRate)) throw new ArgumentException($"LearningRate must be a positive number, got {LearningRate}");
+        if (Optimizer is not ("adam" or "sgd")) throw new ArgumentException($"Optimizer must be adam or sgd, got '{Optimizer}'");
+        if (Threads < 1) throw new ArgumentException($"Threads must be >= 1, got {Threads}");
+        if (DevSize < 0) throw new ArgumentException($"DevSize must be >= 0, got {DevSize}");
+        if (MaxTrain is < 1) throw new ArgumentException($"MaxTrain must be >= 1, got {MaxTrain}");
         if (EvalBatchSize < 1) throw new ArgumentException($"eval batch size must be >= 1, got {EvalBatchSize}");
         if (ModelOptions.Network is null && !ModelOptions.KnownModels.Contains(ModelOptions.Model))
-            throw new ArgumentException($"--model must be one of {string.Join(", ", ModelOptions.KnownModels)}, got '{ModelOptions.Model}'");
-        if (ModelOptions.HiddenSize < 1) throw new ArgumentException($"--hidden-size must be >= 1, got {ModelOptions.HiddenSize}");
-        if (ModelOptions.HiddenLayers < 0) throw new ArgumentException($"--hidden-layers must be >= 0, got {ModelOptions.HiddenLayers}");
-        if (TopK is double k && !(k > 0 && k <= 1)) throw new ArgumentException($"--topk must be in (0, 1], got {k}");
-        if (!(Decay >= 0 && Decay < 1)) throw new ArgumentException($"--decay must be in [0, 1), got {Decay}");
+            throw new ArgumentException($"ModelOptions.Model must be one of {string.Join(", ", ModelOptions.KnownModels)}, got '{ModelOptions.Model}'");
+        if (ModelOptions.HiddenSize < 1) throw new ArgumentException($"ModelOptions.HiddenSize must be >= 1, got {ModelOptions.HiddenSize}");
+        if (ModelOptions.HiddenLayers < 0) throw new ArgumentException($"ModelOptions.HiddenLayers must be >= 0, got {ModelOptions.HiddenLayers}");
+        if (TopK is double k && !(k > 0 && k <= 1)) throw new ArgumentException($"TopK must be in (0, 1], got {k}");
+        if (!(Decay >= 0 && Decay < 1)) throw new ArgumentException($"Decay must be in [0, 1), got {Decay}");
         if (TopK is null && (Decay != 0 || Selection is not null || MePropLayers is not null))
-            throw new ArgumentException("--decay, --selection and --meprop-layers need --topk");
+            throw new ArgumentException("Decay, Selection and MePropLayers need TopK (meProp is off without it)");
     }
 }

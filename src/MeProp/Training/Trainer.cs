@@ -216,7 +216,7 @@ public sealed class Trainer
             seen += n;
             observer?.StepCompleted(batch + 1, lossSum / seen);
             if (!double.IsFinite(loss))
-                throw new InvalidOperationException($"training diverged: loss is {loss} at epoch {epoch}, step {batch + 1}; try a smaller --lr");
+                throw new InvalidOperationException($"training diverged: loss is {loss} at epoch {epoch}, step {batch + 1}; try a smaller learning rate");
         }
         double trainSeconds = Seconds(Stopwatch.GetTimestamp() - epochStart);
         long evalStart = Stopwatch.GetTimestamp();

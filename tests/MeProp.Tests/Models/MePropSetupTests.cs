@@ -79,7 +79,7 @@ public class MePropSetupTests : IDisposable
     {
         var model = Model();
         var e = Assert.Throws<ArgumentException>(() => MePropSetup.Attach(model, 0.1, 0, DecayShape.Full, selection, layerNames: null, seed: 1));
-        Assert.Contains("--selection " + MePropSetup.Cli(selection), e.Message);
+        Assert.Contains("selection " + MePropSetup.Cli(selection) + " applies to none", e.Message);
         Assert.Throws<ArgumentException>(() => MePropSetup.Attach(model, 0.1, 0, DecayShape.Full, selection, ["conv2"], seed: 1));
         Assert.Null(Of(model, "conv1"));
         Assert.Null(Of(model, "conv2"));
