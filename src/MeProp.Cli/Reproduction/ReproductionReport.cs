@@ -112,9 +112,10 @@ internal static class ReproductionReport
             text.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
             foreach (var row in table)
             {
-                string epochs = row.Partial
-                    ? $"{(row.EpochsCompleted.Count == 0 ? 0 : row.EpochsCompleted.Min())}-{(row.EpochsCompleted.Count == 0 ? 0 : row.EpochsCompleted.Max())} of {row.Epochs} (partial)"
-                    : $"{row.Epochs}";
+                string epochs = row.Seeds.Count == 0 ? "not started"
+                    : !row.Partial ? $"{row.Epochs}"
+                    : row.EpochsCompleted.Min() == row.EpochsCompleted.Max() ? $"{row.EpochsCompleted[0]} of {row.Epochs} (partial)"
+                    : $"{row.EpochsCompleted.Min()}-{row.EpochsCompleted.Max()} of {row.Epochs} (partial)";
                 text.AppendLine($"| {row.Row} | {row.Seeds.Count} | {epochs} | {Mean(row.BestEpoch.Select(e => (double)e).ToList(), "F1")} | " +
                                 $"{Percent(row.DevAccuracy)} | {Percent(row.TestAccuracy)} | {Range(row.TestAccuracy)} | " +
                                 $"{(row == dense || dense is null ? "" : Difference(row, dense))} | {Paper(row.Paper)} | " +

@@ -108,6 +108,9 @@ public class ReproductionReportTests
         Assert.True(random.GetProperty("batch_norm").GetBoolean());
         Assert.Equal(JsonValueKind.Null, random.GetProperty("paper").ValueKind);
         Assert.Equal(0, random.GetProperty("seeds").GetArrayLength());
+        string markdown = ReproductionReport.ToMarkdown(rows, "timing note");
+        Assert.Contains("| random5 | 0 | not started |", markdown);
+        Assert.Contains("| dense | 1 | 3 of 30 (partial) |", markdown);
     }
 
     [Fact]
