@@ -13,6 +13,7 @@ public static class CommandLine
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(SummaryCommand.Create());
+        root.Subcommands.Add(PredictCommand.Create());
         root.Subcommands.Add(DataCommand.Create());
         root.Subcommands.Add(StatsCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());

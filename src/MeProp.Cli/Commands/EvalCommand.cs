@@ -17,15 +17,7 @@ internal static class EvalCommand
         var command = new Command("eval", "Report the test accuracy of a checkpoint") { checkpoint, data, threads };
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
-            string path = parse.GetValue(checkpoint)!;
-            if (Directory.Exists(path))
-            {
-                // A run directory: its best checkpoint is what the run's result refers to.
-                string best = Path.Combine(path, Trainer.BestCheckpoint);
-                if (!File.Exists(best)) throw new ArgumentException($"--checkpoint: {path} is a directory without {Trainer.BestCheckpoint}; give a checkpoint file");
-                path = best;
-            }
-            else if (!File.Exists(path)) throw new ArgumentException($"--checkpoint: {path} does not exist");
+            string path = CheckpointPath(parse.GetValue(checkpoint)!);
             var options = Checkpoint.ReadOptions(path);
             var mnist = CommonOptions.LoadData(parse.GetValue(data));
             using var compute = new ComputeContext(parse.GetValue(threads));
@@ -37,5 +29,19 @@ internal static class EvalCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>A checkpoint file as given, or a run directory's best.safetensors; a missing one is an error naming it.</summary>
+    public static string CheckpointPath(string given)
+    {
+        if (Directory.Exists(given))
+        {
+            // A run directory: its best checkpoint is what the run's result refers to.
+            string best = Path.Combine(given, Trainer.BestCheckpoint);
+            if (!File.Exists(best)) throw new ArgumentException($"--checkpoint: {given} is a directory without {Trainer.BestCheckpoint}; give a checkpoint file");
+            return best;
+        }
+        if (!File.Exists(given)) throw new ArgumentException($"--checkpoint: {given} does not exist");
+        return given;
     }
 }

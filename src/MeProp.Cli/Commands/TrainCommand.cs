@@ -33,6 +33,9 @@ internal static class TrainCommand
         var maxTrain = new Option<int?>("--max-train") { Description = "Use only the first N training images (after the dev split), for quick runs" };
         maxTrain.Require(v => v is null or >= 1, "--max-train must be >= 1");
         var output = new Option<string?>("--out") { Description = "Directory for metrics.jsonl, summary.json and checkpoints" };
+        var normalize = new Option<bool>("--normalize") { Description = "Normalise the input per channel with the mean and std of the training split (recorded in the network, so eval, predict and export apply it)" };
+        var mean = FloatList("--mean", "Per-channel input mean, comma-separated (with --std; instead of --normalize's computed values)");
+        var std = FloatList("--std", "Per-channel input standard deviation, comma-separated (with --mean)");
         var overwrite = new Option<bool>("--overwrite") { Description = "Start a new run in --out even if it holds an earlier run, which is moved aside to DIR.old-N (never deleted)" };
         var resume = new Option<string?>("--resume") { Description = "Continue the run in this directory from its last.safetensors (its configuration is used; --epochs may extend it)" };
 
@@ -42,7 +45,7 @@ internal static class TrainCommand
 
         var command = new Command("train", "Train a model on MNIST (or any directory of IDX files) and report test accuracy at the best dev epoch")
         {
-            model, activation, hiddenSize, hiddenLayers, batchNorm, epochs, batch, lr, optimizer, momentum, seed, threads, data, devSize, maxTrain, output, overwrite, resume, noFusedUpdate,
+            model, activation, hiddenSize, hiddenLayers, batchNorm, epochs, batch, lr, optimizer, momentum, seed, threads, data, devSize, maxTrain, normalize, mean, std, output, overwrite, resume, noFusedUpdate,
         };
         mePropOptions.AddTo(command);
         var configurationOptions = Configuration(
@@ -110,6 +113,8 @@ internal static class TrainCommand
             }
             var mnist = CommonOptions.LoadData(parse.GetValue(data));
             var split = DatasetSplit.Create(mnist.Training, options.DevSize, options.MaxTrain);
+            if (checkpoint is null)
+                options = options with { ModelOptions = options.ModelOptions with { Normalization = Normalization(parse, normalize, mean, std, split.Train), ClassNames = [.. mnist.ClassNames] } };
             var mode = checkpoint is not null ? RunDirectoryMode.Resume : parse.GetValue(overwrite) ? RunDirectoryMode.Overwrite : RunDirectoryMode.New;
             using var runDirectory = outDirectory is null ? null : ClaimRunDirectory(outDirectory, mode);
             if (runDirectory?.MovedAside is string aside) Console.WriteLine($"moved the earlier content of {outDirectory} to {aside}");
@@ -144,6 +149,39 @@ internal static class TrainCommand
                 var v => v.ToString()!.ToLowerInvariant(),
             }))).ToArray();
     }
+
+    /// <summary>The input normalisation the options ask for: computed on the training split, given, or none.</summary>
+    private static InputNormalization? Normalization(ParseResult parse, Option<bool> normalize, Option<float[]?> mean, Option<float[]?> std, Dataset train)
+    {
+        float[]? givenMean = parse.GetValue(mean) is { Length: > 0 } m ? m : null, givenStd = parse.GetValue(std) is { Length: > 0 } s ? s : null;
+        if ((givenMean is null) != (givenStd is null)) throw new ArgumentException("--mean and --std go together");
+        if (givenMean is not null && parse.GetValue(normalize)) throw new ArgumentException("--normalize computes the mean and std; give either it or --mean and --std");
+        if (givenMean is not null)
+        {
+            if (givenMean.Length != train.Channels || givenStd!.Length != train.Channels)
+                throw new ArgumentException($"--mean and --std need one value per channel of the data ({train.Channels}), got {givenMean.Length} and {givenStd!.Length}");
+            return new InputNormalization(givenMean, givenStd);
+        }
+        if (!parse.GetValue(normalize)) return null;
+        var (computedMean, computedStd) = train.ChannelStatistics();
+        if (computedStd.Any(v => !(v > 0))) throw new ArgumentException("--normalize: a channel of the training images is constant (std 0)");
+        return new InputNormalization(computedMean, computedStd);
+    }
+
+    private static Option<float[]?> FloatList(string name, string description) => new(name)
+    {
+        Description = description,
+        CustomParser = result =>
+        {
+            var values = new List<float>();
+            foreach (string part in result.Tokens.SelectMany(t => t.Value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)))
+            {
+                if (float.TryParse(part, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float v) && float.IsFinite(v)) values.Add(v);
+                else result.AddError($"{name}: '{part}' is not a number");
+            }
+            return values.ToArray();
+        },
+    };
 
     private static RunDirectory ClaimRunDirectory(string path, RunDirectoryMode mode)
     {

@@ -65,6 +65,29 @@ public sealed class Dataset
     }
 
     /// <summary>
+    /// Per-channel mean and (population) standard deviation of the pixel values, accumulated in float64:
+    /// what an input normalisation computed on the training split uses.
+    /// </summary>
+    public (float[] Mean, float[] Std) ChannelStatistics()
+    {
+        var sum = new double[Channels];
+        var squares = new double[Channels];
+        int plane = Height * Width;
+        var images = Images.Span;
+        for (int n = 0; n < Count; n++)
+            for (int c = 0; c < Channels; c++)
+                foreach (float v in images.Slice((n * Channels + c) * plane, plane))
+                {
+                    sum[c] += v;
+                    squares[c] += (double)v * v;
+                }
+        double count = (double)Count * plane;
+        var mean = sum.Select(s => (float)(s / count)).ToArray();
+        var std = squares.Select((q, c) => (float)Math.Sqrt(Math.Max(q / count - (sum[c] / count) * (sum[c] / count), 0))).ToArray();
+        return (mean, std);
+    }
+
+    /// <summary>
     /// Loads an IDX image file and its label file (plain or gzip), scaling pixels to [0, 1] by /255.
     /// Throws <see cref="DataFormatException"/> when either file is bad, holds no images, their counts
     /// differ, or a label is not below <paramref name="classes"/> (naming the first such record).

@@ -1,5 +1,3 @@
-using StbImageSharp;
-
 namespace MeProp.Data;
 
 /// <summary>
@@ -13,7 +11,7 @@ namespace MeProp.Data;
 public static class ImageFolder
 {
     public const string TrainFolder = "train", TestFolder = "test";
-    private static readonly string[] Extensions = [".png", ".jpg", ".jpeg", ".bmp"];
+    private static readonly string[] Extensions = ImageFiles.Extensions;
 
     /// <summary>Whether <paramref name="directory"/> has train/ and test/ folders with class sub-folders.</summary>
     public static bool Present(string directory) =>
@@ -35,17 +33,17 @@ public static class ImageFolder
         if (testFiles.Count == 0) throw new DataFormatException($"{testRoot}: no images ({string.Join(", ", Extensions)}) in the class folders");
 
         // The headers first: the size every image must have, and whether any is in colour.
-        var first = Info(trainFiles[0].Path);
+        var first = ImageFiles.Info(trainFiles[0].Path);
         bool colour = false;
         foreach (var (path, _) in trainFiles.Concat(testFiles))
         {
-            var info = Info(path);
+            var info = ImageFiles.Info(path);
             if (info.Width != first.Width || info.Height != first.Height)
                 throw new DataFormatException($"{path}: {info.Width}x{info.Height} pixels, but {trainFiles[0].Path} is {first.Width}x{first.Height}; every image must have one size (resize them first)");
-            colour |= info.ColorComponents is ColorComponents.RedGreenBlue or ColorComponents.RedGreenBlueAlpha;
+            colour |= info.Colour;
         }
         int channels = colour ? 3 : 1;
-        return new ImageData(Decode(trainFiles, channels, first, classes.Length), Decode(testFiles, channels, first, classes.Length), classes!, "image-folder");
+        return new ImageData(Decode(trainFiles, channels, first.Height, first.Width, classes.Length), Decode(testFiles, channels, first.Height, first.Width, classes.Length), classes!, "image-folder");
     }
 
     /// <summary>The images of each class folder, sorted by name, interleaved across the classes.</summary>
@@ -66,36 +64,16 @@ public static class ImageFolder
         return all;
     }
 
-    private static ImageInfo Info(string path)
+    private static Dataset Decode(List<(string Path, byte Label)> files, int channels, int height, int width, int classes)
     {
-        using var stream = File.OpenRead(path);
-        return ImageInfo.FromStream(stream) ?? throw new DataFormatException($"{path}: not a readable image (PNG, JPEG or BMP)");
-    }
-
-    private static Dataset Decode(List<(string Path, byte Label)> files, int channels, ImageInfo size, int classes)
-    {
-        int plane = size.Width * size.Height, imageValues = channels * plane;
+        int imageValues = channels * height * width;
         var pixels = new float[(long)files.Count * imageValues];
         var labels = new byte[files.Count];
-        var components = channels == 3 ? ColorComponents.RedGreenBlue : ColorComponents.Grey;
         for (int n = 0; n < files.Count; n++)
         {
-            ImageResult image;
-            try
-            {
-                image = ImageResult.FromMemory(File.ReadAllBytes(files[n].Path), components);
-            }
-            catch (Exception e) when (e is InvalidOperationException or ArgumentException or IndexOutOfRangeException)
-            {
-                throw new DataFormatException($"{files[n].Path}: cannot be decoded ({e.Message})", e);
-            }
+            ImageFiles.Decode(files[n].Path, channels, pixels.AsSpan(n * imageValues, imageValues));
             labels[n] = files[n].Label;
-            // stb gives interleaved HWC bytes; the engine takes planes (CHW).
-            var target = pixels.AsSpan(n * imageValues, imageValues);
-            for (int c = 0; c < channels; c++)
-                for (int i = 0; i < plane; i++)
-                    target[c * plane + i] = image.Data[i * channels + c] / 255f;
         }
-        return new Dataset(pixels, labels, channels, size.Height, size.Width, classes);
+        return new Dataset(pixels, labels, channels, height, width, classes);
     }
 }

@@ -16,10 +16,17 @@ public sealed record ModelOptions
     public int HiddenLayers { get; init; } = 2;
     /// <summary>Batch normalization after each hidden conv/linear layer, before its nonlinearity (as the meProp-CNN paper).</summary>
     public bool BatchNorm { get; init; }
+    /// <summary>Per-channel input normalisation put in front of the network (a "normalize" layer), or null.</summary>
+    public InputNormalization? Normalization { get; init; }
+    /// <summary>The data's class names in label order, kept so that predictions can be named; null when unknown.</summary>
+    public string[]? ClassNames { get; init; }
 
     /// <summary>The built-in networks.</summary>
     public static readonly string[] KnownModels = ["paper-cnn", "mlp"];
 }
+
+/// <summary>Per-channel mean and standard deviation of the inputs: the model computes (x - mean) / std first.</summary>
+public sealed record InputNormalization(float[] Mean, float[] Std);
 
 /// <summary>The built-in networks of the papers, as <see cref="NetworkSpec"/>s with PyTorch-style layer names.</summary>
 public static class ModelBuilder
@@ -33,6 +40,14 @@ public static class ModelBuilder
 
     /// <summary>The network options describe, checked against the data's shape and classes.</summary>
     public static NetworkSpec Spec(ModelOptions options, int channels, int height, int width, int classes)
+    {
+        var spec = NetworkWithoutNormalization(options, channels, height, width, classes);
+        if (options.Normalization is not { } norm) return spec;
+        var normalize = new LayerSpec { Type = "normalize", Mean = norm.Mean, Std = norm.Std };
+        return spec with { Layers = [normalize, .. spec.Layers] };
+    }
+
+    private static NetworkSpec NetworkWithoutNormalization(ModelOptions options, int channels, int height, int width, int classes)
     {
         if (options.Network is { } network)
         {

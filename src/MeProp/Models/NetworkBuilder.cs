@@ -53,6 +53,9 @@ public sealed class NetworkBuilder
 
     public NetworkBuilder GlobalAvgPool2d(string? name = null) => Add(new LayerSpec { Type = "globalavgpool", Name = name });
     public NetworkBuilder Dropout(double p = 0.5, string? name = null) => Add(new LayerSpec { Type = "dropout", Name = name, P = p });
+    /// <summary>y = (x - mean[c]) / std[c] per channel: put first, so that the model takes raw pixel values in [0, 1].</summary>
+    public NetworkBuilder Normalize(float[] mean, float[] std, string? name = null) => Add(new LayerSpec { Type = "normalize", Name = name, Mean = mean, Std = std });
+
     public NetworkBuilder Flatten(string? name = null) => Add(new LayerSpec { Type = "flatten", Name = name });
 
     /// <summary>y = body(x) + shortcut(x); the shortcut is the identity when <paramref name="shortcut"/> is null.</summary>

@@ -45,8 +45,8 @@ public static class NetworkFactory
         {
             string kind = Kind(spec.Type);
             int count = counters[kind] = counters.GetValueOrDefault(kind) + 1;
-            // "flatten" stays unnumbered for the first one, as PyTorch models usually call it.
-            string name = prefix + (spec.Name ?? (kind == "flatten" && count == 1 ? "flatten" : $"{kind}{count}"));
+            // "flatten" and "normalize" stay unnumbered for the first one, as PyTorch models usually call them.
+            string name = prefix + (spec.Name ?? (kind is "flatten" or "normalize" && count == 1 ? kind : $"{kind}{count}"));
             var layer = BuildLayer(spec, name, ref shape, context);
             layers.Add(layer);
         }
@@ -64,6 +64,7 @@ public static class NetworkFactory
         "dropout" => "dropout",
         "flatten" => "flatten",
         "residual" => "res",
+        "normalize" => "normalize",
         _ => throw new ModelSpecException($"unknown layer type '{type}'; known types: {string.Join(", ", LayerSpec.Types)}"),
     };
 
@@ -116,6 +117,12 @@ public static class NetworkFactory
                 double p = spec.P ?? 0.5;
                 if (!(p >= 0 && p < 1)) throw new ModelSpecException($"{name}: p must be in [0, 1), got {p}");
                 layer = new Dropout(name, (float)p, Rng.ForStream(context.Seed, DropoutStreamBase + (ulong)context.Dropouts++));
+                break;
+            case "normalize":
+                Allow(spec, name, "mean", "std");
+                if (spec.Mean is null || spec.Std is null) throw new ModelSpecException($"{name}: normalize needs 'mean' and 'std'");
+                try { layer = new Normalize(name, spec.Mean, spec.Std); }
+                catch (ArgumentException e) when (e is not ModelSpecException) { throw new ModelSpecException(e.Message); }
                 break;
             case "flatten":
                 Allow(spec, name);
@@ -189,6 +196,8 @@ public static class NetworkFactory
         if (spec.P is not null) set.Add("p");
         if (spec.Layers is not null) set.Add("layers");
         if (spec.Shortcut is not null) set.Add("shortcut");
+        if (spec.Mean is not null) set.Add("mean");
+        if (spec.Std is not null) set.Add("std");
         var wrong = set.Except(fields).ToList();
         if (wrong.Count > 0)
             throw new ModelSpecException($"{name}: {string.Join(", ", wrong.Select(f => $"'{f}'"))} does not apply to {spec.Type}" +

@@ -64,7 +64,7 @@ public sealed record NetworkSpec
 /// (out_channels, kernel_size, stride = 1, padding = 0 or "same"), linear (out_features), batchnorm,
 /// relu | sigmoid | tanh, maxpool and avgpool (kernel_size, stride = kernel_size), globalavgpool,
 /// dropout (p), flatten, residual (layers, shortcut: y = layers(x) + shortcut(x), identity when no
-/// shortcut). <see cref="Name"/> is optional: absent names are generated per kind (conv1, conv2, fc1, bn1,
+/// shortcut), normalize (mean, std: one per channel; y = (x - mean) / std). <see cref="Name"/> is optional: absent names are generated per kind (conv1, conv2, fc1, bn1,
 /// act1, pool1, res1, ...), and a residual block's layers are named inside it ("res1.conv1",
 /// "res1.shortcut.conv1").
 /// </summary>
@@ -81,10 +81,13 @@ public sealed record LayerSpec
     [JsonPropertyName("p")] public double? P { get; init; }
     [JsonPropertyName("layers")] public List<LayerSpec>? Layers { get; init; }
     [JsonPropertyName("shortcut")] public List<LayerSpec>? Shortcut { get; init; }
+    /// <summary>normalize: per-channel mean and standard deviation.</summary>
+    [JsonPropertyName("mean")] public float[]? Mean { get; init; }
+    [JsonPropertyName("std")] public float[]? Std { get; init; }
 
     /// <summary>The kinds of layer a spec can name.</summary>
     public static readonly string[] Types =
-        ["conv2d", "linear", "batchnorm", "relu", "sigmoid", "tanh", "maxpool", "avgpool", "globalavgpool", "dropout", "flatten", "residual"];
+        ["conv2d", "linear", "batchnorm", "relu", "sigmoid", "tanh", "maxpool", "avgpool", "globalavgpool", "dropout", "flatten", "residual", "normalize"];
 }
 
 /// <summary>A network description that cannot be built: a bad field, a missing one, or shapes that do not fit.</summary>
