@@ -23,6 +23,15 @@ format of docs/GUIDE.md's 'Defining networks') and of the built-in paper-cnn, ea
 description as torch.nn modules, keyed "NETWORK.total" and "NETWORK.layer.NAME" (NAME as MeProp names
 the layer: conv1, res1.conv1, res1.shortcut.conv1, ...; only layers that have parameters).
 
+Writes tests/MeProp.Tests/Fixtures/torch/ too (PyTorch interop, see torch_weights_case): for paper-cnn on
+1x8x8 without and with batch norm and for a small residual network, torch_weights_LABEL.safetensors (the
+module's state_dict, seeded, batch norm statistics made non-trivial; safetensors written by hand, torch 1.13
+having no safetensors package) and torch_logits_LABEL.json (an input batch and the eval-mode logits, in the
+format above plus "network": the description); and torch_state_dict_keys.json (every state_dict key, dtype
+and shape of paper-cnn, paper-cnn-bn on 1x28x28 and the residual network), what a model-only checkpoint
+(best.safetensors) must hold to load with load_state_dict(strict=True). load_safetensors() reads such a
+file back, e.g. to load a best.safetensors into the module of spec_network() by hand.
+
 The reference computations run in torch.float64 (except tiny_cnn_training, which runs in float32 like
 the C# model does); the C# side computes in float32 and compares with tolerances. Integer data (class
 labels) is stored as floats too. Gradients are d(loss)/d(.) for loss = sum(y * dy), i.e. dy is the
@@ -30,6 +39,7 @@ upstream gradient fed to backward. Layouts are PyTorch's: NCHW activations, conv
 [out, in, kh, kw], linear weight [out, in].
 """
 
+import copy
 import json
 import os
 import sys
@@ -336,10 +346,10 @@ NETWORK_FILES = ["examples/networks/resnet20-cifar.json", "examples/networks/res
                  "examples/networks/cnn3-bn-dropout.json"]
 
 
-def paper_cnn_spec(batch_norm):
-    """The meProp-CNN paper's network on 1x28x28, 10 classes, in the network file format: conv 5x5x32 'same'
-    -> [bn] -> relu -> maxpool 2 -> conv 5x5x64 'same' -> [bn] -> relu -> maxpool 2 -> flatten -> linear 1024
-    -> [bn1d] -> relu -> linear 10."""
+def paper_cnn_spec(batch_norm, size=28):
+    """The meProp-CNN paper's network on 1 x size x size (28: the paper's), 10 classes, in the network file
+    format: conv 5x5x32 'same' -> [bn] -> relu -> maxpool 2 -> conv 5x5x64 'same' -> [bn] -> relu -> maxpool 2
+    -> flatten -> linear 1024 -> [bn1d] -> relu -> linear 10."""
     bn = [{"type": "batchnorm"}] if batch_norm else []
     layers = []
     for channels in (32, 64):
@@ -347,7 +357,7 @@ def paper_cnn_spec(batch_norm):
                    {"type": "relu"}, {"type": "maxpool", "kernel_size": 2}]
     layers += [{"type": "flatten"}, {"type": "linear", "out_features": 1024}, *bn, {"type": "relu"},
                {"type": "linear", "out_features": 10}]
-    return {"input": [1, 28, 28], "classes": 10, "layers": layers}
+    return {"input": [1, size, size], "classes": 10, "layers": layers}
 
 
 class SpecResidual(torch.nn.Module):
@@ -472,6 +482,161 @@ def network_parameter_counts_case():
           params, {}, params_per_line=True)
 
 
+# --- PyTorch interop: state_dicts as safetensors, both ways -------------------------------------------------
+#
+# Debian's torch 1.13 has no safetensors package, so the format is written and read here by hand: an 8-byte
+# little-endian header length N, N bytes of JSON {"__metadata__": {str: str}, name: {"dtype": "F32"|"I64",
+# "shape": [..], "data_offsets": [begin, end]}} (padded with spaces to a multiple of 8), then the raw
+# little-endian data, offsets relative to the end of the header.
+
+TORCH_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "MeProp.Tests",
+                         "Fixtures", "torch")
+SAFETENSORS_DTYPES = {torch.float32: "F32", torch.int64: "I64"}
+
+# tests/MeProp.Tests/Cli/TrainCommandTests.cs's TinyResidualNetwork: batch norm, a residual block with a
+# 1x1 stride-2 shortcut (res1.shortcut.conv1, res1.shortcut.bn1), global average pooling and dropout.
+TINY_RESNET_SPEC = {"input": [1, 8, 8], "classes": 10, "layers": [
+    {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "batchnorm"}, {"type": "relu"},
+    {"type": "residual", "layers": [
+        {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "stride": 2, "padding": 1}, {"type": "batchnorm"},
+        {"type": "relu"},
+        {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1}, {"type": "batchnorm"}],
+     "shortcut": [{"type": "conv2d", "out_channels": 8, "kernel_size": 1, "stride": 2}, {"type": "batchnorm"}]},
+    {"type": "relu"}, {"type": "globalavgpool"}, {"type": "dropout", "p": 0.2},
+    {"type": "linear", "out_features": 10}]}
+
+
+def safetensors_bytes(tensors, metadata=None):
+    """A safetensors file of the named tensors (float32 or int64, in the given order)."""
+    assert sys.byteorder == "little"
+    header, blobs, offset = {}, [], 0
+    if metadata:
+        header["__metadata__"] = dict(metadata)
+    for name, t in tensors.items():
+        t = t.detach().contiguous()
+        data = t.numpy().tobytes()
+        header[name] = {"dtype": SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + b"".join(blobs)
+
+
+def load_safetensors(path):
+    """(name -> tensor, metadata) of a safetensors file with F32 and I64 tensors."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    length = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + length])
+    data = raw[8 + length:]
+    metadata = header.pop("__metadata__", {})
+    dtypes = {v: k for k, v in SAFETENSORS_DTYPES.items()}
+    tensors = {}
+    for name, entry in header.items():
+        begin, end = entry["data_offsets"]
+        tensors[name] = torch.frombuffer(bytearray(data[begin:end]), dtype=dtypes[entry["dtype"]]).reshape(
+            entry["shape"])
+    return tensors, metadata
+
+
+def write_torch_file(name, content):
+    KNOWN.add(name)
+    if ONLY and name not in ONLY:
+        return
+    os.makedirs(TORCH_DIR, exist_ok=True)
+    path = os.path.join(TORCH_DIR, name)
+    with open(path, "wb") as f:
+        f.write(content)
+    print(f"wrote {os.path.relpath(path)} ({len(content)} bytes)")
+
+
+def seeded_network(spec, seed):
+    """The torch module of `spec`, float32, PyTorch's seeded default init, and batch norm made non-trivial:
+    gamma, beta, running_mean, running_var random, num_batches_tracked = seed."""
+    torch.manual_seed(seed)
+    model, named = spec_network(spec)
+    with torch.no_grad():
+        for module in named.values():
+            if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0.0, 0.2)
+                module.running_mean.normal_(0.0, 0.3)
+                module.running_var.uniform_(0.5, 2.0)
+                module.num_batches_tracked.fill_(seed)
+    return model.float().eval()
+
+
+def torch_weights_case(label, spec, description, seed):
+    """torch_weights_LABEL.safetensors: the state_dict of `spec`'s module, as PyTorch holds it; and
+    torch_logits_LABEL.json: a fixed input batch x [4, C, H, W] (float32 values) and the module's eval-mode
+    logits [4, classes], computed in float64 from the float32 weights; "network" is the spec."""
+    model = seeded_network(spec, seed)
+    state = model.state_dict()
+    content = safetensors_bytes(state, {"format": "pt"})
+    write_torch_file(f"torch_weights_{label}.safetensors", content)
+    # Self-check: the bytes read back load strictly into a fresh module.
+    tensors, _ = load_safetensors_bytes(content)
+    torch.manual_seed(0)
+    fresh, _ = spec_network(spec)
+    fresh.load_state_dict(tensors, strict=True)
+    assert all(torch.equal(state[k], fresh.state_dict()[k]) for k in state)
+
+    x = torch.rand(4, *spec["input"], generator=torch.Generator().manual_seed(seed + 1))
+    with torch.no_grad():
+        logits = copy.deepcopy(model).double().eval()(x.double())
+    name = f"torch_logits_{label}.json"
+    KNOWN.add(name)
+    if ONLY and name not in ONLY:
+        return
+    doc = {"description": f"{description}: eval-mode logits of the module whose state_dict is "
+                          f"torch_weights_{label}.safetensors (seeded init, random batch norm statistics), "
+                          f"for input x, in float64 from the float32 weights (torch {torch.__version__})",
+           "network": spec, "params": {},
+           "tensors": {"x": tensor_entry(x), "logits": tensor_entry(logits)}}
+    text = json.dumps(doc) + "\n"
+    os.makedirs(TORCH_DIR, exist_ok=True)
+    path = os.path.join(TORCH_DIR, name)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"wrote {os.path.relpath(path)} ({len(text)} bytes)")
+
+
+def load_safetensors_bytes(content):
+    """load_safetensors of bytes in memory."""
+    import tempfile
+    with tempfile.NamedTemporaryFile(suffix=".safetensors") as f:
+        f.write(content)
+        f.flush()
+        return load_safetensors(f.name)
+
+
+def torch_state_dict_keys_case():
+    """torch_state_dict_keys.json: per network, every state_dict key of its torch module with dtype
+    ("float32", "int64") and shape: what a model-only checkpoint must hold for load_state_dict(strict=True)."""
+    networks = {"paper-cnn": paper_cnn_spec(False), "paper-cnn-bn": paper_cnn_spec(True),
+                "tiny-resnet": TINY_RESNET_SPEC}
+    doc = {"description": "state_dict keys, dtypes and shapes of torch modules built from network descriptions "
+                          "(paper-cnn and paper-cnn-bn on 1x28x28, the built-in networks; tiny-resnet as "
+                          f"'networks' gives it) (torch {torch.__version__})",
+           "networks": {}, "specs": {"tiny-resnet": TINY_RESNET_SPEC}}
+    for label, spec in networks.items():
+        model, _ = spec_network(spec)
+        doc["networks"][label] = {k: {"dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape)}
+                                  for k, v in model.state_dict().items()}
+    name = "torch_state_dict_keys.json"
+    KNOWN.add(name)
+    if ONLY and name not in ONLY:
+        return
+    text = json.dumps(doc, indent=1) + "\n"
+    os.makedirs(TORCH_DIR, exist_ok=True)
+    path = os.path.join(TORCH_DIR, name)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"wrote {os.path.relpath(path)} ({len(text)} bytes)")
+
+
 def main():
     torch.set_num_threads(1)
     os.makedirs(OUT_DIR, exist_ok=True)
@@ -506,6 +671,13 @@ def main():
     residual_case("residual_identity.json", (2, 4, 6, 6), 4, 1, seed=1001)
     residual_case("residual_downsample.json", (4, 3, 8, 7), 6, 2, seed=1002)
     network_parameter_counts_case()
+    torch_weights_case("paper_cnn_8x8", paper_cnn_spec(False, size=8),
+                       "paper-cnn on 1x8x8 (fc1 64*2*2 -> 1024)", seed=1101)
+    torch_weights_case("paper_cnn_bn_8x8", paper_cnn_spec(True, size=8),
+                       "paper-cnn with batch norm on 1x8x8 (fc1 64*2*2 -> 1024)", seed=1102)
+    torch_weights_case("tiny_resnet", TINY_RESNET_SPEC,
+                       "a small residual network on 1x8x8 (TrainCommandTests' TinyResidualNetwork)", seed=1103)
+    torch_state_dict_keys_case()
     if ONLY - KNOWN:
         sys.exit(f"no such fixture: {', '.join(sorted(ONLY - KNOWN))}")
 

@@ -36,6 +36,9 @@ internal static class TrainCommand
         var normalize = new Option<bool>("--normalize") { Description = "Normalise the input per channel with the mean and std of the training split (recorded in the network, so eval, predict and export apply it)" };
         var mean = FloatList("--mean", "Per-channel input mean, comma-separated (with --std; instead of --normalize's computed values)");
         var std = FloatList("--std", "Per-channel input standard deviation, comma-separated (with --mean)");
+        var augmentCrop = new Option<int>("--augment-crop") { Description = "Training augmentation: random crop after zero-padding by this many pixels (as torchvision's RandomCrop(size, padding))" }
+            .Require(v => v >= 0, "--augment-crop must be >= 0");
+        var augmentFlip = new Option<bool>("--augment-flip") { Description = "Training augmentation: mirror images left-right with probability 1/2" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Start a new run in --out even if it holds an earlier run, which is moved aside to DIR.old-N (never deleted)" };
         var resume = new Option<string?>("--resume") { Description = "Continue the run in this directory from its last.safetensors (its configuration is used; --epochs may extend it)" };
 
@@ -45,7 +48,7 @@ internal static class TrainCommand
 
         var command = new Command("train", "Train a model on MNIST (or any directory of IDX files) and report test accuracy at the best dev epoch")
         {
-            model, activation, hiddenSize, hiddenLayers, batchNorm, epochs, batch, lr, optimizer, momentum, seed, threads, data, devSize, maxTrain, normalize, mean, std, output, overwrite, resume, noFusedUpdate,
+            model, activation, hiddenSize, hiddenLayers, batchNorm, epochs, batch, lr, optimizer, momentum, seed, threads, data, devSize, maxTrain, normalize, mean, std, augmentCrop, augmentFlip, output, overwrite, resume, noFusedUpdate,
         };
         mePropOptions.AddTo(command);
         var configurationOptions = Configuration(
@@ -53,7 +56,8 @@ internal static class TrainCommand
             (hiddenLayers, t => t.ModelOptions.HiddenLayers), (batchNorm, t => t.ModelOptions.BatchNorm), (batch, t => t.BatchSize),
             (lr, t => t.LearningRate), (optimizer, t => t.Optimizer), (momentum, t => t.Momentum), (seed, t => t.Seed),
             (devSize, t => t.DevSize), (maxTrain, t => t.MaxTrain), (mePropOptions.TopK, t => t.TopK), (mePropOptions.Decay, t => t.Decay),
-            (mePropOptions.DecayShape, t => t.DecayShape), (mePropOptions.Selection, t => t.Selection), (mePropOptions.Layers, t => t.MePropLayers));
+            (mePropOptions.DecayShape, t => t.DecayShape), (mePropOptions.Selection, t => t.Selection), (mePropOptions.Layers, t => t.MePropLayers),
+            (augmentCrop, t => t.AugmentPadding), (augmentFlip, t => t.AugmentFlip));
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
             string? resumeDirectory = parse.GetValue(resume);
@@ -77,6 +81,8 @@ internal static class TrainCommand
                 DevSize = parse.GetValue(devSize),
                 MaxTrain = parse.GetValue(maxTrain),
                 FusedUpdate = !parse.GetValue(noFusedUpdate),
+                AugmentPadding = parse.GetValue(augmentCrop),
+                AugmentFlip = parse.GetValue(augmentFlip),
             });
             TrainOptions options;
             string? checkpoint = null;

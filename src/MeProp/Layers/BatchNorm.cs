@@ -144,9 +144,26 @@ public sealed unsafe class BatchNorm : ILayer, IStatefulLayer
         return ComputeInputGradient ? _inputGradient : null;
     }
 
+    /// <summary>Running statistics are part of the model: PyTorch's state_dict holds them as buffers.</summary>
+    public bool IsModelState => true;
+
     public IEnumerable<(string Name, Tensor Tensor)> StateTensors() =>
         [(Name + ".running_mean", RunningMean), (Name + ".running_var", RunningVariance)];
 
+    /// <summary>"name.num_batches_tracked", saved as an int64 tensor of shape [] as PyTorch does.</summary>
+    public IEnumerable<(string Name, long Value)> StateCounters() => [(Name + ".num_batches_tracked", NumBatchesTracked)];
+
+    public void RestoreCounter(string name, long value)
+    {
+        if (name != Name + ".num_batches_tracked") throw new ArgumentException($"{Name}: no counter '{name}'");
+        if (value < 0) throw new ArgumentException($"checkpoint state '{name}' is negative: {value}");
+        NumBatchesTracked = value;
+    }
+
+    /// <summary>
+    /// The batch count as metadata ("name.num_batches_tracked"): where full training checkpoints keep it
+    /// (their layout predates the int64 tensor; model-only files use <see cref="StateCounters"/>).
+    /// </summary>
     public IEnumerable<(string Key, string Value)> StateMetadata() =>
         [(Name + ".num_batches_tracked", NumBatchesTracked.ToString(CultureInfo.InvariantCulture))];
 

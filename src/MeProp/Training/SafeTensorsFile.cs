@@ -271,7 +271,7 @@ public sealed class SafeTensorsFile
         {
             "F32" => SafeTensorsDType.F32,
             "I64" => SafeTensorsDType.I64,
-            _ => throw Error(path, $"tensor '{name}' has dtype {dtypeText}; only F32 and I64 are supported"),
+            _ => throw Error(path, $"tensor '{name}' has dtype {dtypeText}; only F32 and I64 are supported (from PyTorch, save float tensors as float32: tensor.float())"),
         };
 
         if (!value.TryGetProperty("shape", out JsonElement shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)

@@ -33,6 +33,11 @@ public sealed record TrainOptions
     /// </summary>
     public bool FusedUpdate { get; init; } = true;
 
+    /// <summary>Training augmentation: random crop after zero-padding by this many pixels (0: none).</summary>
+    public int AugmentPadding { get; init; }
+    /// <summary>Training augmentation: mirror each image left-right with probability 1/2.</summary>
+    public bool AugmentFlip { get; init; }
+
     /// <summary>meProp top-k ratio in (0, 1]; null trains dense.</summary>
     public double? TopK { get; init; }
     /// <summary>Running-gradient decay (paper eq. 15); 0 selects on the current gradient.</summary>
@@ -54,6 +59,7 @@ public sealed record TrainOptions
         if (Threads < 1) throw new ArgumentException($"Threads must be >= 1, got {Threads}");
         if (DevSize < 0) throw new ArgumentException($"DevSize must be >= 0, got {DevSize}");
         if (MaxTrain is < 1) throw new ArgumentException($"MaxTrain must be >= 1, got {MaxTrain}");
+        if (AugmentPadding < 0) throw new ArgumentException($"AugmentPadding must be >= 0, got {AugmentPadding}");
         if (EvalBatchSize < 1) throw new ArgumentException($"eval batch size must be >= 1, got {EvalBatchSize}");
         if (ModelOptions.Network is null && !ModelOptions.KnownModels.Contains(ModelOptions.Model))
             throw new ArgumentException($"ModelOptions.Model must be one of {string.Join(", ", ModelOptions.KnownModels)}, got '{ModelOptions.Model}'");

@@ -42,6 +42,7 @@ public sealed class Trainer
     private readonly string? _outDirectory;
     private readonly SoftmaxCrossEntropy _loss = new();
     private TrainProgress _progress = new();
+    private readonly Augmentation? _augmentation;
 
     /// <summary>
     /// Trains the network <paramref name="options"/> describe (a built-in one or its <see cref="ModelOptions.Network"/>),
@@ -73,6 +74,8 @@ public sealed class Trainer
         _outDirectory = outDirectory;
         _model = model;
         _optimizer = optimizer;
+        var augmentation = new Augmentation(options.AugmentPadding, options.AugmentFlip, options.Seed);
+        _augmentation = augmentation.Active ? augmentation : null;
         if (_optimizer is Adam adam && options.FusedUpdate)
         {
             _fusedAdam = adam;
@@ -161,7 +164,7 @@ public sealed class Trainer
                 // (identically, runs being deterministic). The other order could lose the line for good.
                 File.AppendAllText(Path.Combine(_outDirectory, MetricsFile), JsonSerializer.Serialize(metrics, Json.Line) + "\n");
                 MetricsWritten?.Invoke(epoch);
-                if (better) Checkpoint.Save(Path.Combine(_outDirectory, BestCheckpoint), _model, null, _options, _progress);
+                if (better) Checkpoint.SaveModel(Path.Combine(_outDirectory, BestCheckpoint), _model, _options, _progress);
                 Checkpoint.Save(Path.Combine(_outDirectory, LastCheckpoint), _model, _optimizer, _options, _progress);
             }
             observer?.EpochCompleted(metrics);
@@ -186,6 +189,7 @@ public sealed class Trainer
     private EpochMetrics TrainEpoch(int epoch, BatchLoader loader, Tensor images, int[] labels, ITrainingObserver? observer)
     {
         loader.StartEpoch(epoch);
+        _augmentation?.StartEpoch(epoch);
         observer?.EpochStarted(epoch, _options.Epochs, loader.BatchCount);
         _model.ResetTimings();
         var workLayers = _model.AllLayers.OfType<IMePropLayer>().ToArray();
@@ -198,6 +202,7 @@ public sealed class Trainer
         for (int batch = 0; batch < loader.BatchCount; batch++)
         {
             int n = loader.FillBatch(batch, images, labels);
+            _augmentation?.Apply(images, n);
             long t0 = Stopwatch.GetTimestamp();
             var logits = _model.Forward(images, training: true);
             classes = logits.Dim(1);

@@ -19,6 +19,7 @@ public class TrainCommandTests
     [InlineData("--model", "mlp", "--hidden-size", "16")]
     [InlineData("--model", "paper-cnn", "--topk", "0.1", "--decay", "0.6")]
     [InlineData("--model", "paper-cnn", "--topk", "0.2", "--decay", "0.5", "--batch-norm", "--meprop-layers", "conv1,conv2,fc1")]
+    [InlineData("--model", "paper-cnn", "--augment-crop", "2", "--augment-flip", "--normalize")]
     public void ResumeReproducesTheUninterruptedRun(params string[] model)
     {
         using var data = TinyData();
