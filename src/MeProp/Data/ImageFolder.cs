@@ -5,8 +5,9 @@ namespace MeProp.Data;
 /// test/&lt;class&gt;/*, the classes being the train/ folder's sub-folders sorted by name (ordinal), decoded by
 /// StbImageSharp (managed code, no native library). Every image must have the first one's size (an image of
 /// another size is an error naming it: resize them beforehand); the set is grey-scale (1 channel) when every
-/// image is, RGB (3) otherwise. The examples are interleaved class by class (each class's files sorted by
-/// name), so that the first N images — the dev split — hold every class.
+/// image is, RGB (3) otherwise. The examples are ordered by file name, then class, so that an exported data
+/// set (files named by index) keeps its order and a folder with alike names interleaves its classes, and the
+/// first N images — the dev split — hold every class.
 /// </summary>
 public static class ImageFolder
 {
@@ -46,22 +47,22 @@ public static class ImageFolder
         return new ImageData(Decode(trainFiles, channels, first.Height, first.Width, classes.Length), Decode(testFiles, channels, first.Height, first.Width, classes.Length), classes!, "image-folder");
     }
 
-    /// <summary>The images of each class folder, sorted by name, interleaved across the classes.</summary>
+    /// <summary>
+    /// The images of every class folder, ordered by file name and then by class: files named by an index
+    /// keep that order (an exported data set loads back as it was), and folders named alike (img001.png in
+    /// each class) interleave their classes.
+    /// </summary>
     private static List<(string Path, byte Label)> Files(string root, string?[] classes)
     {
-        var perClass = classes.Select((name, label) =>
+        var all = new List<(string Path, byte Label)>();
+        for (int label = 0; label < classes.Length; label++)
         {
-            string folder = Path.Combine(root, name!);
-            var files = Directory.Exists(folder)
-                ? Directory.GetFiles(folder).Where(f => Extensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal).ToList()
-                : [];
-            return files.Select(f => (f, (byte)label)).ToList();
-        }).ToList();
-        var all = new List<(string, byte)>();
-        for (int i = 0; perClass.Any(c => i < c.Count); i++)
-            foreach (var files in perClass)
-                if (i < files.Count) all.Add(files[i]);
-        return all;
+            string folder = Path.Combine(root, classes[label]!);
+            if (!Directory.Exists(folder)) continue;
+            foreach (string file in Directory.GetFiles(folder).Where(f => Extensions.Contains(Path.GetExtension(f).ToLowerInvariant())))
+                all.Add((file, (byte)label));
+        }
+        return all.OrderBy(f => Path.GetFileName(f.Path), StringComparer.Ordinal).ThenBy(f => f.Label).ToList();
     }
 
     private static Dataset Decode(List<(string Path, byte Label)> files, int channels, int height, int width, int classes)

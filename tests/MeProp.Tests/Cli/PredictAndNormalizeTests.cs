@@ -66,3 +66,27 @@ public class PredictAndNormalizeTests
         Assert.Contains("image files or --data", AssertOneLineError(Run("predict", "--checkpoint", run), 1));
     }
 }
+
+/// <summary>`meprop data export-images`: a data set written as PNG files loads back identical, in order.</summary>
+[Collection("Console")]
+public class ExportImagesTests
+{
+    [Fact]
+    public void AnExportedImageFolderLoadsBackIdentical()
+    {
+        using var data = TinyData();
+        using var output = new TempDirectory();
+        string folder = output.File("images");
+        var result = Run("data", "export-images", "--data", data.Path, "--out", folder);
+        Assert.True(result.Code == 0, result.Stderr);
+        var original = MeProp.Data.DataDirectory.Load(data.Path);
+        var exported = MeProp.Data.DataDirectory.Load(folder);
+        Assert.Equal("image-folder", exported.Format);
+        foreach (var (a, b) in new[] { (original.Training, exported.Training), (original.Test, exported.Test) })
+        {
+            Assert.Equal(a.Labels.ToArray(), b.Labels.ToArray());
+            Assert.Equal(a.Images.ToArray(), b.Images.ToArray());
+        }
+        Assert.Contains("not empty", AssertOneLineError(Run("data", "export-images", "--data", data.Path, "--out", folder), 1));
+    }
+}
