@@ -30,12 +30,7 @@ public sealed class MaxPool2d : ILayer
     public IReadOnlyList<Parameter> Parameters => [];
     public bool ComputeInputGradient { get; set; } = true;
 
-    public int[] OutputShape(ReadOnlySpan<int> s)
-    {
-        if (s.Length != 4 || s[2] < KernelSize || s[3] < KernelSize)
-            throw new ArgumentException($"{Name}: expected input [N, C, H, W] with H, W >= {KernelSize}, got [{string.Join(", ", s.ToArray())}]");
-        return [s[0], s[1], (s[2] - KernelSize) / Stride + 1, (s[3] - KernelSize) / Stride + 1];
-    }
+    public int[] OutputShape(ReadOnlySpan<int> s) => PoolingGeometry.OutputShape(Name, KernelSize, Stride, s);
 
     public Tensor Forward(Tensor input, bool training)
     {

@@ -1,3 +1,4 @@
+using MeProp.Tests.Reference;
 using MeProp.Layers;
 using MeProp.Tensors;
 
@@ -19,26 +20,8 @@ public class BatchNormTests
     private const double Epsilon = 1e-5;
 
     /// <summary>Float64 training-mode batch norm: batch mean, biased variance.</summary>
-    private static double[] ReferenceForward(double[] x, double[] gamma, double[] beta, int[] shape)
-    {
-        int n = shape[0], c = shape[1], plane = shape.Length == 4 ? shape[2] * shape[3] : 1;
-        var y = new double[x.Length];
-        for (int ch = 0; ch < c; ch++)
-        {
-            double mean = 0, variance = 0;
-            for (int i = 0; i < n; i++) for (int p = 0; p < plane; p++) mean += x[(i * c + ch) * plane + p];
-            mean /= n * plane;
-            for (int i = 0; i < n; i++) for (int p = 0; p < plane; p++) variance += Math.Pow(x[(i * c + ch) * plane + p] - mean, 2);
-            variance /= n * plane;
-            for (int i = 0; i < n; i++)
-            for (int p = 0; p < plane; p++)
-            {
-                int k = (i * c + ch) * plane + p;
-                y[k] = gamma[ch] * (x[k] - mean) / Math.Sqrt(variance + Epsilon) + beta[ch];
-            }
-        }
-        return y;
-    }
+    private static double[] ReferenceForward(double[] x, double[] gamma, double[] beta, int[] shape) =>
+        ReferenceOps.BatchNormTraining(x, gamma, beta, shape[0], shape[1], shape.Length == 4 ? shape[2] * shape[3] : 1, Epsilon);
 
     private static double Loss(double[] x, double[] gamma, double[] beta, int[] shape, double[] r)
     {

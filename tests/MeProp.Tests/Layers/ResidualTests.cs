@@ -78,41 +78,19 @@ public class ResidualTests
         return block;
     }
 
-    /// <summary>Training-mode batch norm in float64: batch mean, biased variance; x [N, C, plane].</summary>
-    private static double[] BatchNormTraining(double[] x, double[] gamma, double[] beta, int n, int c, int plane)
-    {
-        var y = new double[x.Length];
-        for (int ch = 0; ch < c; ch++)
-        {
-            double mean = 0, variance = 0;
-            for (int i = 0; i < n; i++) for (int p = 0; p < plane; p++) mean += x[(i * c + ch) * plane + p];
-            mean /= n * plane;
-            for (int i = 0; i < n; i++) for (int p = 0; p < plane; p++) variance += Math.Pow(x[(i * c + ch) * plane + p] - mean, 2);
-            variance /= n * plane;
-            double scale = gamma[ch] / Math.Sqrt(variance + BatchNormEpsilon);
-            for (int i = 0; i < n; i++)
-            for (int p = 0; p < plane; p++)
-            {
-                int k = (i * c + ch) * plane + p;
-                y[k] = scale * (x[k] - mean) + beta[ch];
-            }
-        }
-        return y;
-    }
-
     /// <summary>The block in float64; <paramref name="p"/> holds the parameters in <see cref="Residual.Parameters"/> order.</summary>
     private static double[] ReferenceForward(Geometry g, double[] x, double[][] p, out double[] preRelu)
     {
         int plane = g.OH * g.OW;
         var h1 = ReferenceOps.Conv2d(x, g.N, g.InChannels, g.H, g.W, p[0], p[1], g.OutChannels, 3, g.Stride, 1);
-        preRelu = BatchNormTraining(h1, p[2], p[3], g.N, g.OutChannels, plane);
+        preRelu = ReferenceOps.BatchNormTraining(h1, p[2], p[3], g.N, g.OutChannels, plane, BatchNormEpsilon);
         var a1 = ReferenceOps.Activation(ActivationKind.Relu, preRelu);
         var h2 = ReferenceOps.Conv2d(a1, g.N, g.OutChannels, g.OH, g.OW, p[4], p[5], g.OutChannels, 3, 1, 1);
-        var y = BatchNormTraining(h2, p[6], p[7], g.N, g.OutChannels, plane);
+        var y = ReferenceOps.BatchNormTraining(h2, p[6], p[7], g.N, g.OutChannels, plane, BatchNormEpsilon);
         var shortcut = g.Identity
             ? x
-            : BatchNormTraining(ReferenceOps.Conv2d(x, g.N, g.InChannels, g.H, g.W, p[8], p[9], g.OutChannels, 1, g.Stride, 0),
-                p[10], p[11], g.N, g.OutChannels, plane);
+            : ReferenceOps.BatchNormTraining(ReferenceOps.Conv2d(x, g.N, g.InChannels, g.H, g.W, p[8], p[9], g.OutChannels, 1, g.Stride, 0),
+                p[10], p[11], g.N, g.OutChannels, plane, BatchNormEpsilon);
         for (int i = 0; i < y.Length; i++) y[i] += shortcut[i];
         return y;
     }

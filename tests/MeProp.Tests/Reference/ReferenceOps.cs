@@ -10,6 +10,28 @@ namespace MeProp.Tests.Reference;
 /// </summary>
 internal static class ReferenceOps
 {
+    /// <summary>Training-mode batch norm in float64: batch mean, biased variance; x [N, C, plane] (plane 1 for [N, C]).</summary>
+    public static double[] BatchNormTraining(double[] x, double[] gamma, double[] beta, int n, int c, int plane, double epsilon)
+    {
+        var y = new double[x.Length];
+        for (int ch = 0; ch < c; ch++)
+        {
+            double mean = 0, variance = 0;
+            for (int i = 0; i < n; i++) for (int p = 0; p < plane; p++) mean += x[(i * c + ch) * plane + p];
+            mean /= n * plane;
+            for (int i = 0; i < n; i++) for (int p = 0; p < plane; p++) variance += Math.Pow(x[(i * c + ch) * plane + p] - mean, 2);
+            variance /= n * plane;
+            double scale = gamma[ch] / Math.Sqrt(variance + epsilon);
+            for (int i = 0; i < n; i++)
+            for (int p = 0; p < plane; p++)
+            {
+                int k = (i * c + ch) * plane + p;
+                y[k] = scale * (x[k] - mean) + beta[ch];
+            }
+        }
+        return y;
+    }
+
     public static double[] ToDouble(ReadOnlySpan<float> values)
     {
         var result = new double[values.Length];
