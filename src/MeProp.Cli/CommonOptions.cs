@@ -96,7 +96,7 @@ internal static class CommonOptions
                      || (MeProp.Data.DataDirectory.Detect(dataDirectory) is null && MnistFiles.Names.Any(n => File.Exists(Path.Combine(dataDirectory, n))));
         if (fetch)
         {
-            var fetcher = MnistFetcher.CreateDefault(dataDirectory, message => Console.Error.WriteLine(message));
+            var fetcher = KnownDataSet.Mnist.CreateFetcher(dataDirectory, message => Console.Error.WriteLine(message));
             dataDirectory = fetcher.EnsureAsync().GetAwaiter().GetResult();
         }
         return MeProp.Data.DataDirectory.Load(dataDirectory!);

