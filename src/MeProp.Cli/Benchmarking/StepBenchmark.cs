@@ -37,6 +37,34 @@ internal sealed record StepRecord
     public Dictionary<string, double> ForwardMsPerLayer { get; init; } = [];
     public double? AllocatedBytesPerStep { get; init; }
     public string? Note { get; init; }
+    /// <summary>Multiply-adds per example of the forward (conv and linear layers), from <see cref="ModelSummary"/>.</summary>
+    public long? ForwardMacsPerExample { get; init; }
+    /// <summary>Multiply-adds per example of the dense backward; a meProp step does fewer.</summary>
+    public long? BackwardMacsPerExample { get; init; }
+    /// <summary>GFLOP/s of the whole step on the dense-equivalent work: 2 x batch x (forward + dense backward MACs) / step time.</summary>
+    public double? DenseEquivalentGflops { get; init; }
+    /// <summary>The probe's FP32 FMA peak at this record's thread count, GFLOP/s.</summary>
+    public double? FmaPeakGflops { get; init; }
+    /// <summary><see cref="DenseEquivalentGflops"/> / <see cref="FmaPeakGflops"/>.</summary>
+    public double? FmaPeakFraction { get; init; }
+    /// <summary>The machine probe's figures, the same in every record of a run.</summary>
+    public MachineFigures? Machine { get; init; }
+
+    /// <summary>This record with its dense-equivalent GFLOP/s and the fraction of the probe's FMA peak filled in (where it has MACs and a time).</summary>
+    public StepRecord WithFigures(MachineFigures? machine)
+    {
+        if (Steps == 0 || ForwardMacsPerExample is not long forward || BackwardMacsPerExample is not long backward)
+            return this with { Machine = machine };
+        double gflops = StepBenchmark.DenseEquivalentGflops(forward + backward, Batch, StepMs);
+        double? peak = machine?.FmaPeakGflops(Threads);
+        return this with
+        {
+            Machine = machine,
+            DenseEquivalentGflops = Math.Round(gflops, 3),
+            FmaPeakGflops = peak is double p ? Math.Round(p, 3) : null,
+            FmaPeakFraction = peak is double q && q > 0 ? Math.Round(gflops / q, 4) : null,
+        };
+    }
 }
 
 /// <summary>
@@ -58,6 +86,7 @@ internal sealed class StepBenchmark
     private readonly List<double> _forward, _backward, _update, _whole;
     private readonly List<double>[] _backwardPerLayer, _forwardPerLayer;
     private readonly long[] _backwardTicksBefore, _forwardTicksBefore;
+    private readonly ModelSummary _summary;
     private long _allocated;
     private int _stepsRun;
 
@@ -76,6 +105,7 @@ internal sealed class StepBenchmark
             BatchSize = config.Batch,
         };
         _model = Trainer.BuildModel(options, 1, 28, 28, MnistFiles.Classes, compute);
+        _summary = new ModelSummary(_model, [1, 28, 28]);
         _optimizer = new Adam(_model.Parameters, compute.Pool);
         _optimizer.FuseIntoBackward = true;
         var rng = new Rng(seed);
@@ -151,8 +181,17 @@ internal sealed class StepBenchmark
                 .ToDictionary(p => p.l.Name, p => Math.Round(Percentile(_backwardPerLayer[p.i].ToArray(), 0.5), 4)),
             ForwardMsPerLayer = layers.Select((l, i) => (l, i)).ToDictionary(p => p.l.Name, p => Math.Round(Percentile(_forwardPerLayer[p.i].ToArray(), 0.5), 4)),
             AllocatedBytesPerStep = whole.Length == 0 ? null : (double)_allocated / whole.Length,
+            ForwardMacsPerExample = _summary.ForwardMacs,
+            BackwardMacsPerExample = _summary.BackwardMacs,
         };
     }
+
+    /// <summary>
+    /// GFLOP/s of a step doing <paramref name="macsPerExample"/> multiply-adds per example (2 FLOPs each) on
+    /// <paramref name="batch"/> examples in <paramref name="stepMs"/> milliseconds.
+    /// </summary>
+    public static double DenseEquivalentGflops(long macsPerExample, int batch, double stepMs) =>
+        2.0 * macsPerExample * batch / (stepMs * 1e-3) / 1e9;
 
     private static double Ms(long ticks) => ticks * 1000.0 / Stopwatch.Frequency;
 

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using MeProp.Cli.Benchmarking;
 using MeProp.Layers;
+using MeProp.Models;
 using MeProp.Training;
 
 namespace MeProp.Cli.Commands;
@@ -10,7 +11,9 @@ namespace MeProp.Cli.Commands;
 /// `meprop bench`: training-step timings of the paper's network, dense and meProp, side by side with
 /// libtorch (TorchSharp) in a child process, interleaved so every ratio is measured on the same machine
 /// state: for each batch size and thread count, TorchSharp runs before and after our configurations,
-/// which take turns in blocks of steps.
+/// which take turns in blocks of steps. A machine probe (<see cref="MachineProbe"/>) first measures the FMA
+/// peak and memory bandwidth, and every configuration's line gives its GFLOP/s on the dense-equivalent work
+/// and the fraction of that peak.
 /// </summary>
 internal static class BenchCommand
 {
@@ -26,19 +29,33 @@ internal static class BenchCommand
         var warmup = new Option<int>("--warmup") { Description = "Untimed steps first", DefaultValueFactory = _ => 30 };
         var seed = new Option<ulong>("--seed") { Description = "Seed of weights and synthetic data", DefaultValueFactory = _ => 1UL };
         var json = new Option<string?>("--json") { Description = "Also write the records as a JSON list to this file" };
-        var torch = new Option<string?>("--torchsharp") { Description = $"Path of MeProp.TorchBaseline.dll (default: {TorchSharpBaseline.DefaultRelativePath} above the current directory)" };
-        var noTorch = new Option<bool>("--no-torchsharp") { Description = "Skip the libtorch comparison" };
+        var torch = new Option<string?>("--torchsharp") { Description = $"Path of MeProp.TorchBaseline.dll (default: {TorchSharpBaseline.DefaultRelativePath} above the current directory, built there first when missing)" };
+        var noTorch = new Option<bool>("--no-torchsharp") { Description = "Skip the libtorch comparison (otherwise a missing baseline is built from bench/MeProp.TorchBaseline when that project is found above the current directory)" };
+        var probeOnly = new Option<bool>("--probe") { Description = "Only measure this machine's FMA peak and memory bandwidth (printed, and written to --json), then stop" };
         var command = new Command("bench", "Time training steps of the paper's network (dense and meProp) against libtorch through TorchSharp")
         {
-            batches, threads, topks, decays, batchNorm, steps, warmup, seed, json, torch, noTorch,
+            batches, threads, topks, decays, batchNorm, steps, warmup, seed, json, torch, noTorch, probeOnly,
         };
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
             int stepCount = parse.GetValue(steps), warmupCount = parse.GetValue(warmup);
             if (stepCount < 1 || warmupCount < 0) throw new ArgumentException("--steps must be >= 1 and --warmup >= 0");
-            var baseline = parse.GetValue(noTorch) ? null : TorchSharpBaseline.Find(parse.GetValue(torch));
-            if (!parse.GetValue(noTorch) && baseline is null)
-                Console.WriteLine($"TorchSharp baseline not built ({TorchSharpBaseline.DefaultRelativePath} not found): build it with 'dotnet build -c Release bench/MeProp.TorchBaseline'; comparing nothing");
+            if (parse.GetValue(probeOnly))
+            {
+                var figures = MachineProbe.Run(parse.GetValue(threads));
+                Console.WriteLine(figures);
+                if (parse.GetValue(json) is string probePath)
+                {
+                    AtomicFile.WriteAllText(probePath, JsonSerializer.Serialize(figures, Json.Options) + "\n");
+                    Console.WriteLine($"wrote {probePath}");
+                }
+                return 0;
+            }
+            var baseline = parse.GetValue(noTorch) ? null
+                : TorchSharpBaseline.Obtain(parse.GetValue(torch), Directory.GetCurrentDirectory(), Console.Out);
+            var machine = MachineProbe.Run(parse.GetValue(threads));
+            Console.WriteLine(machine);
+            var paperCnn = PaperCnnSummary(parse.GetValue(seed));
             var bnChoices = parse.GetValue(batchNorm) switch { "with" => new[] { true }, "without" => new[] { false }, _ => new[] { false, true } };
             var records = new List<StepRecord>();
             ulong seedValue = parse.GetValue(seed);
@@ -54,9 +71,11 @@ internal static class BenchCommand
                         configs.Add(new StepConfig(k, d, bn, batch, threadCount));
                 }
                 var group = new List<StepRecord>();
-                if (baseline is not null) group.Add(Print(baseline.Run(batch, threadCount, stepCount, warmupCount, seedValue)));
-                group.AddRange(RunInterleaved(configs, threadCount, stepCount, warmupCount, seedValue).Select(Print));
-                if (baseline is not null) group.Add(Print(baseline.Run(batch, threadCount, stepCount, warmupCount, seedValue)));
+                StepRecord Torch() => Print(baseline!.Run(batch, threadCount, stepCount, warmupCount, seedValue)
+                    with { ForwardMacsPerExample = paperCnn.ForwardMacs, BackwardMacsPerExample = paperCnn.BackwardMacs }, machine);
+                if (baseline is not null) group.Add(Torch());
+                group.AddRange(RunInterleaved(configs, threadCount, stepCount, warmupCount, seedValue).Select(r => Print(r, machine)));
+                if (baseline is not null) group.Add(Torch());
                 records.AddRange(group);
                 PrintRatios(group);
             }
@@ -98,8 +117,17 @@ internal static class BenchCommand
         return benches.Select(b => b.Record()).ToArray();
     }
 
-    private static StepRecord Print(StepRecord r)
+    /// <summary>The multiply-adds of the network the libtorch baseline builds: the paper's CNN, no batch norm.</summary>
+    private static ModelSummary PaperCnnSummary(ulong seed)
     {
+        using var compute = new ComputeContext(1);
+        var model = Trainer.BuildModel(new TrainOptions { Seed = seed, Threads = 1, BatchSize = 1 }, 1, 28, 28, MeProp.Data.MnistFiles.Classes, compute);
+        return new ModelSummary(model, [1, 28, 28]);
+    }
+
+    private static StepRecord Print(StepRecord record, MachineFigures machine)
+    {
+        var r = record.WithFigures(machine);
         string label = r.Engine == "torchsharp" ? "torchsharp dense" : (r.Topk is double k ? $"meprop {k:0.##} decay {r.Decay:0.##}" : "dense") + (r.BatchNorm ? " +bn" : "");
         if (r.Steps == 0)
         {
@@ -108,7 +136,9 @@ internal static class BenchCommand
         }
         string layers = string.Join(" ", r.BackwardMsPerLayer.Where(p => p.Key.StartsWith("conv") || p.Key.StartsWith("fc")).Select(p => $"{p.Key} {p.Value:F2}"));
         string alloc = r.AllocatedBytesPerStep is double a ? $" alloc {a:F0} B/step" : "";
-        Console.WriteLine($"batch {r.Batch,3} threads {r.Threads}  {label,-26} step {r.StepMs,7:F2} ms (p10 {r.StepMsP10:F2}, p90 {r.StepMsP90:F2})  forward {r.ForwardMs,6:F2}  backward {r.BackwardMs,6:F2}  update {r.UpdateMs,5:F2}  [{layers}]{alloc}");
+        string rate = r.DenseEquivalentGflops is double g
+            ? $"  {g:F1} GFLOP/s{(r.Mode == "meprop" ? " dense-equiv" : "")} = {100 * r.FmaPeakFraction:F1}% of FMA peak" : "";
+        Console.WriteLine($"batch {r.Batch,3} threads {r.Threads}  {label,-26} step {r.StepMs,7:F2} ms (p10 {r.StepMsP10:F2}, p90 {r.StepMsP90:F2})  forward {r.ForwardMs,6:F2}  backward {r.BackwardMs,6:F2}  update {r.UpdateMs,5:F2}{rate}  [{layers}]{alloc}");
         return r;
     }
 
@@ -120,9 +150,11 @@ internal static class BenchCommand
         double convDense = ConvBackward(dense);
         foreach (var r in group.Where(r => r.Engine == "meprop"))
         {
-            string vsTorch = torch.Length > 0 ? $"{r.StepMs / torch.Min():F2}x..{r.StepMs / torch.Max():F2}x torchsharp step" : "";
-            string conv = r.Mode == "meprop" && !r.BatchNorm ? $", conv1+conv2 backward {ConvBackward(r) / convDense:F3}x dense" : "";
-            Console.WriteLine($"    {(r.Topk is double k ? $"meprop {k:0.##} decay {r.Decay:0.##}" : "dense")}{(r.BatchNorm ? " +bn" : "")}: {vsTorch}{conv}");
+            var parts = new List<string>();
+            if (torch.Length > 0) parts.Add($"{r.StepMs / torch.Min():F2}x..{r.StepMs / torch.Max():F2}x torchsharp step");
+            if (r.Mode == "meprop" && !r.BatchNorm) parts.Add($"conv1+conv2 backward {ConvBackward(r) / convDense:F3}x dense");
+            if (parts.Count == 0) continue;
+            Console.WriteLine($"    {(r.Topk is double k ? $"meprop {k:0.##} decay {r.Decay:0.##}" : "dense")}{(r.BatchNorm ? " +bn" : "")}: {string.Join(", ", parts)}");
         }
     }
 
