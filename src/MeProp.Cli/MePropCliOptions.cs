@@ -10,9 +10,11 @@ internal sealed class MePropCliOptions
 {
     private static readonly string[] SelectionNames = Enum.GetValues<SelectionPolicy>().Select(MePropSetup.Cli).ToArray();
 
-    public readonly Option<double?> TopK = new("--topk")
+    public readonly Option<TopKRatios?> TopK = new("--topk")
     {
-        Description = "meProp: keep this fraction of dL/dy entries per pool, in (0, 1]; absent trains dense",
+        Description = "meProp: keep this fraction of dL/dy entries per pool, in (0, 1]; per layer as conv1=0.1,conv2=0.05 "
+            + "(the layers named are the meProp layers), or 0.05,conv2=0.1 (conv2's ratio, 0.05 for the other meProp layers); absent trains dense",
+        CustomParser = result => TopKRatios.Parse(result, string.Join(",", result.Tokens.Select(t => t.Value))),
     };
 
     public readonly Option<double> Decay = new("--decay")
@@ -28,7 +30,7 @@ internal sealed class MePropCliOptions
 
     public readonly Option<string?> Selection = new("--selection")
     {
-        Description = "per-channel | per-example-channel (conv layers), per-example | unified (linear layers), random (both). Default: per-channel for conv, per-example for linear",
+        Description = "per-channel | per-example-channel | channel (conv layers; channel keeps whole output channels by mean |dL/dy|, ssProp's), per-example | unified (linear layers), random (both). Default: per-channel for conv, per-example for linear",
     };
 
     public readonly Option<string?> Layers = new("--meprop-layers")
@@ -38,7 +40,6 @@ internal sealed class MePropCliOptions
 
     public MePropCliOptions()
     {
-        TopK.Require(v => v is null or (> 0 and <= 1), "--topk must be in (0, 1]");
         Decay.Require(v => v >= 0 && v < 1, "--decay must be in [0, 1)");
         Layers.Require(v => v is null || v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Length > 0, "--meprop-layers names no layer");
         DecayShape.AcceptOnlyFromAmong("full", "channel-position");
@@ -54,6 +55,9 @@ internal sealed class MePropCliOptions
         command.Options.Add(Layers);
     }
 
+    /// <summary>A configuration's --topk as given on the command line ("0.05", "conv1=0.1,conv2=0.05"); null when dense.</summary>
+    public static string[]? TopKText(TrainOptions options) => new TopKRatios(options.TopK, options.LayerRatios).Text();
+
     public TrainOptions Apply(ParseResult parse, TrainOptions options)
     {
         if (parse.GetValue(TopK) is null && (parse.GetValue(Decay) != 0 || parse.GetValue(Selection) is not null || parse.GetValue(Layers) is not null))
@@ -63,10 +67,57 @@ internal sealed class MePropCliOptions
 
     private TrainOptions WithMeProp(ParseResult parse, TrainOptions options) => options with
     {
-        TopK = parse.GetValue(TopK),
+        TopK = parse.GetValue(TopK)?.Ratio,
+        LayerRatios = parse.GetValue(TopK)?.Layers,
         Decay = parse.GetValue(Decay),
         DecayShape = parse.GetValue(DecayShape) == "channel-position" ? Sparsity.DecayShape.ChannelPosition : Sparsity.DecayShape.Full,
         Selection = parse.GetValue(Selection) is string s ? Enum.GetValues<SelectionPolicy>().First(p => MePropSetup.Cli(p) == s) : null,
         MePropLayers = parse.GetValue(Layers)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
     };
+}
+
+/// <summary>--topk's value: a ratio for every meProp layer, ratios per layer name, or both (the named ones override).</summary>
+internal sealed record TopKRatios(double? Ratio, Dictionary<string, double>? Layers)
+{
+    public static TopKRatios? Parse(System.CommandLine.Parsing.ArgumentResult result, string text)
+    {
+        double? ratio = null;
+        var layers = new Dictionary<string, double>();
+        bool failed = false;
+        void Fail(string message)
+        {
+            failed = true;
+            result.AddError(message);
+        }
+        foreach (string part in text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            int equals = part.IndexOf('=');
+            string? layer = equals < 0 ? null : part[..equals].Trim();
+            string number = equals < 0 ? part : part[(equals + 1)..].Trim();
+            string whose = layer is null ? "" : $" of layer '{layer}'";
+            if (layer is "") { Fail($"--topk: '{part}' names no layer"); continue; }
+            if (!double.TryParse(number, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double value) || !(value > 0 && value <= 1))
+            {
+                Fail($"--topk: the ratio{whose} must be in (0, 1], got '{number}'");
+                continue;
+            }
+            if (layer is null)
+            {
+                if (ratio is not null) Fail("--topk: give one ratio for every layer, and name=ratio for the others");
+                ratio = value;
+            }
+            else if (!layers.TryAdd(layer, value)) Fail($"--topk: layer '{layer}' is given twice");
+        }
+        if (ratio is null && layers.Count == 0 && !failed) result.AddError("--topk: no ratio given");
+        return new TopKRatios(ratio, layers.Count > 0 ? layers : null);
+    }
+
+    /// <summary>The value as written on the command line (ratio first, then name=ratio); null when there is none.</summary>
+    public string[]? Text()
+    {
+        var parts = new List<string>();
+        if (Ratio is double r) parts.Add(r.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (Layers is not null) parts.AddRange(Layers.Select(p => $"{p.Key}={p.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)}"));
+        return parts.Count == 0 ? null : parts.ToArray();
+    }
 }

@@ -55,7 +55,7 @@ internal static class TrainCommand
             (model, t => t.ModelOptions.Model), (activation, t => t.ModelOptions.Activation), (hiddenSize, t => t.ModelOptions.HiddenSize),
             (hiddenLayers, t => t.ModelOptions.HiddenLayers), (batchNorm, t => t.ModelOptions.BatchNorm), (batch, t => t.BatchSize),
             (lr, t => t.LearningRate), (optimizer, t => t.Optimizer), (momentum, t => t.Momentum), (seed, t => t.Seed),
-            (devSize, t => t.DevSize), (maxTrain, t => t.MaxTrain), (mePropOptions.TopK, t => t.TopK), (mePropOptions.Decay, t => t.Decay),
+            (devSize, t => t.DevSize), (maxTrain, t => t.MaxTrain), (mePropOptions.TopK, MePropCliOptions.TopKText), (mePropOptions.Decay, t => t.Decay),
             (mePropOptions.DecayShape, t => t.DecayShape), (mePropOptions.Selection, t => t.Selection), (mePropOptions.Layers, t => t.MePropLayers),
             (augmentCrop, t => t.AugmentPadding), (augmentFlip, t => t.AugmentFlip));
         command.SetAction(parse => CommonOptions.Run(parse, () =>

@@ -11,9 +11,32 @@ public static class MePropSetup
     /// layer is never sparsified: its gradient is the loss gradient itself, and meProp leaves it whole.
     /// </summary>
     public static void Attach(Sequential model, double ratio, double decay, DecayShape shape, SelectionPolicy? selection,
-        IReadOnlyList<string>? layerNames, ulong seed)
+        IReadOnlyList<string>? layerNames, ulong seed) =>
+        Attach(model, ratio, null, decay, shape, selection, layerNames, seed);
+
+    /// <summary>
+    /// As the overload above, with a ratio per layer: <paramref name="layerRatios"/> (layer name to ratio)
+    /// overrides <paramref name="ratio"/> for the layers it names, which must be among the meProp layers.
+    /// Without <paramref name="ratio"/> the meProp layers are <paramref name="layerNames"/>, each of which
+    /// must then have a ratio, or else the layers named in <paramref name="layerRatios"/> (in model order).
+    /// </summary>
+    public static void Attach(Sequential model, double? ratio, IReadOnlyDictionary<string, double>? layerRatios, double decay, DecayShape shape,
+        SelectionPolicy? selection, IReadOnlyList<string>? layerNames, ulong seed)
     {
-        var names = layerNames ?? model.AllLayers.OfType<Conv2d>().Select(l => l.Name).ToArray();
+        if (ratio is null && layerRatios is not { Count: > 0 }) throw new ArgumentException("meProp needs a ratio, for every meProp layer or per layer");
+        IReadOnlyList<string> names;
+        if (layerNames is not null) names = layerNames;
+        else if (ratio is null)
+        {
+            // Every named layer must exist (Layer throws naming it); the meProp layers are then taken in model order.
+            foreach (string name in layerRatios!.Keys) model.Layer(name);
+            names = model.AllLayers.Select(l => l.Name).Where(layerRatios.ContainsKey).ToArray();
+        }
+        else names = model.AllLayers.OfType<Conv2d>().Select(l => l.Name).ToArray();
+        if (layerRatios is not null)
+            foreach (string name in layerRatios.Keys)
+                if (!names.Contains(name))
+                    throw new ArgumentException($"layer '{name}' has a top-k ratio but is not a meProp layer (the meProp layers: {string.Join(", ", names)})");
         var output = model.AllLayers.OfType<IMePropLayer>().LastOrDefault();
         var layers = new List<IMePropLayer>();
         foreach (string name in names)
@@ -31,7 +54,9 @@ public static class MePropSetup
             bool conv = layer is Conv2d;
             var policy = selection is SelectionPolicy chosen && Fits(chosen, conv) ? chosen
                 : conv ? SelectionPolicy.PerChannel : SelectionPolicy.PerExample;
-            var options = new MePropOptions { Ratio = ratio, Decay = decay, DecayShape = shape, Selection = policy };
+            double layerRatio = layerRatios is not null && layerRatios.TryGetValue(layer.Name, out double r) ? r
+                : ratio ?? throw new ArgumentException($"meProp layer '{layer.Name}' has no top-k ratio (give it one, or a ratio for every layer)");
+            var options = new MePropOptions { Ratio = layerRatio, Decay = decay, DecayShape = shape, Selection = policy };
             layer.Sparsifier = new GradientSparsifier(layer.Name, options, conv, seed + 7919 * ++stream);
         }
     }
@@ -39,7 +64,7 @@ public static class MePropSetup
     private static bool Fits(SelectionPolicy policy, bool convolutional) => policy switch
     {
         SelectionPolicy.Random => true,
-        SelectionPolicy.PerChannel or SelectionPolicy.PerExampleChannel => convolutional,
+        SelectionPolicy.PerChannel or SelectionPolicy.PerExampleChannel or SelectionPolicy.Channel => convolutional,
         _ => !convolutional,
     };
 

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MeProp.Layers;
+using MeProp.Sparsity;
 using MeProp.Tensors;
 
 namespace MeProp.Models;
@@ -25,7 +26,45 @@ public static class NetworkFactory
         var layers = BuildLayers(spec.Layers, "", ref shape, context);
         if (shape.Length != 1 || shape[0] != spec.Classes)
             throw new ModelSpecException($"the network ends in [{string.Join(", ", shape)}] per example, but classes is {spec.Classes}: the last layer should be a linear layer with out_features {spec.Classes}");
-        return new Sequential(layers) { Spec = spec };
+        var model = new Sequential(layers) { Spec = spec };
+        AttachMeProp(model, context.MeProp, seed);
+        return model;
+    }
+
+    /// <summary>
+    /// Gives the layers whose spec has "meprop" their sparsifiers, seeded as <see cref="MePropSetup"/>
+    /// seeds its layers (one stream per meProp layer, in layer order). The output layer is refused.
+    /// </summary>
+    private static void AttachMeProp(Sequential model, List<(IMePropLayer Layer, LayerMePropSpec Spec)> layers, ulong seed)
+    {
+        var output = model.AllLayers.OfType<IMePropLayer>().LastOrDefault();
+        ulong stream = 0;
+        foreach (var (layer, spec) in layers)
+        {
+            string name = layer.Name;
+            if (ReferenceEquals(layer, output)) throw new ModelSpecException($"{name}: 'meprop' on the output layer, which meProp never sparsifies");
+            bool conv = layer is Conv2d;
+            SelectionPolicy selection = conv ? SelectionPolicy.PerChannel : SelectionPolicy.PerExample;
+            if (spec.Selection is string text)
+            {
+                var names = Enum.GetValues<SelectionPolicy>().Select(MePropSetup.Cli).ToArray();
+                int index = Array.IndexOf(names, text);
+                if (index < 0) throw new ModelSpecException($"{name}: meprop selection '{text}' is not one of {string.Join(", ", names)}");
+                selection = Enum.GetValues<SelectionPolicy>()[index];
+            }
+            var shape = spec.DecayShape switch
+            {
+                null or "full" => DecayShape.Full,
+                "channel-position" => DecayShape.ChannelPosition,
+                var other => throw new ModelSpecException($"{name}: meprop decay_shape '{other}' is not full or channel-position"),
+            };
+            var options = new MePropOptions { Ratio = spec.Ratio, Decay = spec.Decay, DecayShape = shape, Selection = selection };
+            try { layer.Sparsifier = new GradientSparsifier(name, options, conv, seed + 7919 * ++stream); }
+            catch (ArgumentException e) when (e is not ModelSpecException)
+            {
+                throw new ModelSpecException(e.Message.StartsWith(name + ":", StringComparison.Ordinal) ? e.Message : $"{name}: meprop {e.Message}");
+            }
+        }
     }
 
     private sealed class BuildContext(ComputeContext compute, Rng initRng, ulong seed)
@@ -34,6 +73,8 @@ public static class NetworkFactory
         public Rng InitRng { get; } = initRng;
         public ulong Seed { get; } = seed;
         public int Dropouts { get; set; }
+        /// <summary>The layers built with "meprop", in layer order.</summary>
+        public List<(IMePropLayer Layer, LayerMePropSpec Spec)> MeProp { get; } = [];
     }
 
     /// <summary>Builds <paramref name="specs"/> in order; <paramref name="shape"/> is the per-example shape going in and coming out.</summary>
@@ -48,6 +89,7 @@ public static class NetworkFactory
             // "flatten" and "normalize" stay unnumbered for the first one, as PyTorch models usually call them.
             string name = prefix + (spec.Name ?? (kind is "flatten" or "normalize" && count == 1 ? kind : $"{kind}{count}"));
             var layer = BuildLayer(spec, name, ref shape, context);
+            if (spec.MeProp is not null) context.MeProp.Add(((IMePropLayer)layer, spec.MeProp));
             layers.Add(layer);
         }
         return layers;
@@ -75,14 +117,14 @@ public static class NetworkFactory
         switch (spec.Type)
         {
             case "conv2d":
-                Allow(spec, name, "out_channels", "kernel_size", "stride", "padding");
+                Allow(spec, name, "out_channels", "kernel_size", "stride", "padding", "meprop");
                 NeedImages(name, spec.Type, shape);
                 int kernel = Required(spec.KernelSize, name, "kernel_size");
                 int stride = spec.Stride ?? 1;
                 layer = new Conv2d(name, shape[0], Required(spec.OutChannels, name, "out_channels"), kernel, stride, ConvPadding(spec, name, kernel, stride), compute, context.InitRng);
                 break;
             case "linear":
-                Allow(spec, name, "out_features");
+                Allow(spec, name, "out_features", "meprop");
                 if (shape.Length != 1)
                     throw new ModelSpecException($"{name}: linear needs features [F] per example, got [{string.Join(", ", shape)}]; add a flatten or globalavgpool before it");
                 layer = new Linear(name, shape[0], Required(spec.OutFeatures, name, "out_features"), compute, context.InitRng);
@@ -198,6 +240,7 @@ public static class NetworkFactory
         if (spec.Shortcut is not null) set.Add("shortcut");
         if (spec.Mean is not null) set.Add("mean");
         if (spec.Std is not null) set.Add("std");
+        if (spec.MeProp is not null) set.Add("meprop");
         var wrong = set.Except(fields).ToList();
         if (wrong.Count > 0)
             throw new ModelSpecException($"{name}: {string.Join(", ", wrong.Select(f => $"'{f}'"))} does not apply to {spec.Type}" +

@@ -64,7 +64,8 @@ public sealed record NetworkSpec
 /// (out_channels, kernel_size, stride = 1, padding = 0 or "same"), linear (out_features), batchnorm,
 /// relu | sigmoid | tanh, maxpool and avgpool (kernel_size, stride = kernel_size), globalavgpool,
 /// dropout (p), flatten, residual (layers, shortcut: y = layers(x) + shortcut(x), identity when no
-/// shortcut), normalize (mean, std: one per channel; y = (x - mean) / std). <see cref="Name"/> is optional: absent names are generated per kind (conv1, conv2, fc1, bn1,
+/// shortcut), normalize (mean, std: one per channel; y = (x - mean) / std); conv2d and linear also take
+/// meprop (<see cref="LayerMePropSpec"/>). <see cref="Name"/> is optional: absent names are generated per kind (conv1, conv2, fc1, bn1,
 /// act1, pool1, res1, ...), and a residual block's layers are named inside it ("res1.conv1",
 /// "res1.shortcut.conv1").
 /// </summary>
@@ -84,10 +85,32 @@ public sealed record LayerSpec
     /// <summary>normalize: per-channel mean and standard deviation.</summary>
     [JsonPropertyName("mean")] public float[]? Mean { get; init; }
     [JsonPropertyName("std")] public float[]? Std { get; init; }
+    /// <summary>conv2d and linear: meProp on this layer, applied when the model is built (not written when absent).</summary>
+    [JsonPropertyName("meprop")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public LayerMePropSpec? MeProp { get; init; }
 
     /// <summary>The kinds of layer a spec can name.</summary>
     public static readonly string[] Types =
         ["conv2d", "linear", "batchnorm", "relu", "sigmoid", "tanh", "maxpool", "avgpool", "globalavgpool", "dropout", "flatten", "residual", "normalize"];
+}
+
+/// <summary>
+/// A layer's meProp settings in a network file, <c>"meprop": {"ratio": 0.05, "decay": 0.6, "selection": "per-channel"}</c>:
+/// ratio in (0, 1], decay in [0, 1) (default 0), selection as on the command line (default per-channel
+/// for conv2d, per-example for linear), decay_shape "full" (default) or "channel-position". The command
+/// line's --topk replaces them on the layers it chooses.
+/// </summary>
+public sealed record LayerMePropSpec
+{
+    [JsonPropertyName("ratio")] public required double Ratio { get; init; }
+    [JsonPropertyName("decay")] public double Decay { get; init; }
+    [JsonPropertyName("selection")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Selection { get; init; }
+    [JsonPropertyName("decay_shape")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? DecayShape { get; init; }
 }
 
 /// <summary>A network description that cannot be built: a bad field, a missing one, or shapes that do not fit.</summary>

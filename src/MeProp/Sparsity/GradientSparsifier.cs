@@ -10,7 +10,8 @@ namespace MeProp.Sparsity;
 /// linear outputs; P positions per example: OH·OW for conv, 1 for linear). The policy
 /// (<see cref="MePropOptions.Selection"/>) sets the pools, each one a type (<see cref="ISelectionPolicy"/>):
 /// per-channel, one pool per unit over N·P entries; per-example-channel, one per (n, u) over P;
-/// per-example, one per n over U (linear); unified, one over U scored by the sum over the batch
+/// per-example, one per n over U (linear); channel, one over the U conv channels by mean score,
+/// keeping whole channels; unified, one over U scored by the sum over the batch
 /// (linear); random, the layer's default pools with uniform choice. Scores are |dy|, or with decay the
 /// running average run = decay·run + (1-decay)·|dy| (<see cref="GradientScorer"/>), shaped like dy
 /// (Full, one slot per batch position) or [U, P] averaged over the batch (ChannelPosition: positions
@@ -31,9 +32,9 @@ public sealed unsafe class GradientSparsifier
         options.Validate();
         bool linearPolicy = options.Selection is SelectionPolicy.PerExample or SelectionPolicy.Unified;
         if (convolutional && linearPolicy)
-            throw new ArgumentException($"{layerName}: selection '{options.Selection}' is for linear layers; a convolution takes per-channel, per-example-channel or random");
-        if (!convolutional && options.Selection == SelectionPolicy.PerExampleChannel)
-            throw new ArgumentException($"{layerName}: selection 'per-example-channel' is for convolutions; a linear layer takes per-example, unified, per-channel or random");
+            throw new ArgumentException($"{layerName}: selection '{options.Selection}' is for linear layers; a convolution takes per-channel, per-example-channel, channel or random");
+        if (!convolutional && options.Selection is SelectionPolicy.PerExampleChannel or SelectionPolicy.Channel)
+            throw new ArgumentException($"{layerName}: selection '{System.Text.Json.JsonNamingPolicy.KebabCaseLower.ConvertName(options.Selection.ToString())}' is for convolutions; a linear layer takes per-example, unified, per-channel or random");
         _layerName = layerName;
         Options = options;
         _rng = Rng.ForStream(seed, 0x6D65_7072);
@@ -44,6 +45,8 @@ public sealed unsafe class GradientSparsifier
     private static ISelectionPolicy CreatePolicy(MePropOptions options, bool convolutional, Rng rng) => options.Selection switch
     {
         SelectionPolicy.Random => new RandomSelection(options, convolutional, rng),
+        // Whole channels, scored on either shape of running gradient.
+        SelectionPolicy.Channel => new ChannelSelection(options),
         // The batch-averaged running gradient has its own selection: positions per unit (a linear
         // layer's one position per example makes that a choice of units), kept for every example.
         _ when options.Decay > 0 && options.DecayShape == DecayShape.ChannelPosition => convolutional

@@ -7,7 +7,7 @@ namespace MeProp.Sparsity;
 /// it to keep. Every policy scores entries with the shared <see cref="GradientScorer"/> (|dy|, or the
 /// running average), ranks them with TopKSelection, and writes the kept entries through the shared
 /// <see cref="SelectionScratch"/>; it is called once per layer and step. The policies: per-channel
-/// (<see cref="PerChannelSelection"/>), per-example-channel, per-example, unified, random, and the
+/// (<see cref="PerChannelSelection"/>), per-example-channel, channel (<see cref="ChannelSelection"/>), per-example, unified, random, and the
 /// batch-averaged running gradient's channel-position selection. A new policy is a new type
 /// implementing this, a member of <see cref="SelectionPolicy"/> (its name on the command line and in
 /// checkpoints' configuration) and a line in GradientSparsifier's choice of policy type.

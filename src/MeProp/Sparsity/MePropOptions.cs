@@ -17,6 +17,8 @@ public enum SelectionPolicy
     Unified,
     /// <summary>Baseline: k uniformly random positions per pool (the layer's default pools), seeded.</summary>
     Random,
+    /// <summary>Conv: keeps whole output channels, the k = ceil(ratio x channels) with the largest mean score over batch x height x width (ssProp's).</summary>
+    Channel,
 }
 
 /// <summary>Shape of the running gradient of paper eq. 15.</summary>

@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using MeProp.Models;
 using MeProp.Sparsity;
 
@@ -48,6 +49,18 @@ public sealed record TrainOptions
     public SelectionPolicy? Selection { get; init; }
     /// <summary>Layers whose backward is sparsified; null means every conv layer (the paper's setting).</summary>
     public string[]? MePropLayers { get; init; }
+    /// <summary>
+    /// meProp ratio per layer name (`--topk conv1=0.1,conv2=0.05`), each in (0, 1]: overrides
+    /// <see cref="TopK"/> for the layers named, which must be meProp layers. Without TopK the layers named
+    /// are the ones sparsified (or, with <see cref="MePropLayers"/>, each of those must be named). Null
+    /// when absent (and then not written, so configurations without it read and write as before).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Dictionary<string, double>? LayerRatios { get; init; }
+
+    /// <summary>Whether meProp is on: a ratio for every chosen layer or ratios per layer.</summary>
+    [JsonIgnore]
+    public bool UsesMeProp => TopK is not null || LayerRatios is { Count: > 0 };
 
     /// <summary>Throws an ArgumentException naming the first property out of range.</summary>
     public void Validate()
@@ -67,7 +80,10 @@ public sealed record TrainOptions
         if (ModelOptions.HiddenLayers < 0) throw new ArgumentException($"ModelOptions.HiddenLayers must be >= 0, got {ModelOptions.HiddenLayers}");
         if (TopK is double k && !(k > 0 && k <= 1)) throw new ArgumentException($"TopK must be in (0, 1], got {k}");
         if (!(Decay >= 0 && Decay < 1)) throw new ArgumentException($"Decay must be in [0, 1), got {Decay}");
-        if (TopK is null && (Decay != 0 || Selection is not null || MePropLayers is not null))
+        if (LayerRatios is not null)
+            foreach (var (layer, ratio) in LayerRatios)
+                if (!(ratio > 0 && ratio <= 1)) throw new ArgumentException($"the top-k ratio of layer '{layer}' must be in (0, 1], got {ratio}");
+        if (!UsesMeProp && (Decay != 0 || Selection is not null || MePropLayers is not null))
             throw new ArgumentException("Decay, Selection and MePropLayers need TopK (meProp is off without it)");
     }
 }

@@ -109,8 +109,8 @@ public sealed class Trainer
     public static Sequential BuildModel(TrainOptions options, int channels, int height, int width, int classes, ComputeContext compute)
     {
         var model = ModelBuilder.Build(options.ModelOptions, channels, height, width, classes, compute, options.Seed);
-        if (options.TopK is double ratio)
-            MePropSetup.Attach(model, ratio, options.Decay, options.DecayShape, options.Selection, options.MePropLayers, options.Seed);
+        if (options.UsesMeProp)
+            MePropSetup.Attach(model, options.TopK, options.LayerRatios, options.Decay, options.DecayShape, options.Selection, options.MePropLayers, options.Seed);
         return model;
     }
 

@@ -38,7 +38,7 @@ public class TrainingStepAllocationTests
             model.Backward(loss.Gradient);
             adam.FinishStep();
         }
-        for (int i = 0; i < 3; i++) Step();
+        WarmUp.Run(Step);
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 5; i++) Step();
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;

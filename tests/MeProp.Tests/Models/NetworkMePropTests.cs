@@ -1,0 +1,94 @@
+using System.Text.Json;
+using MeProp.Layers;
+using MeProp.Models;
+using MeProp.Sparsity;
+using MeProp.Training;
+using static MeProp.Tests.Cli.CliHarness;
+
+namespace MeProp.Tests.Models;
+
+/// <summary>
+/// meProp per layer in a network file ("meprop": {"ratio", "decay", "selection", "decay_shape"} on conv2d
+/// and linear layers): applied when the model is built, kept in checkpoints' network description (so
+/// resume and eval rebuild it), misplaced or bad settings refused naming the layer.
+/// </summary>
+[Collection("Console")]
+public class NetworkMePropTests
+{
+    private const string Network = """
+        {"input": [1, 8, 8], "classes": 10, "layers": [
+          {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": "same"}, {"type": "relu"},
+          {"type": "maxpool", "kernel_size": 2},
+          {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": "same", "meprop": {"ratio": 0.25, "decay": 0.6, "selection": "channel"}},
+          {"type": "relu"}, {"type": "flatten"},
+          {"type": "linear", "out_features": 16, "meprop": {"ratio": 0.5}}, {"type": "relu"},
+          {"type": "linear", "out_features": 10}]}
+        """;
+
+    private static Sequential Build(string json)
+    {
+        using var compute = new ComputeContext(1);
+        return NetworkFactory.Build(NetworkSpec.Parse(json, "net.json"), compute, 1);
+    }
+
+    [Fact]
+    public void LayersGetTheirSettingsWhenBuilt()
+    {
+        var model = Build(Network);
+        Assert.Null(((IMePropLayer)model.Layer("conv1")).Sparsifier);
+        Assert.Equal(new MePropOptions { Ratio = 0.25, Decay = 0.6, Selection = SelectionPolicy.Channel }, ((IMePropLayer)model.Layer("conv2")).Sparsifier!.Options);
+        Assert.Equal(new MePropOptions { Ratio = 0.5, Selection = SelectionPolicy.PerExample }, ((IMePropLayer)model.Layer("fc1")).Sparsifier!.Options);
+        Assert.Null(((IMePropLayer)model.Layer("fc2")).Sparsifier);
+        // Written back only where set.
+        string json = model.Spec!.ToJson();
+        Assert.Equal(2, json.Split("\"meprop\"").Length - 1);
+        Assert.Equal(json, NetworkSpec.Parse(json, "again").ToJson());
+    }
+
+    [Theory]
+    [InlineData("""{"type": "relu", "meprop": {"ratio": 0.1}}""", "act1")]
+    [InlineData("""{"type": "linear", "out_features": 16, "meprop": {"ratio": 1.5}}""", "fc1")]
+    [InlineData("""{"type": "linear", "out_features": 16, "meprop": {"ratio": 0.1, "selection": "channel"}}""", "fc1")]
+    [InlineData("""{"type": "linear", "out_features": 16, "meprop": {"ratio": 0.1, "selection": "sideways"}}""", "fc1")]
+    [InlineData("""{"type": "linear", "out_features": 16, "meprop": {"ratio": 0.1, "decay_shape": "round"}}""", "fc1")]
+    public void BadSettingsNameTheLayer(string layer, string name)
+    {
+        string json = $$"""{"input": [4], "classes": 10, "layers": [{{layer}}, {"type": "linear", "out_features": 10}]}""";
+        var error = Assert.Throws<ModelSpecException>(() => Build(json));
+        Assert.StartsWith(name + ":", error.Message);
+    }
+
+    [Fact]
+    public void TheOutputLayerIsRefused()
+    {
+        var error = Assert.Throws<ModelSpecException>(() => Build("""{"input": [4], "classes": 10, "layers": [{"type": "linear", "out_features": 10, "meprop": {"ratio": 0.1}}]}"""));
+        Assert.Contains("fc1", error.Message);
+        Assert.Throws<ModelSpecException>(() => NetworkSpec.Parse("""{"input": [4], "classes": 10, "layers": [{"type": "linear", "out_features": 10, "meprop": {"ratio": 0.1, "rato": 1}}]}""", "net.json"));
+    }
+
+    [Fact]
+    public void TrainsWithTheFileSettingsAndResumes()
+    {
+        using var data = TinyData();
+        using var output = new TempDirectory();
+        string network = output.File("net.json");
+        File.WriteAllText(network, Network);
+        string whole = output.File("whole"), parts = output.File("parts");
+        string[] Args(string dir, string epochs) =>
+            ["train", "--data", data.Path, "--out", dir, "--dev-size", "12", "--batch-size", "7", "--threads", "2", "--seed", "3", "--model", network, "--epochs", epochs];
+        var trained = Run(Args(whole, "2"));
+        Assert.True(trained.Code == 0, trained.Stderr);
+        Assert.Equal(0, Run(Args(parts, "1")).Code);
+        var resumed = Run("train", "--resume", parts, "--epochs", "2", "--data", data.Path);
+        Assert.True(resumed.Code == 0, resumed.Stderr);
+        Assert.Equal(MetricsWithoutTimes(whole), MetricsWithoutTimes(parts));
+        using var line = JsonDocument.Parse(File.ReadAllLines(Path.Combine(whole, Trainer.MetricsFile))[0]);
+        var kept = line.RootElement.GetProperty("kept_fraction").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
+        Assert.Equal(["conv2", "fc1"], kept.Keys.Order());
+        Assert.Equal(0.25, kept["conv2"], 12); // 2 of 8 channels
+        Assert.Equal(0.5, kept["fc1"], 12);    // 8 of 16 outputs per example
+        File.Delete(network);
+        var eval = Run("eval", "--checkpoint", whole, "--data", data.Path);
+        Assert.True(eval.Code == 0, eval.Stderr);
+    }
+}
