@@ -20,7 +20,7 @@ internal static class StatsCommand
         var model = new Option<string>("--model") { Description = "Network: paper-cnn or mlp", DefaultValueFactory = _ => "paper-cnn" };
         model.AcceptOnlyFromAmong(ModelOptions.KnownModels);
         var activation = CommonOptions.Activation();
-        var batchNorm = new Option<bool>("--batch-norm") { Description = "Batch normalization after conv1, conv2 and fc1" };
+        var batchNorm = new Option<bool>("--batch-norm") { Description = "Built-in networks: batch normalization after each hidden conv and linear layer" };
         var iterations = new Option<int>("--iterations") { Description = "Training iterations; statistics are of the last one", DefaultValueFactory = _ => 1 };
         iterations.Require(v => v >= 1, "--iterations must be >= 1");
         var batch = new Option<int>("--batch-size") { Description = "Mini-batch size", DefaultValueFactory = _ => 10 };

@@ -43,10 +43,10 @@ internal static class TrainCommand
         var resume = new Option<string?>("--resume") { Description = "Continue the run in this directory from its last.safetensors (its configuration is used; --epochs may extend it)" };
 
         var noFusedUpdate = new Option<bool>("--no-fused-update") { Description = "With Adam, update the linear layers in the optimizer's own pass instead of during their backward (same results, slower)" };
-        var batchNorm = new Option<bool>("--batch-norm") { Description = "Batch normalization after conv1, conv2 and fc1 (before the nonlinearity)" };
+        var batchNorm = new Option<bool>("--batch-norm") { Description = "Built-in networks: batch normalization after each hidden conv and linear layer (before the nonlinearity)" };
         var mePropOptions = new MePropCliOptions();
 
-        var command = new Command("train", "Train a model on MNIST (or any directory of IDX files) and report test accuracy at the best dev epoch")
+        var command = new Command("train", "Train a network (paper-cnn, mlp or a JSON network file) on a data directory (MNIST by default) and report test accuracy at the best dev epoch")
         {
             model, activation, hiddenSize, hiddenLayers, batchNorm, epochs, batch, lr, optimizer, momentum, seed, threads, data, devSize, maxTrain, normalize, mean, std, augmentCrop, augmentFlip, output, overwrite, resume, noFusedUpdate,
         };
