@@ -45,10 +45,19 @@ internal static class TrainCommand
         var noFusedUpdate = new Option<bool>("--no-fused-update") { Description = "With Adam, update the linear layers in the optimizer's own pass instead of during their backward (same results, slower)" };
         var batchNorm = new Option<bool>("--batch-norm") { Description = "Built-in networks: batch normalization after each hidden conv and linear layer (before the nonlinearity)" };
         var mePropOptions = new MePropCliOptions();
+        var topKSchedule = new Option<string?>("--topk-schedule")
+        {
+            Description = "meProp ratio over the epochs: constant (each layer's --topk), linear:START:END or cosine:START:END (from START at epoch 1 to END at the last, for every meProp layer)",
+        };
+        var denseWarmup = new Option<int>("--dense-warmup") { Description = "meProp: train the first N epochs dense (ratio 1)" };
+        denseWarmup.Require(v => v >= 0, "--dense-warmup must be >= 0");
+        var denseEvery = new Option<int>("--dense-every") { Description = "meProp: train every N-th epoch dense (ratio 1); 0 for none" };
+        denseEvery.Require(v => v >= 0, "--dense-every must be >= 0");
 
         var command = new Command("train", "Train a network (paper-cnn, mlp or a JSON network file) on a data directory (MNIST by default) and report test accuracy at the best dev epoch")
         {
             model, activation, hiddenSize, hiddenLayers, batchNorm, epochs, batch, lr, optimizer, momentum, seed, threads, data, devSize, maxTrain, normalize, mean, std, augmentCrop, augmentFlip, output, overwrite, resume, noFusedUpdate,
+            topKSchedule, denseWarmup, denseEvery,
         };
         mePropOptions.AddTo(command);
         var configurationOptions = Configuration(
@@ -57,7 +66,8 @@ internal static class TrainCommand
             (lr, t => t.LearningRate), (optimizer, t => t.Optimizer), (momentum, t => t.Momentum), (seed, t => t.Seed),
             (devSize, t => t.DevSize), (maxTrain, t => t.MaxTrain), (mePropOptions.TopK, MePropCliOptions.TopKText), (mePropOptions.Decay, t => t.Decay),
             (mePropOptions.DecayShape, t => t.DecayShape), (mePropOptions.Selection, t => t.Selection), (mePropOptions.Layers, t => t.MePropLayers),
-            (augmentCrop, t => t.AugmentPadding), (augmentFlip, t => t.AugmentFlip));
+            (augmentCrop, t => t.AugmentPadding), (augmentFlip, t => t.AugmentFlip),
+            (topKSchedule, ScheduleText), (denseWarmup, t => t.TopKSchedule?.DenseWarmup ?? 0), (denseEvery, t => t.TopKSchedule?.DenseEvery ?? 0));
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
             string? resumeDirectory = parse.GetValue(resume);
@@ -84,6 +94,7 @@ internal static class TrainCommand
                 AugmentPadding = parse.GetValue(augmentCrop),
                 AugmentFlip = parse.GetValue(augmentFlip),
             });
+            fresh = fresh with { TopKSchedule = Schedule(parse.GetValue(topKSchedule), parse.GetValue(denseWarmup), parse.GetValue(denseEvery)) };
             TrainOptions options;
             string? checkpoint = null;
             if (resumeDirectory is not null)
@@ -106,6 +117,8 @@ internal static class TrainCommand
             }
             else
             {
+                if (fresh.TopKSchedule is not null && !fresh.UsesMeProp)
+                    throw new ArgumentException("--topk-schedule, --dense-warmup and --dense-every need --topk (without it training is dense)");
                 options = fresh;
             }
             options.Validate();
@@ -155,6 +168,19 @@ internal static class TrainCommand
                 var v => v.ToString()!.ToLowerInvariant(),
             }))).ToArray();
     }
+
+    /// <summary>The schedule of --topk-schedule, --dense-warmup and --dense-every; null when none is given (a fixed ratio).</summary>
+    private static TopKSchedule? Schedule(string? text, int denseWarmup, int denseEvery) =>
+        text is null && denseWarmup == 0 && denseEvery == 0 ? null
+            : (text is null ? new TopKSchedule() : TopKSchedule.Parse(text)) with { DenseWarmup = denseWarmup, DenseEvery = denseEvery };
+
+    /// <summary>A configuration's --topk-schedule as written on the command line.</summary>
+    private static string? ScheduleText(TrainOptions options) => options.TopKSchedule switch
+    {
+        null => null,
+        { Shape: ScheduleShape.Constant } => "constant",
+        var s => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{s.Shape.ToString().ToLowerInvariant()}:{s.StartRatio}:{s.EndRatio}"),
+    };
 
     /// <summary>The input normalisation the options ask for: computed on the training split, given, or none.</summary>
     private static InputNormalization? Normalization(ParseResult parse, Option<bool> normalize, Option<float[]?> mean, Option<float[]?> std, Dataset train)

@@ -24,7 +24,8 @@ public sealed unsafe class GradientSparsifier
     private readonly string _layerName;
     private readonly Tensor _running = new(0);
     private readonly Rng _rng;
-    private readonly ISelectionPolicy _policy;
+    private readonly bool _convolutional;
+    private ISelectionPolicy _policy;
     private readonly SelectionScratch _scratch = new();
 
     public GradientSparsifier(string layerName, MePropOptions options, bool convolutional, ulong seed)
@@ -36,6 +37,7 @@ public sealed unsafe class GradientSparsifier
         if (!convolutional && options.Selection is SelectionPolicy.PerExampleChannel or SelectionPolicy.Channel)
             throw new ArgumentException($"{layerName}: selection '{System.Text.Json.JsonNamingPolicy.KebabCaseLower.ConvertName(options.Selection.ToString())}' is for convolutions; a linear layer takes per-example, unified, per-channel or random");
         _layerName = layerName;
+        _convolutional = convolutional;
         Options = options;
         _rng = Rng.ForStream(seed, 0x6D65_7072);
         _policy = CreatePolicy(options, convolutional, _rng);
@@ -59,7 +61,26 @@ public sealed unsafe class GradientSparsifier
         _ => throw new ArgumentException($"unknown selection policy {options.Selection}"),
     };
 
-    public MePropOptions Options { get; }
+    public MePropOptions Options { get; private set; }
+
+    /// <summary>
+    /// The ratio in force, k = ceil(ratio x pool size): settable between steps (a schedule sets it at each
+    /// epoch's start). The running gradient and the random stream carry on; setting the ratio it has
+    /// changes nothing. Ratio 1 gives exactly the dense gradients.
+    /// </summary>
+    public double Ratio
+    {
+        get => Options.Ratio;
+        set
+        {
+            if (value == Options.Ratio) return;
+            var options = Options with { Ratio = value };
+            options.Validate();
+            Options = options;
+            // Policies read k from their options; their only other state is a per-channel hint the selection does not depend on.
+            _policy = CreatePolicy(options, _convolutional, _rng);
+        }
+    }
     /// <summary>The last selection (valid until the next call).</summary>
     public SparseGradient Result => _scratch.Result;
 

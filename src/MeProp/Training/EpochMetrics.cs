@@ -27,6 +27,8 @@ public sealed record EpochMetrics
     [JsonPropertyName("gradient_density")] public Dictionary<string, double> GradientDensity { get; init; } = [];
     /// <summary>Fraction of dL/dy entries kept by the selection (meProp layers).</summary>
     [JsonPropertyName("kept_fraction")] public Dictionary<string, double> KeptFraction { get; init; } = [];
+    /// <summary>The ratio each meProp layer had in the epoch; written only when the run has a <see cref="TopKSchedule"/>.</summary>
+    [JsonPropertyName("topk_ratio"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public Dictionary<string, double>? TopKRatio { get; init; }
 }
 
 /// <summary>summary.json: the configuration and the result under the paper's protocol (test accuracy at the best dev epoch).</summary>

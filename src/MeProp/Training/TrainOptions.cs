@@ -58,6 +58,13 @@ public sealed record TrainOptions
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public Dictionary<string, double>? LayerRatios { get; init; }
 
+    /// <summary>
+    /// The meProp ratio over the epochs (`--topk-schedule`, `--dense-warmup`, `--dense-every`); null for a
+    /// fixed ratio (and then not written, so configurations without it read and write as before).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public TopKSchedule? TopKSchedule { get; init; }
+
     /// <summary>Whether meProp is on: a ratio for every chosen layer or ratios per layer.</summary>
     [JsonIgnore]
     public bool UsesMeProp => TopK is not null || LayerRatios is { Count: > 0 };
@@ -83,6 +90,7 @@ public sealed record TrainOptions
         if (LayerRatios is not null)
             foreach (var (layer, ratio) in LayerRatios)
                 if (!(ratio > 0 && ratio <= 1)) throw new ArgumentException($"the top-k ratio of layer '{layer}' must be in (0, 1], got {ratio}");
+        TopKSchedule?.Validate();
         if (!UsesMeProp && (Decay != 0 || Selection is not null || MePropLayers is not null))
             throw new ArgumentException("Decay, Selection and MePropLayers need TopK (meProp is off without it)");
     }

@@ -43,6 +43,8 @@ public sealed class Trainer
     private readonly SoftmaxCrossEntropy _loss = new();
     private TrainProgress _progress = new();
     private readonly Augmentation? _augmentation;
+    /// <summary>With a <see cref="TopKSchedule"/>: each meProp layer's sparsifier and its own ratio (what a constant schedule keeps).</summary>
+    private readonly (string Layer, GradientSparsifier Sparsifier, double OwnRatio)[] _scheduled = [];
 
     /// <summary>
     /// Trains the network <paramref name="options"/> describe (a built-in one or its <see cref="ModelOptions.Network"/>),
@@ -76,6 +78,8 @@ public sealed class Trainer
         _optimizer = optimizer;
         var augmentation = new Augmentation(options.AugmentPadding, options.AugmentFlip, options.Seed);
         _augmentation = augmentation.Active ? augmentation : null;
+        if (options.TopKSchedule is not null)
+            _scheduled = [.. model.AllLayers.OfType<IMePropLayer>().Where(l => l.Sparsifier is not null).Select(l => (l.Name, l.Sparsifier!, l.Sparsifier!.Ratio))];
         if (_optimizer is Adam adam && options.FusedUpdate)
         {
             _fusedAdam = adam;
@@ -190,6 +194,7 @@ public sealed class Trainer
     {
         loader.StartEpoch(epoch);
         _augmentation?.StartEpoch(epoch);
+        var ratios = ApplySchedule(epoch);
         observer?.EpochStarted(epoch, _options.Epochs, loader.BatchCount);
         _model.ResetTimings();
         var workLayers = _model.AllLayers.OfType<IMePropLayer>().ToArray();
@@ -246,7 +251,25 @@ public sealed class Trainer
             DenseBackwardMacs = workLayers.ToDictionary(l => l.Name, l => l.Counters.DenseBackwardMacs),
             GradientDensity = workLayers.Where(l => l.Sparsifier is not null).ToDictionary(l => l.Name, l => l.Counters.Gradient.DensityBefore),
             KeptFraction = workLayers.Where(l => l.Sparsifier is not null).ToDictionary(l => l.Name, l => l.Counters.Gradient.KeptFraction),
+            TopKRatio = ratios,
         };
+    }
+
+    /// <summary>
+    /// Sets each meProp layer's ratio for <paramref name="epoch"/> from the schedule (a function of the epoch
+    /// number alone, so a resumed run takes the same ratios) and returns them by layer; null without a schedule.
+    /// </summary>
+    private Dictionary<string, double>? ApplySchedule(int epoch)
+    {
+        if (_options.TopKSchedule is not { } schedule) return null;
+        double? ratio = schedule.RatioAt(epoch, _options.Epochs);
+        var ratios = new Dictionary<string, double>();
+        foreach (var (layer, sparsifier, own) in _scheduled)
+        {
+            sparsifier.Ratio = ratio ?? own;
+            ratios[layer] = sparsifier.Ratio;
+        }
+        return ratios;
     }
 
     /// <summary>
