@@ -1,7 +1,9 @@
 // libtorch (TorchSharp) baseline for `meprop bench`. Run as a child process; with --json it prints exactly
 // one JSON object on stdout. Everything else (errors, notes) goes to stderr.
 //
-//   MeProp.TorchBaseline [--batch 10] [--threads 2] [--steps 300] [--warmup 30] [--seed 1] [--json]
+//   MeProp.TorchBaseline [--batch 10] [--threads 2] [--steps 300] [--warmup 30] [--seed 1] [--model FILE.json] [--json]
+//     (--model: the network of a network file, see NetworkModules.cs, on synthetic batches of its input
+//     shape and classes; without it the paper's network)
 //   MeProp.TorchBaseline --gemm N [--threads 2] [--json]
 //   MeProp.TorchBaseline --gemm N --against-ours R [--threads 2]
 //
@@ -56,13 +58,14 @@ namespace MeProp.TorchBaseline
         public int Steps = 300;
         public int Warmup = 30;
         public long Seed = 1;
+        public string? Model;
         public int GemmSize;
         public int AgainstOursRounds;
         public bool Json;
         public bool Help;
 
         public const string Usage =
-            "usage: MeProp.TorchBaseline [--batch N] [--threads N] [--steps N] [--warmup N] [--seed N] [--json]\n" +
+            "usage: MeProp.TorchBaseline [--batch N] [--threads N] [--steps N] [--warmup N] [--seed N] [--model FILE.json] [--json]\n" +
             "       MeProp.TorchBaseline --gemm N [--threads N] [--json]\n" +
             "       MeProp.TorchBaseline --gemm N --against-ours ROUNDS [--threads N]";
 
@@ -83,6 +86,10 @@ namespace MeProp.TorchBaseline
                     case "--seed": o.Seed = NonNegativeInt(args, ref i); break;
                     case "--gemm": o.GemmSize = PositiveInt(args, ref i); break;
                     case "--against-ours": o.AgainstOursRounds = PositiveInt(args, ref i); break;
+                    case "--model":
+                        if (++i >= args.Length) throw new ArgumentException("--model needs a value");
+                        o.Model = args[i];
+                        break;
                     default: throw new ArgumentException($"unknown argument '{a}'");
                 }
             }
@@ -148,7 +155,17 @@ namespace MeProp.TorchBaseline
             ConfigureThreads(o.Threads);
             torch.manual_seed(o.Seed);
 
-            var model = nn.Sequential(
+            long[] input = [1, 28, 28];
+            long classes = 10;
+            nn.Module<torch.Tensor, torch.Tensor> model;
+            if (o.Model is string path)
+            {
+                var spec = MeProp.Models.NetworkSpec.Load(path);
+                input = spec.Input.Select(d => (long)d).ToArray();
+                classes = spec.Classes;
+                model = NetworkModules.Build(spec);
+            }
+            else model = nn.Sequential(
                 ("conv1", nn.Conv2d(1, 32, 5, padding: 2)),
                 ("relu1", nn.ReLU()),
                 ("pool1", nn.MaxPool2d(2)),
@@ -167,8 +184,8 @@ namespace MeProp.TorchBaseline
             var labels = new torch.Tensor[poolSize];
             for (int i = 0; i < poolSize; i++)
             {
-                images[i] = torch.rand(o.Batch, 1, 28, 28, dtype: torch.float32);
-                labels[i] = torch.randint(0, 10, [o.Batch], dtype: torch.int64);
+                images[i] = torch.rand([o.Batch, .. input], dtype: torch.float32);
+                labels[i] = torch.randint(0, classes, [o.Batch], dtype: torch.int64);
             }
 
             int total = o.Warmup + o.Steps;
@@ -217,6 +234,7 @@ namespace MeProp.TorchBaseline
                 {
                     w.WriteString("engine", "torchsharp");
                     w.WriteString("mode", "dense");
+                    if (o.Model is not null) w.WriteString("model", o.Model);
                     w.WriteNumber("batch", o.Batch);
                     w.WriteNumber("threads", o.Threads);
                     w.WriteNumber("steps", o.Steps);

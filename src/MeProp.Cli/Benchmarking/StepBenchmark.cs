@@ -9,9 +9,18 @@ using MeProp.Training;
 
 namespace MeProp.Cli.Benchmarking;
 
-/// <summary>One benchmark configuration of the paper's network.</summary>
-internal sealed record StepConfig(double? TopK, double Decay, bool BatchNorm, int Batch, int Threads)
+/// <summary>
+/// One benchmark configuration: of the paper's network, or with <see cref="Network"/> of a network file
+/// (built by <see cref="NetworkFactory"/>; meProp, where <see cref="TopK"/> is set, on
+/// <see cref="MePropLayers"/>, default <see cref="DefaultMePropLayers"/>; <see cref="BatchNorm"/> unused).
+/// </summary>
+internal sealed record StepConfig(double? TopK, double Decay, bool BatchNorm, int Batch, int Threads,
+    NetworkSpec? Network = null, IReadOnlyList<string>? MePropLayers = null)
 {
+    /// <summary>A network file's default meProp layers: every conv layer except the first one.</summary>
+    public static string[] DefaultMePropLayers(Sequential model) =>
+        model.AllLayers.OfType<Conv2d>().Skip(1).Select(l => l.Name).ToArray();
+
     public string Mode => TopK is null ? "dense" : "meprop";
     public string Label => (TopK is double k ? $"meprop {k:P0} decay {Decay:0.##}" : "dense") + (BatchNorm ? " +bn" : "");
 }
@@ -21,6 +30,8 @@ internal sealed record StepRecord
 {
     public required string Engine { get; init; }
     public required string Mode { get; init; }
+    /// <summary>The network file benched (`--model`); null for the paper's network.</summary>
+    public string? Model { get; init; }
     public double? Topk { get; init; }
     public double Decay { get; init; }
     public bool BatchNorm { get; init; }
@@ -104,17 +115,19 @@ internal sealed class StepBenchmark
             Threads = config.Threads,
             BatchSize = config.Batch,
         };
-        _model = Trainer.BuildModel(options, 1, 28, 28, MnistFiles.Classes, compute);
-        _summary = new ModelSummary(_model, [1, 28, 28]);
+        int[] input = config.Network?.Input ?? [1, 28, 28];
+        int classes = config.Network?.Classes ?? MnistFiles.Classes;
+        _model = config.Network is NetworkSpec spec ? BuildNetwork(spec, config, compute, seed) : Trainer.BuildModel(options, 1, 28, 28, MnistFiles.Classes, compute);
+        _summary = new ModelSummary(_model, input);
         _optimizer = new Adam(_model.Parameters, compute.Pool);
         _optimizer.FuseIntoBackward = true;
         var rng = new Rng(seed);
         for (int b = 0; b < Batches; b++)
         {
-            _images[b] = new Tensor(config.Batch, 1, 28, 28);
+            _images[b] = new Tensor([config.Batch, .. input]);
             for (int i = 0; i < _images[b].Length; i++) _images[b].Span[i] = (float)rng.NextDouble();
             _labels[b] = new int[config.Batch];
-            for (int i = 0; i < config.Batch; i++) _labels[b][i] = rng.NextInt(10);
+            for (int i = 0; i < config.Batch; i++) _labels[b][i] = rng.NextInt(classes);
         }
         int layers = _model.Layers.Count;
         (_forward, _backward, _update, _whole) = (new(timedSteps), new(timedSteps), new(timedSteps), new(timedSteps));
@@ -122,6 +135,20 @@ internal sealed class StepBenchmark
         _forwardPerLayer = Enumerable.Range(0, layers).Select(_ => new List<double>(timedSteps)).ToArray();
         _backwardTicksBefore = new long[layers];
         _forwardTicksBefore = new long[layers];
+    }
+
+    /// <summary>
+    /// A network file's model: dense (any "meprop" of the file dropped) or with meProp at the configuration's
+    /// ratio and decay on its meProp layers (the file's own "meprop" settings replaced).
+    /// </summary>
+    private static Sequential BuildNetwork(NetworkSpec spec, StepConfig config, ComputeContext compute, ulong seed)
+    {
+        var model = NetworkFactory.Build(spec, compute, seed);
+        foreach (var layer in model.AllLayers.OfType<IMePropLayer>()) layer.Sparsifier = null;
+        if (config.TopK is double k)
+            MePropSetup.Attach(model, k, config.Decay, MeProp.Sparsity.DecayShape.Full, null,
+                config.MePropLayers ?? StepConfig.DefaultMePropLayers(model), seed);
+        return model;
     }
 
     /// <summary>Runs <paramref name="steps"/> training steps; timed ones are recorded, untimed ones warm up.</summary>

@@ -92,8 +92,11 @@ internal sealed class TorchSharpBaseline(string assemblyPath)
         catch (System.ComponentModel.Win32Exception) { return -1; }
     }
 
-    /// <summary>Runs one measurement; on failure returns a record whose Note says why.</summary>
-    public StepRecord Run(int batch, int threads, int steps, int warmup, ulong seed)
+    /// <summary>
+    /// Runs one measurement, of the paper's network or, with <paramref name="modelPath"/>, of that network
+    /// file (the runner's --model); on failure returns a record whose Note says why.
+    /// </summary>
+    public StepRecord Run(int batch, int threads, int steps, int warmup, ulong seed, string? modelPath = null)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -104,6 +107,11 @@ internal sealed class TorchSharpBaseline(string assemblyPath)
         foreach (string arg in new[] { AssemblyPath, "--batch", batch.ToString(), "--threads", threads.ToString(),
                      "--steps", steps.ToString(), "--warmup", warmup.ToString(), "--seed", seed.ToString(), "--json" })
             start.ArgumentList.Add(arg);
+        if (modelPath is not null)
+        {
+            start.ArgumentList.Add("--model");
+            start.ArgumentList.Add(modelPath);
+        }
         start.Environment["MALLOC_MMAP_THRESHOLD_"] = "67108864";
         start.Environment["MALLOC_TRIM_THRESHOLD_"] = "268435456";
         using var process = Process.Start(start) ?? throw new InvalidOperationException("could not start dotnet for the TorchSharp baseline");

@@ -31,10 +31,12 @@ internal static class BenchCommand
         var json = new Option<string?>("--json") { Description = "Also write the records as a JSON list to this file" };
         var torch = new Option<string?>("--torchsharp") { Description = $"Path of MeProp.TorchBaseline.dll (default: {TorchSharpBaseline.DefaultRelativePath} above the current directory, built there first when missing)" };
         var noTorch = new Option<bool>("--no-torchsharp") { Description = "Skip the libtorch comparison (otherwise a missing baseline is built from bench/MeProp.TorchBaseline when that project is found above the current directory)" };
+        var model = new Option<string?>("--model") { Description = "A network file (JSON, see docs/GUIDE.md) to bench instead of the paper's network, on synthetic batches of its input shape and classes; the TorchSharp baseline builds the same network from it (--batch-norm does not apply)" };
+        var mepropLayers = new Option<string?>("--meprop-layers") { Description = "With --model: the layers meProp sparsifies, comma-separated (default: every conv layer except the first one)" };
         var probeOnly = new Option<bool>("--probe") { Description = "Only measure this machine's FMA peak and memory bandwidth (printed, and written to --json), then stop" };
         var command = new Command("bench", "Time training steps of the paper's network (dense and meProp) against libtorch through TorchSharp")
         {
-            batches, threads, topks, decays, batchNorm, steps, warmup, seed, json, torch, noTorch, probeOnly,
+            batches, threads, topks, decays, batchNorm, steps, warmup, seed, json, torch, noTorch, probeOnly, model, mepropLayers,
         };
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
@@ -51,12 +53,24 @@ internal static class BenchCommand
                 }
                 return 0;
             }
+            string? modelPath = parse.GetValue(model);
+            NetworkSpec? network = null;
+            IReadOnlyList<string>? layerNames = null;
+            if (modelPath is not null)
+            {
+                network = NetworkSpec.Load(modelPath);
+                modelPath = Path.GetFullPath(modelPath);
+                layerNames = parse.GetValue(mepropLayers)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                CheckNetwork(network, layerNames, parse.GetValue(seed));
+            }
+            else if (parse.GetValue(mepropLayers) is not null) throw new ArgumentException("--meprop-layers applies only with --model");
             var baseline = parse.GetValue(noTorch) ? null
                 : TorchSharpBaseline.Obtain(parse.GetValue(torch), Directory.GetCurrentDirectory(), Console.Out);
             var machine = MachineProbe.Run(parse.GetValue(threads));
             Console.WriteLine(machine);
-            var paperCnn = PaperCnnSummary(parse.GetValue(seed));
-            var bnChoices = parse.GetValue(batchNorm) switch { "with" => new[] { true }, "without" => new[] { false }, _ => new[] { false, true } };
+            var paperCnn = network is null ? PaperCnnSummary(parse.GetValue(seed)) : NetworkSummary(network, parse.GetValue(seed));
+            var bnChoices = network is not null ? new[] { false }
+                : parse.GetValue(batchNorm) switch { "with" => new[] { true }, "without" => new[] { false }, _ => new[] { false, true } };
             var records = new List<StepRecord>();
             ulong seedValue = parse.GetValue(seed);
             foreach (int batch in parse.GetValue(batches)!)
@@ -65,16 +79,16 @@ internal static class BenchCommand
                 var configs = new List<StepConfig>();
                 foreach (bool bn in bnChoices)
                 {
-                    configs.Add(new StepConfig(null, 0, bn, batch, threadCount));
+                    configs.Add(new StepConfig(null, 0, bn, batch, threadCount, network, layerNames));
                     foreach (double k in parse.GetValue(topks)!)
                     foreach (double d in parse.GetValue(decays)!)
-                        configs.Add(new StepConfig(k, d, bn, batch, threadCount));
+                        configs.Add(new StepConfig(k, d, bn, batch, threadCount, network, layerNames));
                 }
                 var group = new List<StepRecord>();
-                StepRecord Torch() => Print(baseline!.Run(batch, threadCount, stepCount, warmupCount, seedValue)
-                    with { ForwardMacsPerExample = paperCnn.ForwardMacs, BackwardMacsPerExample = paperCnn.BackwardMacs }, machine);
+                StepRecord Torch() => Print(baseline!.Run(batch, threadCount, stepCount, warmupCount, seedValue, modelPath)
+                    with { Model = modelPath, ForwardMacsPerExample = paperCnn.ForwardMacs, BackwardMacsPerExample = paperCnn.BackwardMacs }, machine);
                 if (baseline is not null) group.Add(Torch());
-                group.AddRange(RunInterleaved(configs, threadCount, stepCount, warmupCount, seedValue).Select(r => Print(r, machine)));
+                group.AddRange(RunInterleaved(configs, threadCount, stepCount, warmupCount, seedValue).Select(r => Print(r with { Model = modelPath }, machine)));
                 if (baseline is not null) group.Add(Torch());
                 records.AddRange(group);
                 PrintRatios(group);
@@ -125,6 +139,21 @@ internal static class BenchCommand
         return new ModelSummary(model, [1, 28, 28]);
     }
 
+    /// <summary>The multiply-adds of a network file's network (dense).</summary>
+    private static ModelSummary NetworkSummary(NetworkSpec network, ulong seed)
+    {
+        using var compute = new ComputeContext(1);
+        return new ModelSummary(NetworkFactory.Build(network, compute, seed), network.Input);
+    }
+
+    /// <summary>Builds the network file's model once with meProp on its layers, so a bad file or layer name fails before any timing.</summary>
+    private static void CheckNetwork(NetworkSpec network, IReadOnlyList<string>? layerNames, ulong seed)
+    {
+        using var compute = new ComputeContext(1);
+        var model = NetworkFactory.Build(network, compute, seed);
+        MePropSetup.Attach(model, 0.5, 0, MeProp.Sparsity.DecayShape.Full, null, layerNames ?? StepConfig.DefaultMePropLayers(model), seed);
+    }
+
     private static StepRecord Print(StepRecord record, MachineFigures machine)
     {
         var r = record.WithFigures(machine);
@@ -134,7 +163,7 @@ internal static class BenchCommand
             Console.WriteLine($"batch {r.Batch,3} threads {r.Threads}  {label,-26} {r.Note}");
             return r;
         }
-        string layers = string.Join(" ", r.BackwardMsPerLayer.Where(p => p.Key.StartsWith("conv") || p.Key.StartsWith("fc")).Select(p => $"{p.Key} {p.Value:F2}"));
+        string layers = string.Join(" ", r.BackwardMsPerLayer.Where(p => p.Key.StartsWith("conv") || p.Key.StartsWith("fc") || p.Key.StartsWith("res")).Select(p => $"{p.Key} {p.Value:F2}"));
         string alloc = r.AllocatedBytesPerStep is double a ? $" alloc {a:F0} B/step" : "";
         string rate = r.DenseEquivalentGflops is double g
             ? $"  {g:F1} GFLOP/s{(r.Mode == "meprop" ? " dense-equiv" : "")} = {100 * r.FmaPeakFraction:F1}% of FMA peak" : "";
@@ -152,7 +181,8 @@ internal static class BenchCommand
         {
             var parts = new List<string>();
             if (torch.Length > 0) parts.Add($"{r.StepMs / torch.Min():F2}x..{r.StepMs / torch.Max():F2}x torchsharp step");
-            if (r.Mode == "meprop" && !r.BatchNorm) parts.Add($"conv1+conv2 backward {ConvBackward(r) / convDense:F3}x dense");
+            if (r.Mode == "meprop" && r.Model is not null) parts.Add($"backward {r.BackwardMs / dense.BackwardMs:F3}x dense, step {r.StepMs / dense.StepMs:F3}x dense");
+            else if (r.Mode == "meprop" && !r.BatchNorm) parts.Add($"conv1+conv2 backward {ConvBackward(r) / convDense:F3}x dense");
             if (parts.Count == 0) continue;
             Console.WriteLine($"    {(r.Topk is double k ? $"meprop {k:0.##} decay {r.Decay:0.##}" : "dense")}{(r.BatchNorm ? " +bn" : "")}: {string.Join(", ", parts)}");
         }

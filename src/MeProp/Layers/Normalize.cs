@@ -43,7 +43,7 @@ public sealed class Normalize : ILayer
 
     public Tensor Forward(Tensor input, bool training)
     {
-        OutputShape(input.Shape);
+        if (input.Rank < 2 || input.Dim(1) != Mean.Length) OutputShape(input.Shape); // throws with the shapes
         _output.Reshape(input.Shape);
         Apply(input.Span, _output.Span, input.Dim(0), subtractMean: true);
         return _output;

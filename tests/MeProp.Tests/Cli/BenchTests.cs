@@ -9,6 +9,7 @@ namespace MeProp.Tests.Cli;
 /// `meprop bench`'s parts that need no libtorch: finding (or building, with a stand-in for `dotnet build`)
 /// the TorchSharp baseline, the machine probe at tiny sizes, and the GFLOP/s arithmetic.
 /// </summary>
+[Collection("Console")]
 public sealed class BenchTests
 {
     private static string MakeFile(string root, string relative)

@@ -4,7 +4,11 @@ using MeProp.Training;
 
 namespace MeProp.Tests.Cli;
 
-/// <summary>Runs the meprop command line in-process with captured output, on tiny IDX data.</summary>
+/// <summary>
+/// Runs the meprop command line in-process with captured output, on tiny IDX data. Console output is
+/// process-wide state: every test class that uses <see cref="Run"/> belongs to the "Console" collection,
+/// which runs alone.
+/// </summary>
 internal static class CliHarness
 {
     public static (int Code, string Stdout, string Stderr) Run(params string[] args)

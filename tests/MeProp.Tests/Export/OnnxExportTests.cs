@@ -13,6 +13,7 @@ namespace MeProp.Tests.Export;
 /// The exported ONNX model, run in ONNX Runtime, gives our evaluation-mode logits (max |difference| &lt;= 1e-4)
 /// for the paper's CNN without and with batch norm and for a residual network with every layer kind.
 /// </summary>
+[Collection("Console")]
 public sealed class OnnxExportTests(ITestOutputHelper output)
 {
     private const float Tolerance = 1e-4f;

@@ -28,4 +28,21 @@ public class NormalizeTests
         var layer = new Normalize("n", [0f, 0f, 0f], [1f, 1f, 1f]);
         Assert.Contains("3 channels", Assert.Throws<ArgumentException>(() => layer.OutputShape([4, 1, 8, 8])).Message);
     }
+
+    [Fact]
+    public void WarmCallsAllocateNothing()
+    {
+        var layer = new Normalize("normalize", [0.5f, 0.1f], [0.25f, 2f]);
+        var x = new Tensor(3, 2, 4, 4);
+        var dy = new Tensor(3, 2, 4, 4);
+        layer.Forward(x, training: true);
+        layer.Backward(dy);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 5; i++)
+        {
+            layer.Forward(x, training: true);
+            layer.Backward(dy);
+        }
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
 }

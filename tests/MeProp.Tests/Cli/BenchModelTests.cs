@@ -1,0 +1,65 @@
+using System.Text.Json;
+
+namespace MeProp.Tests.Cli;
+
+/// <summary>`meprop bench --model FILE.json` on our side alone (--no-torchsharp: no libtorch in tests).</summary>
+[Collection("Console")]
+public sealed class BenchModelTests
+{
+    /// <summary>A tiny network with every kind of layer the bench meets in ResNet-20, and 3 classes.</summary>
+    private const string TinyNetwork = """
+        {"input": [2, 8, 8], "classes": 3, "layers": [
+          {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "batchnorm"}, {"type": "relu"},
+          {"type": "residual", "layers": [
+             {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "batchnorm"}, {"type": "relu"},
+             {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "batchnorm"}]},
+          {"type": "relu"},
+          {"type": "residual", "layers": [
+             {"type": "conv2d", "out_channels": 6, "kernel_size": 3, "stride": 2, "padding": 1}, {"type": "batchnorm"}],
+           "shortcut": [{"type": "conv2d", "out_channels": 6, "kernel_size": 1, "stride": 2}]},
+          {"type": "maxpool", "kernel_size": 2}, {"type": "globalavgpool"}, {"type": "linear", "out_features": 3}]}
+        """;
+
+    [Fact]
+    public void Bench_of_a_network_file_records_dense_and_meprop_without_allocating()
+    {
+        using var dir = new TempDirectory();
+        string network = dir.File("tiny.json");
+        File.WriteAllText(network, TinyNetwork);
+        string json = dir.File("bench.json");
+        var result = CliHarness.Run("bench", "--model", network, "--no-torchsharp", "--batch", "4", "--threads", "1",
+            "--steps", "3", "--warmup", "1", "--topk", "0.5", "--decay", "0.6", "--json", json);
+        Assert.True(result.Code == 0, result.Stderr + result.Stdout);
+
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        var records = doc.RootElement.EnumerateArray().ToList();
+        Assert.Equal(2, records.Count);
+        Assert.Equal(["dense", "meprop"], records.Select(r => r.GetProperty("mode").GetString()));
+        foreach (var r in records)
+        {
+            Assert.Equal("meprop", r.GetProperty("engine").GetString());
+            Assert.Equal(Path.GetFullPath(network), r.GetProperty("model").GetString());
+            Assert.Equal(4, r.GetProperty("batch").GetInt32());
+            Assert.Equal(3, r.GetProperty("steps").GetInt32());
+            Assert.Equal(0.0, r.GetProperty("allocated_bytes_per_step").GetDouble());
+            Assert.True(r.GetProperty("step_ms").GetDouble() > 0);
+            Assert.True(r.GetProperty("forward_macs_per_example").GetInt64() > 0);
+            Assert.True(r.GetProperty("backward_ms_per_layer").TryGetProperty("res1", out _));
+        }
+        Assert.Equal(0.5, records[1].GetProperty("topk").GetDouble());
+        Assert.Equal(0.6, records[1].GetProperty("decay").GetDouble());
+        Assert.Contains("meprop 0.5 decay 0.6: backward", result.Stdout);
+    }
+
+    [Fact]
+    public void Bench_meprop_layers_are_checked_before_timing()
+    {
+        using var dir = new TempDirectory();
+        string network = dir.File("tiny.json");
+        File.WriteAllText(network, TinyNetwork);
+        string error = CliHarness.AssertOneLineError(CliHarness.Run("bench", "--model", network, "--no-torchsharp",
+            "--batch", "2", "--threads", "1", "--steps", "1", "--warmup", "0", "--meprop-layers", "res1.conv1,nope"), 1);
+        Assert.Contains("nope", error);
+        Assert.Contains("--model", CliHarness.AssertOneLineError(CliHarness.Run("bench", "--no-torchsharp", "--meprop-layers", "conv2"), 1));
+    }
+}
