@@ -44,4 +44,39 @@ public class TrainingStepAllocationTests
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.True(allocated == 0, $"allocated {allocated} bytes in 5 warm steps");
     }
+
+    /// <summary>The same for a network built from a description with every kind of layer the format has.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void WarmStepsOfADescribedNetwork_AllocateNothing(bool meProp)
+    {
+        using var compute = new ComputeContext(2);
+        var model = new NetworkBuilder(3, 12, 12)
+            .Normalize([0.5f, 0.4f, 0.3f], [0.2f, 0.25f, 0.3f])
+            .Conv2d(8, 3, padding: 1).BatchNorm().ReLU()
+            .Residual(body => body.Conv2d(16, 3, stride: 2, padding: 1).BatchNorm().Tanh().Conv2d(16, 3, padding: 1).BatchNorm(),
+                      shortcut => shortcut.Conv2d(16, 1, stride: 2).BatchNorm())
+            .Sigmoid().AvgPool2d(2).MaxPool2d(1).Flatten().Dropout(0.2).Linear(12).BatchNorm().ReLU().Linear(10)
+            .Build(classes: 10, compute, seed: 3);
+        if (meProp) MePropSetup.Attach(model, 0.2, 0.6, DecayShape.Full, null, ["conv1", "res1.conv2", "res1.shortcut.conv1", "fc1"], seed: 3);
+        var adam = new Adam(model.Parameters, compute.Pool) { FuseIntoBackward = true };
+        var loss = new SoftmaxCrossEntropy();
+        var rng = new Rng(4);
+        var images = TestData.UniformTensor(rng, 6, 3, 12, 12);
+        var labels = Enumerable.Range(0, 6).Select(_ => rng.NextInt(10)).ToArray();
+        void Step()
+        {
+            loss.Forward(model.Forward(images, training: true), labels);
+            adam.BeginStep();
+            model.Backward(loss.Gradient);
+            adam.FinishStep();
+            model.Forward(images, training: false);
+        }
+        WarmUp.Run(Step);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 5; i++) Step();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated == 0, $"allocated {allocated} bytes in 5 warm steps");
+    }
 }
