@@ -41,6 +41,15 @@ internal static class CommonOptions
 
     public static MeProp.Layers.ActivationKind ParseActivation(string name) => Enum.Parse<MeProp.Layers.ActivationKind>(name, ignoreCase: true);
 
+    /// <summary>--exact-sparsity: auto (default), off or always (<see cref="MeProp.Layers.ExactSparsity"/>).</summary>
+    public static Option<string> ExactSparsityOption() => new Option<string>("--exact-sparsity")
+    {
+        Description = "Dense backward of conv and linear layers on the non-zero entries of dL/dy only (same gradients within float rounding): auto (when the measured density is low), off, always",
+        DefaultValueFactory = _ => "auto",
+    }.AcceptOnlyFromAmong("auto", "off", "always");
+
+    public static MeProp.Layers.ExactSparsity ParseExactSparsity(string text) => Enum.Parse<MeProp.Layers.ExactSparsity>(text, ignoreCase: true);
+
     public static Option<int> Threads() => new Option<int>("--threads")
     {
         Description = $"Worker threads, 1 to the {Environment.ProcessorCount} cores here (default: all cores)",

@@ -15,14 +15,14 @@ namespace MeProp.Cli.Benchmarking;
 /// <see cref="MePropLayers"/>, default <see cref="DefaultMePropLayers"/>; <see cref="BatchNorm"/> unused).
 /// </summary>
 internal sealed record StepConfig(double? TopK, double Decay, bool BatchNorm, int Batch, int Threads,
-    NetworkSpec? Network = null, IReadOnlyList<string>? MePropLayers = null)
+    NetworkSpec? Network = null, IReadOnlyList<string>? MePropLayers = null, ExactSparsity ExactSparsity = ExactSparsity.Auto)
 {
     /// <summary>A network file's default meProp layers: every conv layer except the first one.</summary>
     public static string[] DefaultMePropLayers(Sequential model) =>
         model.AllLayers.OfType<Conv2d>().Skip(1).Select(l => l.Name).ToArray();
 
     public string Mode => TopK is null ? "dense" : "meprop";
-    public string Label => (TopK is double k ? $"meprop {k:P0} decay {Decay:0.##}" : "dense") + (BatchNorm ? " +bn" : "");
+    public string Label => (TopK is double k ? $"meprop {k:P0} decay {Decay:0.##}" : "dense") + (BatchNorm ? " +bn" : "") + $" exact {ExactSparsity.ToString().ToLowerInvariant()}";
 }
 
 /// <summary>One row of `meprop bench --json`; times are medians in milliseconds.</summary>
@@ -34,6 +34,12 @@ internal sealed record StepRecord
     public string? Model { get; init; }
     public double? Topk { get; init; }
     public double Decay { get; init; }
+    /// <summary>Our engine's <see cref="Layers.ExactSparsity"/> setting (null for libtorch).</summary>
+    public ExactSparsity? ExactSparsity { get; init; }
+    /// <summary>Per conv and linear layer: the fraction of its backward passes that ran on dL/dy's non-zeros only (exact sparsity).</summary>
+    public Dictionary<string, double> ExactSparseFraction { get; init; } = [];
+    /// <summary>Per conv and linear layer: the fraction of dL/dy's entries that were non-zero, where it was counted.</summary>
+    public Dictionary<string, double> GradientDensity { get; init; } = [];
     public bool BatchNorm { get; init; }
     public int Batch { get; init; }
     public int Threads { get; init; }
@@ -118,6 +124,7 @@ internal sealed class StepBenchmark
         int[] input = config.Network?.Input ?? [1, 28, 28];
         int classes = config.Network?.Classes ?? MnistFiles.Classes;
         _model = config.Network is NetworkSpec spec ? BuildNetwork(spec, config, compute, seed) : Trainer.BuildModel(options, 1, 28, 28, MnistFiles.Classes, compute);
+        foreach (var layer in _model.AllLayers.OfType<IMePropLayer>()) layer.ExactSparsity = config.ExactSparsity;
         _summary = new ModelSummary(_model, input);
         _optimizer = new Adam(_model.Parameters, compute.Pool);
         _optimizer.FuseIntoBackward = true;
@@ -155,6 +162,8 @@ internal sealed class StepBenchmark
     public void RunSteps(int steps, bool timed)
     {
         var layers = _model.Layers;
+        if (timed && _whole.Count == 0)
+            foreach (var layer in _model.AllLayers.OfType<IMePropLayer>()) layer.Counters.Reset();
         long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
         for (int s = 0; s < steps; s++, _stepsRun++)
         {
@@ -194,6 +203,11 @@ internal sealed class StepBenchmark
             Mode = _config.Mode,
             Topk = _config.TopK,
             Decay = _config.TopK is null ? 0 : _config.Decay,
+            ExactSparsity = _config.ExactSparsity,
+            ExactSparseFraction = _model.AllLayers.OfType<IMePropLayer>().Where(l => l.Counters.Backwards > 0)
+                .ToDictionary(l => l.Name, l => Math.Round((double)l.Counters.ExactSparseBackwards / l.Counters.Backwards, 4)),
+            GradientDensity = _model.AllLayers.OfType<IMePropLayer>().Where(l => l.Counters.Gradient.Total > 0)
+                .ToDictionary(l => l.Name, l => Math.Round(l.Counters.Gradient.DensityBefore, 4)),
             BatchNorm = _config.BatchNorm,
             Batch = _config.Batch,
             Threads = _config.Threads,

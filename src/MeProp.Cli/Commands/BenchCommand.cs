@@ -33,10 +33,27 @@ internal static class BenchCommand
         var noTorch = new Option<bool>("--no-torchsharp") { Description = "Skip the libtorch comparison (otherwise a missing baseline is built from bench/MeProp.TorchBaseline when that project is found above the current directory)" };
         var model = new Option<string?>("--model") { Description = "A network file (JSON, see docs/GUIDE.md) to bench instead of the paper's network, on synthetic batches of its input shape and classes; the TorchSharp baseline builds the same network from it (--batch-norm does not apply)" };
         var mepropLayers = new Option<string?>("--meprop-layers") { Description = "With --model: the layers meProp sparsifies, comma-separated (default: every conv layer except the first one)" };
+        var exact = new Option<string[]>("--exact-sparsity")
+        {
+            Description = "Our engine's exact sparsity settings to time, comma-separated: off, auto, always (default off,auto: the dense products alone, and the sparse kernels on dL/dy's non-zeros where they are few)",
+            CustomParser = result =>
+            {
+                string text = result.Tokens.Count > 0 ? string.Join(",", result.Tokens.Select(t => t.Value)) : "off,auto";
+                var values = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                foreach (string v in values)
+                    if (v is not ("off" or "auto" or "always")) { result.AddError($"--exact-sparsity takes off, auto or always, got '{v}'"); return []; }
+                return values;
+            },
+            DefaultValueFactory = _ => ["off", "auto"],
+        };
+        var exactProbe = new Option<bool>("--exact-threshold")
+        {
+            Description = "Only time single layers (the paper network's and ResNet-20's shapes) at densities of dL/dy from 1% to 100%, dense against exact-sparse, at each --batch and --threads, then stop",
+        };
         var probeOnly = new Option<bool>("--probe") { Description = "Only measure this machine's FMA peak and memory bandwidth (printed, and written to --json), then stop" };
         var command = new Command("bench", "Time training steps of the paper's network (dense and meProp) against libtorch through TorchSharp")
         {
-            batches, threads, topks, decays, batchNorm, steps, warmup, seed, json, torch, noTorch, probeOnly, model, mepropLayers,
+            batches, threads, topks, decays, batchNorm, steps, warmup, seed, json, torch, noTorch, probeOnly, model, mepropLayers, exact, exactProbe,
         };
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
@@ -50,6 +67,23 @@ internal static class BenchCommand
                 {
                     AtomicFile.WriteAllText(probePath, JsonSerializer.Serialize(figures, Json.Options) + "\n");
                     Console.WriteLine($"wrote {probePath}");
+                }
+                return 0;
+            }
+            if (parse.GetValue(exactProbe))
+            {
+                var points = new List<ExactSparsityPoint>();
+                foreach (int threadCount in parse.GetValue(threads)!)
+                foreach (var point in ExactSparsityProbe.Run(ExactSparsityProbe.DefaultLayers, parse.GetValue(batches)!, threadCount,
+                             ExactSparsityProbe.DefaultDensities, stepCount, parse.GetValue(seed)))
+                {
+                    Console.WriteLine($"{point.Layer,-38} batch {point.Batch,3} threads {point.Threads} density {point.Density,5:P0}: dense {point.DenseMs,8:F3} ms  exact {point.ExactMs,8:F3} ms  ({point.Ratio:F2}x)  auto {point.AutoMs,8:F3} ms");
+                    points.Add(point);
+                }
+                if (parse.GetValue(json) is string pointsPath)
+                {
+                    AtomicFile.WriteAllText(pointsPath, JsonSerializer.Serialize(points, Json.Options) + "\n");
+                    Console.WriteLine($"wrote {pointsPath}");
                 }
                 return 0;
             }
@@ -78,11 +112,12 @@ internal static class BenchCommand
             {
                 var configs = new List<StepConfig>();
                 foreach (bool bn in bnChoices)
+                foreach (var setting in parse.GetValue(exact)!.Select(CommonOptions.ParseExactSparsity))
                 {
-                    configs.Add(new StepConfig(null, 0, bn, batch, threadCount, network, layerNames));
+                    configs.Add(new StepConfig(null, 0, bn, batch, threadCount, network, layerNames, setting));
                     foreach (double k in parse.GetValue(topks)!)
                     foreach (double d in parse.GetValue(decays)!)
-                        configs.Add(new StepConfig(k, d, bn, batch, threadCount, network, layerNames));
+                        configs.Add(new StepConfig(k, d, bn, batch, threadCount, network, layerNames, setting));
                 }
                 var group = new List<StepRecord>();
                 StepRecord Torch() => Print(baseline!.Run(batch, threadCount, stepCount, warmupCount, seedValue, modelPath)
@@ -157,39 +192,47 @@ internal static class BenchCommand
     private static StepRecord Print(StepRecord record, MachineFigures machine)
     {
         var r = record.WithFigures(machine);
-        string label = r.Engine == "torchsharp" ? "torchsharp dense" : (r.Topk is double k ? $"meprop {k:0.##} decay {r.Decay:0.##}" : "dense") + (r.BatchNorm ? " +bn" : "");
+        string label = r.Engine == "torchsharp" ? "torchsharp dense" : Label(r);
         if (r.Steps == 0)
         {
-            Console.WriteLine($"batch {r.Batch,3} threads {r.Threads}  {label,-26} {r.Note}");
+            Console.WriteLine($"batch {r.Batch,3} threads {r.Threads}  {label,-37} {r.Note}");
             return r;
         }
         string layers = string.Join(" ", r.BackwardMsPerLayer.Where(p => p.Key.StartsWith("conv") || p.Key.StartsWith("fc") || p.Key.StartsWith("res")).Select(p => $"{p.Key} {p.Value:F2}"));
         string alloc = r.AllocatedBytesPerStep is double a ? $" alloc {a:F0} B/step" : "";
         string rate = r.DenseEquivalentGflops is double g
             ? $"  {g:F1} GFLOP/s{(r.Mode == "meprop" ? " dense-equiv" : "")} = {100 * r.FmaPeakFraction:F1}% of FMA peak" : "";
-        Console.WriteLine($"batch {r.Batch,3} threads {r.Threads}  {label,-26} step {r.StepMs,7:F2} ms (p10 {r.StepMsP10:F2}, p90 {r.StepMsP90:F2})  forward {r.ForwardMs,6:F2}  backward {r.BackwardMs,6:F2}  update {r.UpdateMs,5:F2}{rate}  [{layers}]{alloc}");
+        Console.WriteLine($"batch {r.Batch,3} threads {r.Threads}  {label,-37} step {r.StepMs,7:F2} ms (p10 {r.StepMsP10:F2}, p90 {r.StepMsP90:F2})  forward {r.ForwardMs,6:F2}  backward {r.BackwardMs,6:F2}  update {r.UpdateMs,5:F2}{rate}  [{layers}]{alloc}");
         return r;
     }
 
+    private static string Label(StepRecord r) =>
+        (r.Topk is double k ? $"meprop {k:0.##} decay {r.Decay:0.##}" : "dense") + (r.BatchNorm ? " +bn" : "")
+        + (r.ExactSparsity is ExactSparsity e ? $" exact {e.ToString().ToLowerInvariant()}" : "");
+
+    /// <summary>
+    /// Each of our configurations against libtorch and against our plain dense step (exact sparsity off,
+    /// else the first dense one): how much the exact part (dense with exact sparsity) and the
+    /// approximation (meProp) each take off.
+    /// </summary>
     private static void PrintRatios(List<StepRecord> group)
     {
         var torch = group.Where(r => r.Engine == "torchsharp" && r.Steps > 0).Select(r => r.StepMs).ToArray();
-        var dense = group.FirstOrDefault(r => r.Engine == "meprop" && r.Mode == "dense" && !r.BatchNorm);
-        if (dense is null) return;
-        double convDense = ConvBackward(dense);
-        foreach (var r in group.Where(r => r.Engine == "meprop"))
+        foreach (bool bn in group.Where(r => r.Engine == "meprop").Select(r => r.BatchNorm).Distinct())
         {
-            var parts = new List<string>();
-            if (torch.Length > 0) parts.Add($"{r.StepMs / torch.Min():F2}x..{r.StepMs / torch.Max():F2}x torchsharp step");
-            if (r.Mode == "meprop" && r.Model is not null) parts.Add($"backward {r.BackwardMs / dense.BackwardMs:F3}x dense, step {r.StepMs / dense.StepMs:F3}x dense");
-            else if (r.Mode == "meprop" && !r.BatchNorm) parts.Add($"conv1+conv2 backward {ConvBackward(r) / convDense:F3}x dense");
-            if (parts.Count == 0) continue;
-            Console.WriteLine($"    {(r.Topk is double k ? $"meprop {k:0.##} decay {r.Decay:0.##}" : "dense")}{(r.BatchNorm ? " +bn" : "")}: {string.Join(", ", parts)}");
+            var ours = group.Where(r => r.Engine == "meprop" && r.BatchNorm == bn).ToArray();
+            var dense = ours.FirstOrDefault(r => r.Mode == "dense" && r.ExactSparsity == ExactSparsity.Off) ?? ours.FirstOrDefault(r => r.Mode == "dense");
+            if (dense is null) continue;
+            foreach (var r in ours)
+            {
+                var parts = new List<string>();
+                if (torch.Length > 0 && !bn) parts.Add($"{r.StepMs / torch.Min():F2}x..{r.StepMs / torch.Max():F2}x torchsharp step");
+                if (!ReferenceEquals(r, dense))
+                    parts.Add($"step {r.StepMs / dense.StepMs:F3}x, backward {r.BackwardMs / dense.BackwardMs:F3}x {Label(dense)}");
+                if (parts.Count > 0) Console.WriteLine($"    {Label(r)}: {string.Join(", ", parts)}");
+            }
         }
     }
-
-    private static double ConvBackward(StepRecord r) =>
-        r.BackwardMsPerLayer.GetValueOrDefault("conv1") + r.BackwardMsPerLayer.GetValueOrDefault("conv2");
 
     private static Option<T[]> ListOption<T>(string name, string description, string defaults) where T : IParsable<T> => new(name)
     {

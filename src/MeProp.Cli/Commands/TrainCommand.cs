@@ -43,6 +43,7 @@ internal static class TrainCommand
         var resume = new Option<string?>("--resume") { Description = "Continue the run in this directory from its last.safetensors (its configuration is used; --epochs may extend it)" };
 
         var noFusedUpdate = new Option<bool>("--no-fused-update") { Description = "With Adam, update the linear layers in the optimizer's own pass instead of during their backward (same results, slower)" };
+        var exactSparsity = CommonOptions.ExactSparsityOption();
         var batchNorm = new Option<bool>("--batch-norm") { Description = "Built-in networks: batch normalization after each hidden conv and linear layer (before the nonlinearity)" };
         var mePropOptions = new MePropCliOptions();
         var topKSchedule = new Option<string?>("--topk-schedule")
@@ -57,7 +58,7 @@ internal static class TrainCommand
         var command = new Command("train", "Train a network (paper-cnn, mlp or a JSON network file) on a data directory (MNIST by default) and report test accuracy at the best dev epoch")
         {
             model, activation, hiddenSize, hiddenLayers, batchNorm, epochs, batch, lr, optimizer, momentum, seed, threads, data, devSize, maxTrain, normalize, mean, std, augmentCrop, augmentFlip, output, overwrite, resume, noFusedUpdate,
-            topKSchedule, denseWarmup, denseEvery,
+            exactSparsity, topKSchedule, denseWarmup, denseEvery,
         };
         mePropOptions.AddTo(command);
         var configurationOptions = Configuration(
@@ -66,7 +67,7 @@ internal static class TrainCommand
             (lr, t => t.LearningRate), (optimizer, t => t.Optimizer), (momentum, t => t.Momentum), (seed, t => t.Seed),
             (devSize, t => t.DevSize), (maxTrain, t => t.MaxTrain), (mePropOptions.TopK, MePropCliOptions.TopKText), (mePropOptions.Decay, t => t.Decay),
             (mePropOptions.DecayShape, t => t.DecayShape), (mePropOptions.Selection, t => t.Selection), (mePropOptions.Layers, t => t.MePropLayers),
-            (augmentCrop, t => t.AugmentPadding), (augmentFlip, t => t.AugmentFlip),
+            (augmentCrop, t => t.AugmentPadding), (augmentFlip, t => t.AugmentFlip), (exactSparsity, t => t.ExactSparsity.ToString().ToLowerInvariant()),
             (topKSchedule, ScheduleText), (denseWarmup, t => t.TopKSchedule?.DenseWarmup ?? 0), (denseEvery, t => t.TopKSchedule?.DenseEvery ?? 0));
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
@@ -91,6 +92,7 @@ internal static class TrainCommand
                 DevSize = parse.GetValue(devSize),
                 MaxTrain = parse.GetValue(maxTrain),
                 FusedUpdate = !parse.GetValue(noFusedUpdate),
+                ExactSparsity = CommonOptions.ParseExactSparsity(parse.GetValue(exactSparsity)!),
                 AugmentPadding = parse.GetValue(augmentCrop),
                 AugmentFlip = parse.GetValue(augmentFlip),
             });

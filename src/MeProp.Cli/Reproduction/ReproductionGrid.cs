@@ -1,3 +1,4 @@
+using MeProp.Layers;
 using System.Globalization;
 using MeProp.Models;
 using MeProp.Sparsity;
@@ -45,6 +46,9 @@ internal sealed record ReproductionConfig(int Table, double? TopK, double? Decay
         TopK = TopK,
         Decay = Decay ?? 0,
         Selection = TopK is null ? null : Selection,
+        // The grid's runs resume across builds over days: all keep the plain dense products where meProp
+        // does not select (the paper's arithmetic), so none mixes two summation orders.
+        ExactSparsity = ExactSparsity.Off,
     };
 
     private static string Percent(double ratio) => (ratio * 100).ToString("0.##", CultureInfo.InvariantCulture);

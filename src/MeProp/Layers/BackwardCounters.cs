@@ -29,18 +29,44 @@ public sealed class BackwardCounters
     /// <summary>Count the non-zeros of dL/dy in the dense backward too.</summary>
     public bool MeasureDensity { get; set; }
 
+    /// <summary>Backward passes counted.</summary>
+    public int Backwards { get; private set; }
+
+    /// <summary>Of <see cref="Backwards"/>, those without a meProp selection that ran the sparse kernels on every non-zero (<see cref="ExactSparsity"/>).</summary>
+    public int ExactSparseBackwards { get; private set; }
+
     public void Reset()
     {
         BackwardMacs = DenseBackwardMacs = 0;
+        Backwards = ExactSparseBackwards = 0;
         _gradient = default;
     }
 
     /// <summary>Counts a dense backward of <paramref name="macs"/> multiply-adds on <paramref name="outputGradient"/> (dL/dy).</summary>
     public void AddDense(ReadOnlySpan<float> outputGradient, long macs)
     {
+        Backwards++;
         BackwardMacs += macs;
         DenseBackwardMacs += macs;
         if (MeasureDensity) _gradient.Add(outputGradient);
+    }
+
+    /// <summary>Counts a dense backward on a dL/dy of <paramref name="entries"/> values whose non-zeros were counted (<paramref name="nonZero"/>).</summary>
+    public void AddDense(long entries, long nonZero, long macs)
+    {
+        Backwards++;
+        BackwardMacs += macs;
+        DenseBackwardMacs += macs;
+        _gradient.Total += entries;
+        _gradient.NonZero += nonZero;
+        _gradient.Kept += entries;
+    }
+
+    /// <summary>Counts an exact backward on every non-zero entry of dL/dy (<paramref name="nonZeros"/>).</summary>
+    public void AddExact(SparseGradient nonZeros, long macs, long denseMacs)
+    {
+        ExactSparseBackwards++;
+        AddSparse(nonZeros, macs, denseMacs);
     }
 
     /// <summary>
@@ -49,6 +75,7 @@ public sealed class BackwardCounters
     /// </summary>
     public void AddSparse(SparseGradient selection, long macs, long denseMacs)
     {
+        Backwards++;
         BackwardMacs += macs;
         DenseBackwardMacs += denseMacs;
         _gradient.Add(selection);

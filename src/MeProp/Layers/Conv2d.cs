@@ -18,7 +18,10 @@ namespace MeProp.Layers;
 /// dcols = dY · W scattered back by col2im into dx. With a <see cref="Sparsifier"/> (meProp-CNN) the
 /// backward reads only the kept entries of dY: dW[c] += v·patch(position) per entry, the patch read from
 /// the forward's padded channels-last copy of x, and dx is scattered directly from the weight
-/// (channels-last, SIMD over C) without forming dcols.
+/// (channels-last, SIMD over C) without forming dcols. With <see cref="ExactSparsity"/> on, a backward
+/// without meProp runs the same sparse kernels on every non-zero entry of dY when they are few (after
+/// ReLU and pooling they are), and otherwise forms the patch matrix then; the training forward is then
+/// the image-by-image one.
 /// </summary>
 public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
 {
@@ -44,6 +47,8 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private bool _colsHoldPatches;
     /// <summary>True from an image-by-image Forward, which left the padded channels-last input and the [OC, KH, KW, C] weight behind.</summary>
     private bool _channelsLastCopiesCurrent;
+    /// <summary>dL/dy's non-zero entries, when an exact sparse backward runs.</summary>
+    private readonly SparseGradient _nonZeros = new();
 
     public Conv2d(string name, int inChannels, int outChannels, int kernelSize, int stride, int padding,
         ComputeContext compute, Rng initRng)
@@ -83,6 +88,13 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     public GradientSparsifier? Sparsifier { get; set; }
     public BackwardCounters Counters { get; } = new();
 
+    /// <summary>
+    /// Whether a backward without <see cref="Sparsifier"/> runs the sparse kernels on dL/dy's non-zero
+    /// entries. Unless Off, the training forward is the image-by-image one, which keeps what the sparse
+    /// kernels read, and a dense backward forms the patch matrix itself.
+    /// </summary>
+    public ExactSparsity ExactSparsity { get; set; }
+
     public int[] OutputShape(ReadOnlySpan<int> inputShape)
     {
         var g = Geometry(inputShape);
@@ -105,7 +117,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         _input = input;
         _output.Reshape(g.N, OutChannels, g.OH, g.OW);
         _trainingForward = training;
-        _colsHoldPatches = training && Sparsifier is null;
+        _colsHoldPatches = training && Sparsifier is null && ExactSparsity == ExactSparsity.Off;
         _channelsLastCopiesCurrent = !_colsHoldPatches;
         if (_colsHoldPatches) ForwardBatch(g);
         else ForwardByImage(g);
@@ -183,11 +195,35 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         int positions = g.Positions, k = g.PatchLength, oc = OutChannels, plane = g.OH * g.OW;
         if (!outputGradient.SameShape([g.N, oc, g.OH, g.OW]))
             throw new ArgumentException($"{Name}: gradient shape {outputGradient.ShapeText} does not match the output");
-        if (Sparsifier is null ? !_colsHoldPatches : !_channelsLastCopiesCurrent)
-            throw new InvalidOperationException($"{Name}: Backward needs its own Forward first (the previous Backward used up the saved input patches, or meProp was switched on or off in between)");
         long denseMacs = (long)positions * k * oc * (ComputeInputGradient ? 2 : 1);
-        if (Sparsifier is not null) return SparseBackwardPass(outputGradient, g, denseMacs);
-        Counters.AddDense(outputGradient.Span, denseMacs);
+        if (Sparsifier is not null || ExactSparsity != ExactSparsity.Off)
+        {
+            if (!_channelsLastCopiesCurrent)
+                throw new InvalidOperationException($"{Name}: meProp or exact sparsity was switched on between Forward and Backward");
+            if (Sparsifier is not null)
+            {
+                var selected = Sparsifier.Sparsify(outputGradient.Span, g.N, OutChannels, plane, _compute.Pool);
+                Counters.AddSparse(selected, (ComputeInputGradient ? 2 : 1) * selected.Count * k, denseMacs);
+                return SparseBackwardPass(selected, g);
+            }
+            long nonZero = NonZeroGradient.Count(outputGradient.Span);
+            if (ExactSparsity == ExactSparsity.Always || nonZero <= ExactSparsityThresholds.Convolution * outputGradient.Length)
+            {
+                NonZeroGradient.Gather(outputGradient.Span, g.N, OutChannels, plane, _nonZeros, _compute.Pool);
+                Counters.AddExact(_nonZeros, (ComputeInputGradient ? 2 : 1) * nonZero * k, denseMacs);
+                return SparseBackwardPass(_nonZeros, g);
+            }
+            Counters.AddDense(outputGradient.Length, nonZero, denseMacs);
+            // The forward ran image by image and kept no patches: form them now.
+            _cols.Reshape(positions, k);
+            Im2Col.Forward(g, _input!.Span, _cols.Span, _compute.Pool);
+        }
+        else
+        {
+            if (!_colsHoldPatches)
+                throw new InvalidOperationException($"{Name}: Backward needs its own Forward first (the previous Backward used up the saved input patches, or meProp or exact sparsity was switched off in between)");
+            Counters.AddDense(outputGradient.Span, denseMacs);
+        }
         // dY in the patch-row layout.
         var dyRows = _rows;
         dyRows.Reshape(positions, oc);
@@ -207,11 +243,10 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         return _inputGradient;
     }
 
-    private Tensor? SparseBackwardPass(Tensor outputGradient, ConvGeometry g, long denseMacs)
+    /// <summary>dW, db and dx from the kept entries of dY (a meProp selection, or every non-zero).</summary>
+    private Tensor? SparseBackwardPass(SparseGradient sparse, ConvGeometry g)
     {
-        int k = g.PatchLength, plane = g.OH * g.OW;
-        var sparse = Sparsifier!.Sparsify(outputGradient.Span, g.N, OutChannels, plane, _compute.Pool);
-        Counters.AddSparse(sparse, (ComputeInputGradient ? 2 : 1) * sparse.Count * k, denseMacs);
+        int k = g.PatchLength;
         // Patches are read from the forward's channels-last, zero-padded input (it stays in cache; im2col
         // rows would be KH·KW times larger and mostly come from memory), the weight from its [OC, KH, KW, C] copy.
         var inputPadded = _inputPaddedNhwc.Span(SparseBackward.PaddedLength(g));

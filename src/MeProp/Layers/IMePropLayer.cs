@@ -13,4 +13,7 @@ public interface IMePropLayer : ILayer
 
     /// <summary>Multiply-adds and dL/dy's entries of Backward since the last reset.</summary>
     BackwardCounters Counters { get; }
+
+    /// <summary>Whether a backward without <see cref="Sparsifier"/> runs on dL/dy's non-zero entries only.</summary>
+    ExactSparsity ExactSparsity { get; set; }
 }

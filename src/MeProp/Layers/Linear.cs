@@ -17,6 +17,8 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
     private readonly ComputeContext _compute;
     private readonly Tensor _output = new(0);
     private readonly Tensor _inputGradient = new(0);
+    /// <summary>dL/dy's non-zero entries, when an exact sparse backward runs.</summary>
+    private readonly SparseGradient _nonZeros = new();
     private Tensor? _input;
 
     public Linear(string name, int inFeatures, int outFeatures, ComputeContext compute, Rng initRng)
@@ -42,6 +44,9 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
     public bool ComputeInputGradient { get; set; } = true;
     public GradientSparsifier? Sparsifier { get; set; }
     public BackwardCounters Counters { get; } = new();
+
+    /// <summary>Whether a backward without <see cref="Sparsifier"/> runs the sparse kernels on dL/dy's non-zero entries.</summary>
+    public ExactSparsity ExactSparsity { get; set; }
 
     public int[] OutputShape(ReadOnlySpan<int> inputShape)
     {
@@ -71,12 +76,30 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
         if (!outputGradient.SameShape([n, OutFeatures]))
             throw new ArgumentException($"{Name}: gradient shape {outputGradient.ShapeText} does not match the output");
         long denseMacs = (long)n * OutFeatures * InFeatures * (ComputeInputGradient ? 2 : 1);
-        if (Sparsifier is not null) return SparseBackwardPass(outputGradient, input, n, denseMacs);
-        Counters.AddDense(outputGradient.Span, denseMacs);
+        if (Sparsifier is not null)
+        {
+            var selected = Sparsifier.Sparsify(outputGradient.Span, n, OutFeatures, 1, _compute.Pool);
+            Counters.AddSparse(selected, (ComputeInputGradient ? 2 : 1) * selected.Count * InFeatures, denseMacs);
+            return SparseBackwardPass(selected, input, n);
+        }
         var dy = outputGradient.Span;
         if (ComputeInputGradient) _inputGradient.Reshape(n, InFeatures);
         var dx = ComputeInputGradient ? _inputGradient.Span : default;
-        bool fused = Weight.GradientHook?.TryFuseLinearBackward(Weight, dy, input.Span, n, dx) == true;
+        // An update fused into the products beat the sparse kernels (and their separate update) at every
+        // density timed (`meprop bench --exact-threshold`), so it is offered first.
+        bool fused = ExactSparsity != ExactSparsity.Always && Weight.GradientHook?.TryFuseLinearBackward(Weight, dy, input.Span, n, dx) == true;
+        if (fused || ExactSparsity == ExactSparsity.Off) Counters.AddDense(dy, denseMacs);
+        else
+        {
+            long nonZero = NonZeroGradient.Count(dy);
+            if (ExactSparsity == ExactSparsity.Always || nonZero <= ExactSparsityThresholds.Linear * dy.Length)
+            {
+                NonZeroGradient.Gather(dy, n, OutFeatures, 1, _nonZeros, _compute.Pool);
+                Counters.AddExact(_nonZeros, (ComputeInputGradient ? 2 : 1) * nonZero * InFeatures, denseMacs);
+                return SparseBackwardPass(_nonZeros, input, n);
+            }
+            Counters.AddDense(dy.Length, nonZero, denseMacs);
+        }
         if (!fused)
             _compute.Gemm.Multiply(true, false, OutFeatures, InFeatures, n, dy, OutFeatures, input.Span, InFeatures,
                 Weight.Gradient.Span, InFeatures, true);
@@ -90,10 +113,9 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
         return _inputGradient;
     }
 
-    private Tensor? SparseBackwardPass(Tensor outputGradient, Tensor input, int n, long denseMacs)
+    /// <summary>dW, db and dx from the kept entries of dY (a meProp selection, or every non-zero).</summary>
+    private Tensor? SparseBackwardPass(SparseGradient sparse, Tensor input, int n)
     {
-        var sparse = Sparsifier!.Sparsify(outputGradient.Span, n, OutFeatures, 1, _compute.Pool);
-        Counters.AddSparse(sparse, (ComputeInputGradient ? 2 : 1) * sparse.Count * InFeatures, denseMacs);
         SparseBackward.WeightGradient(sparse, input.Span, InFeatures, Weight.Gradient.Span, Bias.Gradient.Span, _compute.Pool);
         Bias.GradientHook?.GradientReady(Bias);
         if (!ComputeInputGradient) return null;

@@ -30,11 +30,6 @@ public struct SparsityCounters
         Kept += selection.Selected;
     }
 
-    internal static long CountNonZero(ReadOnlySpan<float> values)
-    {
-        long count = 0;
-        foreach (float v in values) if (v != 0) count++;
-        return count;
-    }
+    internal static long CountNonZero(ReadOnlySpan<float> values) => NonZeroGradient.Count(values);
     public readonly double KeptFraction => Total == 0 ? 0 : (double)Kept / Total;
 }

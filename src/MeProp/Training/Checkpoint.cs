@@ -111,7 +111,10 @@ public static class Checkpoint
         var file = SafeTensorsFile.Load(path);
         if (!file.Metadata.TryGetValue("config", out var config))
             throw new CheckpointFormatException($"{path}: no training configuration in the checkpoint metadata (was it written by 'meprop train'?)");
-        return ParseMetadata<TrainOptions>(path, "config", config);
+        var options = ParseMetadata<TrainOptions>(path, "config", config);
+        // Runs from before the option trained with the dense products throughout; resuming keeps that.
+        using var document = JsonDocument.Parse(config);
+        return document.RootElement.TryGetProperty("exact_sparsity", out _) ? options : options with { ExactSparsity = ExactSparsity.Off };
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using MeProp.Layers;
 using MeProp.Models;
 using MeProp.Sparsity;
 
@@ -33,6 +34,14 @@ public sealed record TrainOptions
     /// False is `--no-fused-update`.
     /// </summary>
     public bool FusedUpdate { get; init; } = true;
+
+    /// <summary>
+    /// Whether the dense backward of conv and linear layers (those without meProp) runs on the non-zero
+    /// entries of dL/dy only, when they are few (<see cref="Layers.ExactSparsity"/>): the same gradients
+    /// within float rounding, less work. Configurations written before this option existed read as Off,
+    /// the arithmetic they were trained with.
+    /// </summary>
+    public ExactSparsity ExactSparsity { get; init; } = ExactSparsity.Auto;
 
     /// <summary>Training augmentation: random crop after zero-padding by this many pixels (0: none).</summary>
     public int AugmentPadding { get; init; }

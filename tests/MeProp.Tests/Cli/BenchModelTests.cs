@@ -1,3 +1,4 @@
+using MeProp.Cli.Benchmarking;
 using System.Text.Json;
 
 namespace MeProp.Tests.Cli;
@@ -33,8 +34,10 @@ public sealed class BenchModelTests
 
         using var doc = JsonDocument.Parse(File.ReadAllText(json));
         var records = doc.RootElement.EnumerateArray().ToList();
-        Assert.Equal(2, records.Count);
-        Assert.Equal(["dense", "meprop"], records.Select(r => r.GetProperty("mode").GetString()));
+        // Exact sparsity off, then auto, each dense and meProp.
+        Assert.Equal(4, records.Count);
+        Assert.Equal(["dense", "meprop", "dense", "meprop"], records.Select(r => r.GetProperty("mode").GetString()));
+        Assert.Equal(["off", "off", "auto", "auto"], records.Select(r => r.GetProperty("exact_sparsity").GetString()));
         foreach (var r in records)
         {
             Assert.Equal("meprop", r.GetProperty("engine").GetString());
@@ -50,7 +53,31 @@ public sealed class BenchModelTests
         }
         Assert.Equal(0.5, records[1].GetProperty("topk").GetDouble());
         Assert.Equal(0.6, records[1].GetProperty("decay").GetDouble());
-        Assert.Contains("meprop 0.5 decay 0.6: backward", result.Stdout);
+        Assert.Contains("meprop 0.5 decay 0.6 exact auto: step", result.Stdout);
+        Assert.Contains("x dense exact off", result.Stdout);
+        // The auto records say which layers' backwards ran on the non-zeros only (a fraction of them).
+        foreach (var fraction in records[2].GetProperty("exact_sparse_fraction").EnumerateObject())
+            Assert.InRange(fraction.Value.GetDouble(), 0, 1);
+        Assert.True(records[2].GetProperty("exact_sparse_fraction").TryGetProperty("res1.conv1", out _));
+    }
+
+    [Fact]
+    public void Exact_threshold_probe_times_every_layer_shape_and_density()
+    {
+        using var dir = new TempDirectory();
+        string json = dir.File("threshold.json");
+        var result = CliHarness.Run("bench", "--exact-threshold", "--batch", "1", "--threads", "1", "--steps", "1", "--json", json);
+        Assert.True(result.Code == 0, result.Stderr + result.Stdout);
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        var points = doc.RootElement.EnumerateArray().ToList();
+        Assert.Equal(ExactSparsityProbe.DefaultLayers.Length * ExactSparsityProbe.DefaultDensities.Length, points.Count);
+        foreach (var point in points)
+        {
+            Assert.True(point.GetProperty("dense_ms").GetDouble() > 0);
+            Assert.True(point.GetProperty("exact_ms").GetDouble() > 0);
+            Assert.True(point.GetProperty("auto_ms").GetDouble() > 0);
+        }
+        Assert.Contains("paper conv2 5x5 32->64 14x14", result.Stdout);
     }
 
     [Fact]

@@ -180,6 +180,8 @@ public class RunSafetyTests
         string error = AssertOneLineError(Run("train", "--resume", output.Path, "--epochs", "2", "--lr", "0.01", "--data", data.Path), 1);
         Assert.Contains("--lr 0.01 differs from the resumed run's 0.002", error);
         Assert.Contains("--seed", AssertOneLineError(Run("train", "--resume", output.Path, "--seed", "9", "--data", data.Path), 1));
+        Assert.Contains("--exact-sparsity off differs from the resumed run's auto",
+            AssertOneLineError(Run("train", "--resume", output.Path, "--exact-sparsity", "off", "--data", data.Path), 1));
         // The same value as the run's is no change.
         var same = Run("train", "--resume", output.Path, "--epochs", "2", "--lr", "0.002", "--data", data.Path);
         Assert.True(same.Code == 0, same.Stderr);

@@ -47,9 +47,11 @@ public class TrainingStepAllocationTests
 
     /// <summary>The same for a network built from a description with every kind of layer the format has.</summary>
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void WarmStepsOfADescribedNetwork_AllocateNothing(bool meProp)
+    [InlineData(false, ExactSparsity.Off)]
+    [InlineData(true, ExactSparsity.Off)]
+    [InlineData(false, ExactSparsity.Auto)]
+    [InlineData(true, ExactSparsity.Always)]
+    public void WarmStepsOfADescribedNetwork_AllocateNothing(bool meProp, ExactSparsity exactSparsity)
     {
         using var compute = new ComputeContext(2);
         var model = new NetworkBuilder(3, 12, 12)
@@ -60,6 +62,7 @@ public class TrainingStepAllocationTests
             .Sigmoid().AvgPool2d(2).MaxPool2d(1).Flatten().Dropout(0.2).Linear(12).BatchNorm().ReLU().Linear(10)
             .Build(classes: 10, compute, seed: 3);
         if (meProp) MePropSetup.Attach(model, 0.2, 0.6, DecayShape.Full, null, ["conv1", "res1.conv2", "res1.shortcut.conv1", "fc1"], seed: 3);
+        foreach (var layer in model.AllLayers.OfType<IMePropLayer>()) layer.ExactSparsity = exactSparsity;
         var adam = new Adam(model.Parameters, compute.Pool) { FuseIntoBackward = true };
         var loss = new SoftmaxCrossEntropy();
         var rng = new Rng(4);

@@ -1,0 +1,206 @@
+using MeProp.Kernels;
+using MeProp.Layers;
+using MeProp.Optimizers;
+using MeProp.Tensors;
+using static MeProp.Tests.Layers.LayerTestSupport;
+
+namespace MeProp.Tests.Layers;
+
+/// <summary>
+/// A dense backward on dL/dy's non-zeros only (ExactSparsity Always, and Auto below its threshold) gives
+/// the gradients of the plain dense backward (Off) within float rounding: the same terms summed in
+/// another order, ~1e-6 relative for the few dozen terms per output here, where one dropped or doubled
+/// entry would be off by ~|dy·x| (0.01 to 1). Auto above its threshold must match Off to the bit (the
+/// same products on the same patch matrix, formed in the backward instead of the forward).
+/// </summary>
+public class ExactSparsityTests
+{
+    /// <summary>dy with zeros at random positions (either sign of zero), the rest uniform in [-1, 1].</summary>
+    private static Tensor SparseGradient(Rng rng, int[] shape, double density)
+    {
+        var dy = new Tensor(shape);
+        for (int i = 0; i < dy.Length; i++)
+            dy.Span[i] = rng.NextDouble() < density ? rng.NextUniform(-1, 1) : (i % 2 == 0 ? 0f : -0f);
+        return dy;
+    }
+
+    public static TheoryData<int, int, int, int, int, int, int, int, double, bool> ConvCases => new()
+    {
+        // n, c, h, w, outChannels, kernel, stride, padding, density, input gradient
+        { 1, 1, 5, 5, 2, 3, 1, 0, 0.2, true },
+        { 3, 2, 7, 5, 3, 3, 2, 1, 0.05, true },
+        { 2, 3, 9, 7, 4, 5, 1, 2, 0.3, false },
+        { 3, 17, 6, 6, 5, 3, 1, 1, 0.1, true },
+        { 2, 32, 8, 8, 7, 5, 1, 2, 0.02, true },
+        { 2, 4, 6, 6, 3, 3, 1, 1, 0, true },   // all zero: dW, db, dx all zero
+        { 2, 5, 6, 7, 3, 3, 1, 1, 1, true },   // no zeros at all
+    };
+
+    private static Conv2d MakeConv(ComputeContext compute, ulong seed, int c, int oc, int k, int s, int p, ExactSparsity setting, bool inputGradient)
+    {
+        var rng = new Rng(seed);
+        var conv = new Conv2d("conv", c, oc, k, s, p, compute, rng) { ExactSparsity = setting, ComputeInputGradient = inputGradient };
+        Randomize(conv.Weight, rng);
+        Randomize(conv.Bias, rng);
+        return conv;
+    }
+
+    private static (float[] Y, float[]? Dx, float[] DW, float[] Db, Conv2d Conv) RunConv(ExactSparsity setting, int threads,
+        int n, int c, int h, int w, int oc, int k, int s, int p, double density, bool inputGradient)
+    {
+        using var compute = new ComputeContext(threads);
+        var conv = MakeConv(compute, 7, c, oc, k, s, p, setting, inputGradient);
+        var rng = new Rng(11);
+        var x = TestData.UniformTensor(rng, n, c, h, w);
+        var y = Copy(conv.Forward(x, training: true));
+        var dx = conv.Backward(SparseGradient(rng, conv.OutputShape(x.Shape), density));
+        return (y, dx is null ? null : Copy(dx), Gradient(conv.Weight), Gradient(conv.Bias), conv);
+    }
+
+    [Theory]
+    [MemberData(nameof(ConvCases))]
+    public void Conv_ExactBackward_MatchesDense(int n, int c, int h, int w, int oc, int k, int s, int p, double density, bool inputGradient)
+    {
+        var dense = RunConv(ExactSparsity.Off, 1, n, c, h, w, oc, k, s, p, density, inputGradient);
+        var exact = RunConv(ExactSparsity.Always, 2, n, c, h, w, oc, k, s, p, density, inputGradient);
+        TestData.AssertClose(dense.Y, exact.Y, 1e-5, 1e-5, "y");
+        TestData.AssertClose(dense.DW, exact.DW, 1e-5, 1e-5, "dW");
+        TestData.AssertClose(dense.Db, exact.Db, 1e-5, 1e-5, "db");
+        Assert.Equal(inputGradient, exact.Dx is not null);
+        if (inputGradient) TestData.AssertClose(dense.Dx!, exact.Dx!, 1e-5, 1e-5, "dx");
+        Assert.Equal(1, exact.Conv.Counters.ExactSparseBackwards);
+        Assert.Equal(0, dense.Conv.Counters.ExactSparseBackwards);
+        long outputs = (long)n * oc * ReferenceSize(h, k, s, p) * ReferenceSize(w, k, s, p);
+        Assert.Equal(outputs, exact.Conv.Counters.Gradient.Total);
+        Assert.Equal(exact.Conv.Counters.Gradient.NonZero, exact.Conv.Counters.Gradient.Kept);
+        // A kept entry costs one patch per product.
+        Assert.Equal(exact.Conv.Counters.Gradient.NonZero * c * k * k * (inputGradient ? 2 : 1), exact.Conv.Counters.BackwardMacs);
+    }
+
+    private static int ReferenceSize(int size, int k, int s, int p) => (size + 2 * p - k) / s + 1;
+
+    [Fact]
+    public void Conv_Auto_ChoosesByDensity_AndMatchesDenseToTheBitWhenDense()
+    {
+        // Below the threshold: the sparse kernels (equal within rounding); above: the dense products on
+        // the same patch matrix, equal to the bit.
+        var sparse = RunConv(ExactSparsity.Auto, 2, 3, 4, 8, 8, 5, 3, 1, 1, ExactSparsityThresholds.Convolution / 4, true);
+        Assert.Equal(1, sparse.Conv.Counters.ExactSparseBackwards);
+        var dense = RunConv(ExactSparsity.Off, 2, 3, 4, 8, 8, 5, 3, 1, 1, 0.9, true);
+        var auto = RunConv(ExactSparsity.Auto, 2, 3, 4, 8, 8, 5, 3, 1, 1, 0.9, true);
+        Assert.Equal(0, auto.Conv.Counters.ExactSparseBackwards);
+        Assert.Equal(1, auto.Conv.Counters.Backwards);
+        Assert.Equal(dense.Dx, auto.Dx);
+        Assert.Equal(dense.DW, auto.DW);
+        Assert.Equal(dense.Db, auto.Db);
+        // Auto counted dL/dy's non-zeros for its choice, and records them.
+        Assert.InRange(auto.Conv.Counters.Gradient.DensityBefore, 0.8, 0.97);
+    }
+
+    [Fact]
+    public void Conv_ExactBackward_IsTheSameWithOneAndThreeThreads()
+    {
+        var one = RunConv(ExactSparsity.Always, 1, 5, 6, 9, 8, 7, 3, 1, 1, 0.2, true);
+        var three = RunConv(ExactSparsity.Always, 3, 5, 6, 9, 8, 7, 3, 1, 1, 0.2, true);
+        Assert.Equal(one.Y, three.Y);
+        Assert.Equal(one.Dx, three.Dx);
+        Assert.Equal(one.DW, three.DW);
+        Assert.Equal(one.Db, three.Db);
+    }
+
+    [Fact]
+    public void Conv_AutoDenseBackward_CanRunTwiceAfterOneForward()
+    {
+        // The patch matrix is formed in the backward from the kept input, so a second backward (after the
+        // first overwrote it with dcols) forms it again and adds the same gradients once more.
+        using var compute = new ComputeContext(1);
+        var conv = MakeConv(compute, 3, 3, 4, 3, 1, 1, ExactSparsity.Auto, true);
+        var rng = new Rng(5);
+        var x = TestData.UniformTensor(rng, 2, 3, 6, 6);
+        conv.Forward(x, training: true);
+        var dy = SparseGradient(rng, conv.OutputShape(x.Shape), 1);
+        var dx1 = Copy(conv.Backward(dy)!);
+        var dW1 = Gradient(conv.Weight);
+        var dx2 = Copy(conv.Backward(dy)!);
+        Assert.Equal(dx1, dx2);
+        TestData.AssertClose(dW1.Select(v => 2 * v).ToArray(), conv.Weight.Gradient.Span, 1e-6, 1e-6, "dW after two backwards");
+    }
+
+    [Fact]
+    public void Conv_RefusesExactSparsitySwitchedOnBetweenForwardAndBackward()
+    {
+        using var compute = new ComputeContext(1);
+        var conv = MakeConv(compute, 3, 2, 3, 3, 1, 1, ExactSparsity.Off, true);
+        var rng = new Rng(6);
+        var x = TestData.UniformTensor(rng, 2, 2, 5, 5);
+        var dy = SparseGradient(rng, conv.OutputShape(x.Shape), 0.1);
+        conv.Forward(x, training: true);
+        conv.ExactSparsity = ExactSparsity.Always;
+        Assert.Throws<InvalidOperationException>(() => conv.Backward(dy));
+        conv.Forward(x, training: true);
+        conv.ExactSparsity = ExactSparsity.Off;
+        Assert.Throws<InvalidOperationException>(() => conv.Backward(dy));
+    }
+
+    public static TheoryData<int, int, int, double, bool> LinearCases => new()
+    {
+        // batch, in, out, density, input gradient
+        { 1, 3, 2, 0.5, true },
+        { 7, 33, 17, 0.1, true },
+        { 20, 50, 40, 0.03, false },
+        { 5, 16, 9, 0, true },
+        { 4, 19, 6, 1, true },
+    };
+
+    private static (float[] Dx, float[] DW, float[] Db, Linear Layer) RunLinear(ExactSparsity setting, int threads, int batch, int inFeatures, int outFeatures, double density, bool inputGradient)
+    {
+        using var compute = new ComputeContext(threads);
+        var rng = new Rng(9);
+        var linear = new Linear("fc", inFeatures, outFeatures, compute, rng) { ExactSparsity = setting, ComputeInputGradient = inputGradient };
+        var x = TestData.UniformTensor(rng, batch, inFeatures);
+        linear.Forward(x, training: true);
+        var dx = linear.Backward(SparseGradient(rng, [batch, outFeatures], density));
+        return (dx is null ? [] : Copy(dx), Gradient(linear.Weight), Gradient(linear.Bias), linear);
+    }
+
+    [Theory]
+    [MemberData(nameof(LinearCases))]
+    public void Linear_ExactBackward_MatchesDense(int batch, int inFeatures, int outFeatures, double density, bool inputGradient)
+    {
+        var dense = RunLinear(ExactSparsity.Off, 1, batch, inFeatures, outFeatures, density, inputGradient);
+        var exact = RunLinear(ExactSparsity.Always, 2, batch, inFeatures, outFeatures, density, inputGradient);
+        TestData.AssertClose(dense.DW, exact.DW, 1e-5, 1e-5, "dW");
+        TestData.AssertClose(dense.Db, exact.Db, 1e-5, 1e-5, "db");
+        TestData.AssertClose(dense.Dx, exact.Dx, 1e-5, 1e-5, "dx");
+        Assert.Equal(1, exact.Layer.Counters.ExactSparseBackwards);
+    }
+
+    [Fact]
+    public void Linear_Auto_PrefersTheFusedUpdate_ThenChoosesByDensity()
+    {
+        using var compute = new ComputeContext(1);
+        var rng = new Rng(4);
+        var linear = new Linear("fc", 12, 8, compute, rng) { ExactSparsity = ExactSparsity.Auto };
+        var adam = new Adam(linear.Parameters, compute.Pool) { FuseIntoBackward = true };
+        // One non-zero entry of 32: a density of 1/32, below the threshold.
+        var dy = new Tensor(4, 8);
+        dy.Span[13] = 0.5f;
+        var x = TestData.UniformTensor(rng, 4, 12);
+
+        // Batch 4 fuses: the fused dense update is taken whatever the density.
+        linear.Forward(x, training: true);
+        adam.BeginStep();
+        linear.Backward(dy);
+        adam.FinishStep();
+        Assert.Equal(0, linear.Counters.ExactSparseBackwards);
+
+        // Without the optimizer's fusion, a sparse enough dL/dy takes the sparse kernels.
+        linear.Forward(x, training: true);
+        linear.Backward(dy);
+        Assert.Equal(1, linear.Counters.ExactSparseBackwards);
+        linear.Forward(x, training: true);
+        linear.Backward(SparseGradient(rng, [4, 8], 1));
+        Assert.Equal(1, linear.Counters.ExactSparseBackwards);
+        Assert.Equal(3, linear.Counters.Backwards);
+    }
+}
