@@ -31,6 +31,7 @@ internal static class ExactSparsityProbe
         new("paper conv2 5x5 32->64 14x14", 32, 64, 5, 2, 14, 14),
         new("paper fc1 3136->1024", 3136, 1024, 0, 0, 1, 1),
         new("resnet 3x3 16->16 32x32", 16, 16, 3, 1, 32, 32),
+        new("resnet 3x3 32->32 16x16", 32, 32, 3, 1, 16, 16),
         new("resnet 3x3 64->64 8x8", 64, 64, 3, 1, 8, 8),
     ];
 

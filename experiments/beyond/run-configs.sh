@@ -1,0 +1,31 @@
+#!/bin/bash
+# Trains each configuration of a study for each seed, resumably, and keeps the records:
+#   run-configs.sh STUDY EPOCHS "SEEDS" NAME="train options" [NAME="train options" ...]
+# Checkpoints go to ~/.cache/meprop/beyond/STUDY/NAME/seed-N (never committed); each run's
+# metrics.jsonl and summary.json are copied to experiments/beyond/STUDY/runs/NAME/seed-N after it
+# ends. A run with a checkpoint resumes; a finished one is skipped. MEPROP overrides the command.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+study=$1; epochs=$2; seeds=$3; shift 3
+cli=${MEPROP:-dotnet src/MeProp.Cli/bin/Release/net10.0/MeProp.Cli.dll}
+cache=${MEPROP_CACHE:-$HOME/.cache/meprop}/beyond/$study
+for seed in $seeds; do
+  for config in "$@"; do
+    name=${config%%=*}; options=${config#*=}
+    work=$cache/$name/seed-$seed
+    published=experiments/beyond/$study/runs/$name/seed-$seed
+    if [ -f "$work/summary.json" ] && [ "$(wc -l < "$work/metrics.jsonl")" -ge "$epochs" ]; then
+      echo "$name seed $seed: done"
+    elif [ -f "$work/last.safetensors" ]; then
+      echo "$name seed $seed: resuming"
+      $cli train --resume "$work" --epochs "$epochs"
+    else
+      echo "$name seed $seed: training"
+      rm -rf "$work"; mkdir -p "$(dirname "$work")"
+      # shellcheck disable=SC2086 # the options are words
+      $cli train $options --seed "$seed" --epochs "$epochs" --out "$work"
+    fi
+    mkdir -p "$published"
+    cp "$work/metrics.jsonl" "$work/summary.json" "$published/"
+  done
+done
