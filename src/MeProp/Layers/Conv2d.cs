@@ -207,7 +207,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
                 return SparseBackwardPass(selected, g);
             }
             long nonZero = NonZeroGradient.Count(outputGradient.Span);
-            if (ExactSparsity == ExactSparsity.Always || nonZero <= ExactSparsityThresholds.Convolution * outputGradient.Length)
+            if (ExactSparsity == ExactSparsity.Always || nonZero <= ExactSparsityThresholds.ForConvolution(OutChannels) * outputGradient.Length)
             {
                 NonZeroGradient.Gather(outputGradient.Span, g.N, OutChannels, plane, _nonZeros, _compute.Pool);
                 Counters.AddExact(_nonZeros, (ComputeInputGradient ? 2 : 1) * nonZero * k, denseMacs);

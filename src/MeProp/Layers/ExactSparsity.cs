@@ -20,15 +20,28 @@ public enum ExactSparsity
 /// Densities (non-zero fraction of dL/dy) up to which <see cref="ExactSparsity.Auto"/> takes the sparse
 /// kernels. The decision reads only the gradient, so a run stays deterministic for its seed. Set from
 /// `meprop bench --exact-threshold` (a layer's forward, backward and update, dense against exact-sparse,
-/// at densities 1-100%; docs/bench/exact-threshold.json).
+/// at densities 1-100%; docs/bench/exact-sparsity/).
 /// </summary>
 public static class ExactSparsityThresholds
 {
     /// <summary>
     /// Convolutions: the exact backward broke even at 45-55% on the paper network's layers and a 64-channel
-    /// 3x3 one (0.7-0.9x the time at 30%); kept below that.
+    /// 3x3 one, near 70% on a 32-channel 3x3 one (0.7-0.9x the time at 30%); kept below all of them.
     /// </summary>
     public const double Convolution = 0.4;
+
+    /// <summary>
+    /// Convolutions with at most <see cref="NarrowOutputChannels"/> output channels: the dense products
+    /// have an inner dimension of that many channels for dx and write the whole patch matrix, and the sparse
+    /// kernels took 0.58-0.62x their time even with every entry non-zero (a 3x3 layer from 16 to 16
+    /// channels at 32x32, batches 10-128), so they are taken at any density.
+    /// </summary>
+    public const double NarrowConvolution = 1.0;
+
+    public const int NarrowOutputChannels = 16;
+
+    /// <summary>The threshold of a convolution with <paramref name="outputChannels"/> output channels.</summary>
+    public static double ForConvolution(int outputChannels) => outputChannels <= NarrowOutputChannels ? NarrowConvolution : Convolution;
 
     /// <summary>
     /// Linear layers, when the optimizer does not fuse its update into the dense products (which won at

@@ -84,10 +84,11 @@ public class ExactSparsityTests
     {
         // Below the threshold: the sparse kernels (equal within rounding); above: the dense products on
         // the same patch matrix, equal to the bit.
-        var sparse = RunConv(ExactSparsity.Auto, 2, 3, 4, 8, 8, 5, 3, 1, 1, ExactSparsityThresholds.Convolution / 4, true);
+        int channels = ExactSparsityThresholds.NarrowOutputChannels + 1;
+        var sparse = RunConv(ExactSparsity.Auto, 2, 3, 4, 8, 8, channels, 3, 1, 1, ExactSparsityThresholds.Convolution / 4, true);
         Assert.Equal(1, sparse.Conv.Counters.ExactSparseBackwards);
-        var dense = RunConv(ExactSparsity.Off, 2, 3, 4, 8, 8, 5, 3, 1, 1, 0.9, true);
-        var auto = RunConv(ExactSparsity.Auto, 2, 3, 4, 8, 8, 5, 3, 1, 1, 0.9, true);
+        var dense = RunConv(ExactSparsity.Off, 2, 3, 4, 8, 8, channels, 3, 1, 1, 0.9, true);
+        var auto = RunConv(ExactSparsity.Auto, 2, 3, 4, 8, 8, channels, 3, 1, 1, 0.9, true);
         Assert.Equal(0, auto.Conv.Counters.ExactSparseBackwards);
         Assert.Equal(1, auto.Conv.Counters.Backwards);
         Assert.Equal(dense.Dx, auto.Dx);
@@ -95,6 +96,10 @@ public class ExactSparsityTests
         Assert.Equal(dense.Db, auto.Db);
         // Auto counted dL/dy's non-zeros for its choice, and records them.
         Assert.InRange(auto.Conv.Counters.Gradient.DensityBefore, 0.8, 0.97);
+
+        // A narrow layer takes the sparse kernels at any density.
+        var narrow = RunConv(ExactSparsity.Auto, 2, 3, 4, 8, 8, ExactSparsityThresholds.NarrowOutputChannels, 3, 1, 1, 1, true);
+        Assert.Equal(1, narrow.Conv.Counters.ExactSparseBackwards);
     }
 
     [Fact]
