@@ -219,8 +219,21 @@ namespace MeProp.TorchBaseline
                 step[k] = Ms(t0, t4);
             }
 
+            // Evaluation forward of the trained model on the same batches: eval mode, no autograd.
+            var evalForward = new double[o.Steps];
+            model.eval();
+            using (torch.no_grad())
+                for (int s = 0; s < total; s++)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    using (torch.NewDisposeScope()) model.forward(images[s % poolSize]);
+                    int k = s - o.Warmup;
+                    if (k >= 0) evalForward[k] = Ms(t0, Stopwatch.GetTimestamp());
+                }
+
             var stats = new
             {
+                EvalForward = Percentile(evalForward, 0.5),
                 Forward = Percentile(forward, 0.5),
                 Backward = Percentile(backward, 0.5),
                 Update = Percentile(update, 0.5),
@@ -244,6 +257,7 @@ namespace MeProp.TorchBaseline
                     w.WriteNumber("step_ms", Round(stats.Step));
                     w.WriteNumber("step_ms_p10", Round(stats.P10));
                     w.WriteNumber("step_ms_p90", Round(stats.P90));
+                    w.WriteNumber("eval_forward_ms", Round(stats.EvalForward));
                     w.WriteString("libtorch_version", torch.__version__);
                 });
             }
@@ -252,7 +266,7 @@ namespace MeProp.TorchBaseline
                 Console.Out.WriteLine(
                     $"torchsharp dense batch={o.Batch} threads={o.Threads} steps={o.Steps} (warmup {o.Warmup}): " +
                     $"step {stats.Step:F3} ms median (p10 {stats.P10:F3}, p90 {stats.P90:F3}); " +
-                    $"forward {stats.Forward:F3}, backward {stats.Backward:F3}, update {stats.Update:F3} ms; " +
+                    $"forward {stats.Forward:F3}, backward {stats.Backward:F3}, update {stats.Update:F3} ms; evaluation forward {stats.EvalForward:F3} ms; " +
                     $"last loss {lastLoss:F4}; libtorch {torch.__version__}");
             }
             return 0;

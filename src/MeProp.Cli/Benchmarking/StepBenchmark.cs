@@ -50,6 +50,8 @@ internal sealed record StepRecord
     public double StepMs { get; init; }
     public double StepMsP10 { get; init; }
     public double StepMsP90 { get; init; }
+    /// <summary>The evaluation forward (no backward will follow: eval mode, no autograd) on the same batches; median.</summary>
+    public double? EvalForwardMs { get; init; }
     public Dictionary<string, double> BackwardMsPerLayer { get; init; } = [];
     public Dictionary<string, double> ForwardMsPerLayer { get; init; } = [];
     public double? AllocatedBytesPerStep { get; init; }
@@ -100,7 +102,7 @@ internal sealed class StepBenchmark
     private readonly SoftmaxCrossEntropy _loss = new();
     private readonly Tensor[] _images = new Tensor[Batches];
     private readonly int[][] _labels = new int[Batches][];
-    private readonly List<double> _forward, _backward, _update, _whole;
+    private readonly List<double> _forward, _backward, _update, _whole, _evalForward;
     private readonly List<double>[] _backwardPerLayer, _forwardPerLayer;
     private readonly long[] _backwardTicksBefore, _forwardTicksBefore;
     private readonly ModelSummary _summary;
@@ -137,7 +139,7 @@ internal sealed class StepBenchmark
             for (int i = 0; i < config.Batch; i++) _labels[b][i] = rng.NextInt(classes);
         }
         int layers = _model.Layers.Count;
-        (_forward, _backward, _update, _whole) = (new(timedSteps), new(timedSteps), new(timedSteps), new(timedSteps));
+        (_forward, _backward, _update, _whole, _evalForward) = (new(timedSteps), new(timedSteps), new(timedSteps), new(timedSteps), new(timedSteps));
         _backwardPerLayer = Enumerable.Range(0, layers).Select(_ => new List<double>(timedSteps)).ToArray();
         _forwardPerLayer = Enumerable.Range(0, layers).Select(_ => new List<double>(timedSteps)).ToArray();
         _backwardTicksBefore = new long[layers];
@@ -192,6 +194,18 @@ internal sealed class StepBenchmark
         if (timed) _allocated += GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
     }
 
+    /// <summary>Runs <paramref name="count"/> evaluation forwards (training: false) of the current weights; timed ones are recorded.</summary>
+    public void RunEvalForwards(int count, bool timed)
+    {
+        for (int s = 0; s < count; s++)
+        {
+            var x = _images[(_stepsRun + s) % Batches];
+            long t0 = Stopwatch.GetTimestamp();
+            _model.Forward(x, training: false);
+            if (timed) _evalForward.Add(Ms(Stopwatch.GetTimestamp() - t0));
+        }
+    }
+
     /// <summary>Medians over the timed steps so far.</summary>
     public StepRecord Record()
     {
@@ -218,6 +232,7 @@ internal sealed class StepBenchmark
             StepMs = Percentile(whole, 0.5),
             StepMsP10 = Percentile(whole, 0.1),
             StepMsP90 = Percentile(whole, 0.9),
+            EvalForwardMs = _evalForward.Count == 0 ? null : Percentile(_evalForward.ToArray(), 0.5),
             BackwardMsPerLayer = layers.Select((l, i) => (l, i)).Where(p => p.l.Parameters.Count > 0 || p.l is MaxPool2d)
                 .ToDictionary(p => p.l.Name, p => Math.Round(Percentile(_backwardPerLayer[p.i].ToArray(), 0.5), 4)),
             ForwardMsPerLayer = layers.Select((l, i) => (l, i)).ToDictionary(p => p.l.Name, p => Math.Round(Percentile(_forwardPerLayer[p.i].ToArray(), 0.5), 4)),

@@ -132,6 +132,7 @@ internal sealed class TorchSharpBaseline(string assemblyPath)
             StepMs = root.GetProperty("step_ms").GetDouble(),
             StepMsP10 = root.GetProperty("step_ms_p10").GetDouble(),
             StepMsP90 = root.GetProperty("step_ms_p90").GetDouble(),
+            EvalForwardMs = root.TryGetProperty("eval_forward_ms", out var evalForward) ? evalForward.GetDouble() : null,
             Note = "libtorch " + root.GetProperty("libtorch_version").GetString(),
         };
     }

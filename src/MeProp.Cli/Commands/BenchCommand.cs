@@ -162,6 +162,9 @@ internal static class BenchCommand
             {
                 bench.RunSteps(RewarmSteps, timed: false);
                 bench.RunSteps(Math.Min(StepsPerBlock, steps - done), timed: true);
+                // Evaluation forwards right after, on the same warm weights.
+                bench.RunEvalForwards(1, timed: false);
+                bench.RunEvalForwards(Math.Min(StepsPerBlock, steps - done), timed: true);
             }
         return benches.Select(b => b.Record()).ToArray();
     }
@@ -202,7 +205,8 @@ internal static class BenchCommand
         string alloc = r.AllocatedBytesPerStep is double a ? $" alloc {a:F0} B/step" : "";
         string rate = r.DenseEquivalentGflops is double g
             ? $"  {g:F1} GFLOP/s{(r.Mode == "meprop" ? " dense-equiv" : "")} = {100 * r.FmaPeakFraction:F1}% of FMA peak" : "";
-        Console.WriteLine($"batch {r.Batch,3} threads {r.Threads}  {label,-37} step {r.StepMs,7:F2} ms (p10 {r.StepMsP10:F2}, p90 {r.StepMsP90:F2})  forward {r.ForwardMs,6:F2}  backward {r.BackwardMs,6:F2}  update {r.UpdateMs,5:F2}{rate}  [{layers}]{alloc}");
+        string eval = r.EvalForwardMs is double e ? $"  eval forward {e:F2}" : "";
+        Console.WriteLine($"batch {r.Batch,3} threads {r.Threads}  {label,-37} step {r.StepMs,7:F2} ms (p10 {r.StepMsP10:F2}, p90 {r.StepMsP90:F2})  forward {r.ForwardMs,6:F2}  backward {r.BackwardMs,6:F2}  update {r.UpdateMs,5:F2}{eval}{rate}  [{layers}]{alloc}");
         return r;
     }
 
@@ -218,6 +222,7 @@ internal static class BenchCommand
     private static void PrintRatios(List<StepRecord> group)
     {
         var torch = group.Where(r => r.Engine == "torchsharp" && r.Steps > 0).Select(r => r.StepMs).ToArray();
+        var torchEval = group.Where(r => r.Engine == "torchsharp" && r.EvalForwardMs is not null).Select(r => r.EvalForwardMs!.Value).ToArray();
         foreach (bool bn in group.Where(r => r.Engine == "meprop").Select(r => r.BatchNorm).Distinct())
         {
             var ours = group.Where(r => r.Engine == "meprop" && r.BatchNorm == bn).ToArray();
@@ -227,6 +232,8 @@ internal static class BenchCommand
             {
                 var parts = new List<string>();
                 if (torch.Length > 0 && !bn) parts.Add($"{r.StepMs / torch.Min():F2}x..{r.StepMs / torch.Max():F2}x torchsharp step");
+                if (torchEval.Length > 0 && !bn && r.EvalForwardMs is double e)
+                    parts.Add($"eval forward {e / torchEval.Min():F2}x..{e / torchEval.Max():F2}x torchsharp's");
                 if (!ReferenceEquals(r, dense))
                     parts.Add($"step {r.StepMs / dense.StepMs:F3}x, backward {r.BackwardMs / dense.BackwardMs:F3}x {Label(dense)}");
                 if (parts.Count > 0) Console.WriteLine($"    {Label(r)}: {string.Join(", ", parts)}");

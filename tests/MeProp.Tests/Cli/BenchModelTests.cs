@@ -48,6 +48,7 @@ public sealed class BenchModelTests
             // threads can add to it; TrainingStepAllocationTests checks a described network's step exactly.
             Assert.True(r.GetProperty("allocated_bytes_per_step").GetDouble() >= 0);
             Assert.True(r.GetProperty("step_ms").GetDouble() > 0);
+            Assert.True(r.GetProperty("eval_forward_ms").GetDouble() > 0);
             Assert.True(r.GetProperty("forward_macs_per_example").GetInt64() > 0);
             Assert.True(r.GetProperty("backward_ms_per_layer").TryGetProperty("res1", out _));
         }
