@@ -28,6 +28,17 @@ internal sealed record ReproductionRow
     /// <summary>Mean wall-clock seconds of an epoch (training and evaluation) over the seeds' epochs.</summary>
     [JsonPropertyName("mean_epoch_seconds")] public double? MeanEpochSeconds { get; init; }
     [JsonPropertyName("paper")] public PaperRow? Paper { get; init; }
+    /// <summary>
+    /// Per meProp layer, mean over seeds of [first epoch, last completed epoch]: the fraction of dL/dy's
+    /// entries that were non-zero before the selection. Empty for dense rows.
+    /// </summary>
+    [JsonPropertyName("gradient_density")] public Dictionary<string, double[]> GradientDensity { get; init; } = [];
+    /// <summary>
+    /// Per meProp layer, mean over seeds of [first epoch, last completed epoch]: of dL/dy's non-zero entries,
+    /// the fraction the backward used (its multiply-adds over the dense backward's, over the density).
+    /// 1 means the selection dropped nothing that was not zero.
+    /// </summary>
+    [JsonPropertyName("nonzero_kept")] public Dictionary<string, double[]> NonZeroKept { get; init; } = [];
 
     [JsonIgnore] public bool Partial => Seeds.Count == 0 || EpochsCompleted.Any(e => e < Epochs);
 }
@@ -80,9 +91,29 @@ internal static class ReproductionReport
                 FinalTestAccuracy = seeds.Select(s => s.Record.Last.TestAccuracy).ToList(),
                 MeanEpochSeconds = seeds.Count == 0 ? null : seeds.SelectMany(s => s.Record.Epochs).Average(e => e.EpochSeconds),
                 Paper = config.Paper,
+                GradientDensity = FirstAndLast(seeds.Select(s => s.Record).ToList(), e => e.GradientDensity),
+                NonZeroKept = FirstAndLast(seeds.Select(s => s.Record).ToList(), NonZeroKeptByLayer),
             });
         }
         return rows;
+    }
+
+    /// <summary>Per layer of an epoch: the backward's share of the dense multiply-adds over the density, that is the share of non-zero entries used.</summary>
+    private static Dictionary<string, double> NonZeroKeptByLayer(MeProp.Training.EpochMetrics epoch) =>
+        epoch.GradientDensity.Where(p => p.Value > 0 && epoch.DenseBackwardMacs.GetValueOrDefault(p.Key) > 0)
+            .ToDictionary(p => p.Key, p => (double)epoch.BackwardMacs[p.Key] / epoch.DenseBackwardMacs[p.Key] / p.Value);
+
+    /// <summary>Per layer, the mean over runs of [the first epoch's value, the last completed epoch's value].</summary>
+    private static Dictionary<string, double[]> FirstAndLast(IReadOnlyList<RunRecord> runs, Func<MeProp.Training.EpochMetrics, Dictionary<string, double>> values)
+    {
+        var result = new Dictionary<string, double[]>();
+        if (runs.Count == 0) return result;
+        foreach (string layer in values(runs[0].Epochs[0]).Keys)
+        {
+            if (!runs.All(r => values(r.Epochs[0]).ContainsKey(layer) && values(r.Last).ContainsKey(layer))) continue;
+            result[layer] = [Math.Round(runs.Average(r => values(r.Epochs[0])[layer]), 5), Math.Round(runs.Average(r => values(r.Last)[layer]), 5)];
+        }
+        return result;
     }
 
     public static string ToJson(IReadOnlyList<ReproductionRow> rows) => JsonSerializer.Serialize(rows, JsonOptions) + "\n";
@@ -124,6 +155,20 @@ internal static class ReproductionReport
             text.AppendLine();
             text.AppendLine(Verdict(table.ToList(), dense));
             text.AppendLine();
+            var sparse = table.Where(r => r.NonZeroKept.Count > 0).ToList();
+            if (sparse.Count > 0)
+            {
+                text.AppendLine("What the selection drops: per meProp layer, the share of dL/dy's entries that are non-zero (after ReLU and");
+                text.AppendLine("pooling, before selection) and the share of those non-zero entries the backward used, first epoch → last");
+                text.AppendLine("completed epoch, mean over seeds. Where the second is 100%, top-k kept every non-zero entry: the gradient was exact.");
+                text.AppendLine();
+                var layers = sparse.SelectMany(r => r.NonZeroKept.Keys).Distinct().ToList();
+                text.AppendLine("| row | " + string.Join(" | ", layers.Select(l => $"{l} non-zero | {l} non-zeros used")) + " |");
+                text.AppendLine("|---|" + string.Concat(layers.Select(_ => "---|---|")));
+                foreach (var row in sparse)
+                    text.AppendLine($"| {row.Row} | " + string.Join(" | ", layers.Select(l => $"{Shares(row.GradientDensity, l)} | {Shares(row.NonZeroKept, l)}")) + " |");
+                text.AppendLine();
+            }
         }
         text.AppendLine(timingNote);
         return text.ToString();
@@ -199,6 +244,9 @@ internal static class ReproductionReport
         }
         return string.Join("\n", lines.Select(l => "- " + l));
     }
+
+    private static string Shares(Dictionary<string, double[]> values, string layer) =>
+        values.TryGetValue(layer, out var pair) ? $"{F(100 * pair[0], 1)}% → {F(100 * pair[1], 1)}%" : "";
 
     private static string F(double value, int digits) => value.ToString("F" + digits, CultureInfo.InvariantCulture);
     private static string Signed(double value) => (value >= 0 ? "+" : "") + F(value, 2);

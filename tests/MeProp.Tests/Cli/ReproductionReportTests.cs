@@ -30,6 +30,33 @@ public class ReproductionReportTests
     }
 
     [Fact]
+    public void ReportsTheShareOfNonZeroGradientEachLayerUsed()
+    {
+        using var root = new TempDirectory();
+        // Two seeds, two epochs each. Epoch e of seed s: conv2's dL/dy is 4% non-zero and the backward did
+        // 2% of the dense multiply-adds in epoch 1 (half the non-zeros), 1% of 1% in epoch 2 (all of them).
+        foreach (ulong seed in new ulong[] { 1, 2 })
+        {
+            string directory = Path.Combine(root.Path, Top5.Name, $"seed-{seed}");
+            Directory.CreateDirectory(directory);
+            var lines = new[] { (0.04, 200L), (0.01, 100L) }.Select((p, i) => JsonSerializer.Serialize(new EpochMetrics
+            {
+                Epoch = i + 1, TrainLoss = 1, DevAccuracy = 0.99, TestAccuracy = 0.99,
+                GradientDensity = new() { ["conv2"] = seed == 1 ? p.Item1 : p.Item1 * 2 },
+                BackwardMacs = new() { ["conv2"] = seed == 1 ? p.Item2 : p.Item2 * 2, ["fc1"] = 50 },
+                DenseBackwardMacs = new() { ["conv2"] = 10000, ["fc1"] = 50 },
+            }, Json.Line));
+            File.WriteAllLines(Path.Combine(directory, Trainer.MetricsFile), lines);
+        }
+        var row = ReproductionReport.Collect(root.Path, [Top5], epochs: 2).Single();
+        // Seed 2 has twice the density and twice the work: the same shares used, 0.5 then 1.
+        Assert.Equal([0.5, 1.0], row.NonZeroKept["conv2"]);
+        Assert.Equal([0.06, 0.015], row.GradientDensity["conv2"]);
+        Assert.False(row.NonZeroKept.ContainsKey("fc1"));
+        Assert.Contains("| top5-d0.6 | 6.0% → 1.5% | 50.0% → 100.0% |", ReproductionReport.ToMarkdown([row], "timing"));
+    }
+
+    [Fact]
     public void StatisticsMatchHandComputedValues()
     {
         using var root = new TempDirectory();
