@@ -49,6 +49,12 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private bool _channelsLastCopiesCurrent;
     /// <summary>dL/dy's non-zero entries, when an exact sparse backward runs.</summary>
     private readonly SparseGradient _nonZeros = new();
+    // The direct input gradient: the weight flipped and transposed to [KH, KW, OC, C], and per worker one
+    // image's zero-bordered channels-last dY and its dx rows.
+    private readonly AlignedBuffer _flippedWeight = new();
+    private readonly AlignedBuffer _paddedOutputGradient = new();
+    private readonly AlignedBuffer _inputGradientRows = new();
+    private int[] _paddedOutputGradientShape = [];
 
     public Conv2d(string name, int inChannels, int outChannels, int kernelSize, int stride, int padding,
         ComputeContext compute, Rng initRng)
@@ -235,12 +241,88 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         AddChannelSums(outputGradient.Span, g.N, oc, plane, Bias.Gradient.Span);
         _compute.Gemm.Multiply(true, false, oc, k, positions, dyRows.Span, oc, _cols.Span, k, Weight.Gradient.Span, k, true);
         if (!ComputeInputGradient) return null;
+        if (ExactSparsity != ExactSparsity.Off && DirectInputGradientApplies(g))
+        {
+            _colsHoldPatches = false;
+            _inputGradient.Reshape(g.N, g.C, g.H, g.W);
+            DirectInputGradient(outputGradient, g);
+            return _inputGradient;
+        }
         // cols is no longer needed once dW is formed, so dcols overwrites it.
         _colsHoldPatches = false;
         _compute.Gemm.Multiply(false, false, positions, k, oc, dyRows.Span, oc, Weight.Value.Span, k, _cols.Span, k, false);
         _inputGradient.Reshape(g.N, g.C, g.H, g.W);
         Im2Col.Backward(g, _cols.Span, _inputGradient.Span, _compute.Pool);
         return _inputGradient;
+    }
+
+    /// <summary>
+    /// Whether dx can be the direct convolution of dY (<see cref="DirectInputGradient"/>): stride 1 and a
+    /// padding below the kernel size, so that dY padded by KH-1-P convolves back to H x W.
+    /// </summary>
+    private static bool DirectInputGradientApplies(ConvGeometry g) =>
+        g.Stride == 1 && g.KH == g.KW && g.Padding <= g.KH - 1;
+
+    /// <summary>
+    /// dx of a stride-1 convolution as a convolution itself: dx[n, c, y, x] = Σ over (ky, kx, o) of
+    /// dYpad[n, o, y + ky, x + kx] · W[o, c, KH-1-ky, KW-1-kx], dY zero-padded by P' = KH-1-P. Each image
+    /// goes channels-last into its worker's padded buffer, through <see cref="DirectConvolution"/> with the
+    /// weight flipped and transposed to [KH, KW, OC, C], and back to NCHW. It replaces dcols = dY·W and
+    /// col2im, whose product has only OC terms per value and whose patch matrix (KH·KW times the input)
+    /// goes through memory twice.
+    /// </summary>
+    private void DirectInputGradient(Tensor outputGradient, ConvGeometry g)
+    {
+        int oc = OutChannels, c = g.C, kh = g.KH, kw = g.KW, reach = kh - 1 - g.Padding;
+        var transposed = new ConvGeometry(1, oc, g.OH, g.OW, kh, kw, 1, reach);
+        int paddedLength = (g.OH + 2 * reach) * (g.OW + 2 * reach) * oc + SparseBackward.ReadSlack;
+        var padded = _paddedOutputGradient.Span(checked(_compute.Threads * paddedLength));
+        if (!_paddedOutputGradientShape.AsSpan().SequenceEqual([_compute.Threads, g.OH, g.OW, oc, reach]))
+        {
+            padded.Clear();
+            _paddedOutputGradientShape = [_compute.Threads, g.OH, g.OW, oc, reach];
+        }
+        var flipped = _flippedWeight.Span(kh * kw * oc * c + DirectConvolution.WeightSlack);
+        var weight = Weight.Value.Span;
+        for (int o = 0; o < oc; o++)
+            for (int ci = 0; ci < c; ci++)
+                for (int y = 0; y < kh; y++)
+                    for (int x = 0; x < kw; x++)
+                        flipped[((y * kw + x) * oc + o) * c + ci] = weight[((o * c + ci) * kh + (kh - 1 - y)) * kw + (kw - 1 - x)];
+        flipped[(kh * kw * oc * c)..].Clear();
+        var rows = _inputGradientRows.Span(checked(_compute.Threads * g.H * g.W * c));
+        fixed (float* dy = outputGradient.Span, pp = padded, wf = flipped, pr = rows, dx = _inputGradient.Span)
+        {
+            var job = new TransposedJob
+            {
+                OutputGradient = dy, Padded = pp, FlippedWeight = wf, Rows = pr, InputGradient = dx,
+                Geometry = g, Transposed = transposed, PaddedLength = paddedLength, Workers = _compute.Threads,
+            };
+            _compute.Pool.Run(g.N, &InputGradientImage, &job);
+        }
+    }
+
+    private struct TransposedJob
+    {
+        public float* OutputGradient, Padded, FlippedWeight, Rows, InputGradient;
+        public ConvGeometry Geometry, Transposed;
+        public int PaddedLength, Workers;
+    }
+
+    /// <summary>Image n's dx, on worker n % Workers (the pool's fixed partition) with that worker's scratch.</summary>
+    private static void InputGradientImage(void* args, int n)
+    {
+        ref TransposedJob j = ref Unsafe.AsRef<TransposedJob>(args);
+        var g = j.Geometry;
+        var t = j.Transposed;
+        int worker = n % j.Workers, plane = g.OH * g.OW, oc = t.C, pw = t.W + 2 * t.Padding;
+        float* padded = j.Padded + (long)worker * j.PaddedLength;
+        float* dy = j.OutputGradient + (long)n * oc * plane;
+        for (int y = 0; y < g.OH; y++)
+            ChannelLayout.PlanesToRows(dy + y * g.OW, plane, padded + ((long)(y + t.Padding) * pw + t.Padding) * oc, oc, g.OW);
+        float* rows = j.Rows + (long)worker * g.H * g.W * g.C;
+        DirectConvolution.ForwardImage(padded, t, j.FlippedWeight, g.C, rows);
+        ChannelLayout.RowsToPlanes(rows, j.InputGradient + (long)n * g.C * g.H * g.W, g.H * g.W, g.C, g.H * g.W, null);
     }
 
     /// <summary>dW, db and dx from the kept entries of dY (a meProp selection, or every non-zero).</summary>

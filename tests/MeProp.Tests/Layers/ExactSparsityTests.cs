@@ -80,10 +80,11 @@ public class ExactSparsityTests
     private static int ReferenceSize(int size, int k, int s, int p) => (size + 2 * p - k) / s + 1;
 
     [Fact]
-    public void Conv_Auto_ChoosesByDensity_AndMatchesDenseToTheBitWhenDense()
+    public void Conv_Auto_ChoosesByDensity_AndMatchesDenseWhenDense()
     {
-        // Below the threshold: the sparse kernels (equal within rounding); above: the dense products on
-        // the same patch matrix, equal to the bit.
+        // Below the threshold: the sparse kernels (equal within rounding); above: dW from the dense product
+        // on the same patch matrix, equal to the bit, and dx from the direct convolution of dY (stride 1),
+        // equal within rounding.
         int channels = ExactSparsityThresholds.NarrowOutputChannels + 1;
         var sparse = RunConv(ExactSparsity.Auto, 2, 3, 4, 8, 8, channels, 3, 1, 1, ExactSparsityThresholds.Convolution / 4, true);
         Assert.Equal(1, sparse.Conv.Counters.ExactSparseBackwards);
@@ -91,7 +92,7 @@ public class ExactSparsityTests
         var auto = RunConv(ExactSparsity.Auto, 2, 3, 4, 8, 8, channels, 3, 1, 1, 0.9, true);
         Assert.Equal(0, auto.Conv.Counters.ExactSparseBackwards);
         Assert.Equal(1, auto.Conv.Counters.Backwards);
-        Assert.Equal(dense.Dx, auto.Dx);
+        TestData.AssertClose(dense.Dx!, auto.Dx!, 1e-5, 1e-5, "dx");
         Assert.Equal(dense.DW, auto.DW);
         Assert.Equal(dense.Db, auto.Db);
         // Auto counted dL/dy's non-zeros for its choice, and records them.
@@ -102,15 +103,44 @@ public class ExactSparsityTests
         Assert.Equal(1, narrow.Conv.Counters.ExactSparseBackwards);
     }
 
+    public static TheoryData<int, int, int, int, int, int, int, int> DenseCases => new()
+    {
+        // n, c, h, w, outChannels, kernel, stride, padding: stride 1 takes the direct input gradient for
+        // any padding below the kernel size; stride 2 and a padding of the kernel size take dY·W and col2im.
+        { 2, 3, 7, 5, 20, 3, 1, 1 },
+        { 3, 17, 6, 9, 18, 3, 1, 0 },
+        { 2, 5, 8, 8, 24, 5, 1, 2 },
+        { 1, 4, 9, 6, 17, 5, 1, 4 },
+        { 3, 33, 5, 5, 40, 1, 1, 0 },
+        { 2, 6, 9, 7, 19, 3, 2, 1 },
+        { 2, 3, 6, 6, 20, 2, 1, 2 },
+    };
+
+    [Theory]
+    [MemberData(nameof(DenseCases))]
+    public void Conv_AutoDenseBackward_MatchesOff(int n, int c, int h, int w, int oc, int k, int s, int p)
+    {
+        var dense = RunConv(ExactSparsity.Off, 1, n, c, h, w, oc, k, s, p, 1, true);
+        var auto = RunConv(ExactSparsity.Auto, 2, n, c, h, w, oc, k, s, p, 1, true);
+        Assert.Equal(0, auto.Conv.Counters.ExactSparseBackwards);
+        TestData.AssertClose(dense.Y, auto.Y, 1e-5, 1e-5, "y");
+        TestData.AssertClose(dense.Dx!, auto.Dx!, 1e-5, 1e-5, "dx");
+        Assert.Equal(dense.DW, auto.DW);
+        Assert.Equal(dense.Db, auto.Db);
+    }
+
     [Fact]
     public void Conv_ExactBackward_IsTheSameWithOneAndThreeThreads()
     {
-        var one = RunConv(ExactSparsity.Always, 1, 5, 6, 9, 8, 7, 3, 1, 1, 0.2, true);
-        var three = RunConv(ExactSparsity.Always, 3, 5, 6, 9, 8, 7, 3, 1, 1, 0.2, true);
-        Assert.Equal(one.Y, three.Y);
-        Assert.Equal(one.Dx, three.Dx);
-        Assert.Equal(one.DW, three.DW);
-        Assert.Equal(one.Db, three.Db);
+        foreach (var (setting, channels, density) in new[] { (ExactSparsity.Always, 7, 0.2), (ExactSparsity.Auto, 20, 1.0) })
+        {
+            var one = RunConv(setting, 1, 5, 6, 9, 8, channels, 3, 1, 1, density, true);
+            var three = RunConv(setting, 3, 5, 6, 9, 8, channels, 3, 1, 1, density, true);
+            Assert.Equal(one.Y, three.Y);
+            Assert.Equal(one.Dx, three.Dx);
+            Assert.Equal(one.DW, three.DW);
+            Assert.Equal(one.Db, three.Db);
+        }
     }
 
     [Fact]
