@@ -23,11 +23,14 @@ internal static unsafe class DirectConvolution
     /// <summary>rows [OH·OW, OC] of image <paramref name="padded"/> (see the class summary); N in <paramref name="g"/> is ignored.</summary>
     public static void ForwardImage(float* padded, ConvGeometry g, float* weightT, int oc, float* rows)
     {
-        int mr = Gemm.MR, nr = Gemm.NR, ow = g.OW, plane = g.OH * ow, paddedW = g.W + 2 * g.Padding;
+        // At most 16 channels: 16 positions x 16 channels a tile, where 8 x 32 would compute as many unused
+        // channels as used ones. Each output's sum runs in the same order either way.
+        bool narrow = Vector512.IsHardwareAccelerated && oc <= NarrowTile;
+        int mr = narrow ? NarrowTile : Gemm.MR, nr = narrow ? NarrowTile : Gemm.NR, ow = g.OW, plane = g.OH * ow, paddedW = g.W + 2 * g.Padding;
         int runLength = g.KW * g.C;
         nint runStride = (nint)paddedW * g.C;
-        nint* offsets = stackalloc nint[mr];
-        float* edge = stackalloc float[mr * nr];
+        nint* offsets = stackalloc nint[MaxTileRows];
+        float* edge = stackalloc float[MaxTileRows * Gemm.NR];
         // (oy0, ox0) is position q0, stepped without divisions: with a first layer's short patches two
         // divisions per tile row cost as much as the tile's FMAs (5x5, 1 -> 32 channels at 28 x 28,
         // 10 images, 1 thread: 140 -> 102 us).
@@ -49,7 +52,8 @@ internal static unsafe class DirectConvolution
                 bool whole = tileRows == mr && cols == nr;
                 float* tile = whole ? target : edge;
                 int ldt = whole ? oc : nr;
-                if (Vector512.IsHardwareAccelerated) Tile8x32(padded + first, offsets, g.KH, runLength, runStride, weightT + c0, oc, tile, ldt);
+                if (narrow) Tile16x16(padded + first, offsets, g.KH, runLength, runStride, weightT + c0, oc, tile, ldt);
+                else if (Vector512.IsHardwareAccelerated) Tile8x32(padded + first, offsets, g.KH, runLength, runStride, weightT + c0, oc, tile, ldt);
                 else Tile6x16(padded + first, offsets, g.KH, runLength, runStride, weightT + c0, oc, tile, ldt);
                 if (whole) continue;
                 for (int r = 0; r < tileRows; r++)
@@ -57,6 +61,11 @@ internal static unsafe class DirectConvolution
             }
         }
     }
+
+    /// <summary>Positions and channels of the narrow tile (<see cref="Tile16x16"/>).</summary>
+    private const int NarrowTile = 16;
+
+    private const int MaxTileRows = 16;
 
     /// <summary>Offset in the padded image of output position (oy, ox)'s patch start (channel 0).</summary>
     private static nint Origin(int oy, int ox, int stride, int paddedW, int c) => ((nint)oy * stride * paddedW + (nint)ox * stride) * c;
@@ -97,6 +106,43 @@ internal static unsafe class DirectConvolution
         Store(c, c50, c51); c += ldc;
         Store(c, c60, c61); c += ldc;
         Store(c, c70, c71);
+    }
+
+    /// <summary>16 positions x 16 channels in 16 zmm accumulators, for at most 16 output channels; as <see cref="Tile8x32"/>.</summary>
+    private static void Tile16x16(float* a, nint* offsets, int runs, int runLength, nint runStride, float* b, nint ldb, float* c, int ldc)
+    {
+        nint o1 = offsets[1], o2 = offsets[2], o3 = offsets[3], o4 = offsets[4], o5 = offsets[5], o6 = offsets[6], o7 = offsets[7],
+            o8 = offsets[8], o9 = offsets[9], o10 = offsets[10], o11 = offsets[11], o12 = offsets[12], o13 = offsets[13], o14 = offsets[14], o15 = offsets[15];
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default,
+            c8 = default, c9 = default, c10 = default, c11 = default, c12 = default, c13 = default, c14 = default, c15 = default;
+        for (int run = 0; run < runs; run++, a += runStride)
+        {
+            float* x = a;
+            for (int kk = 0; kk < runLength; kk++, x++, b += ldb)
+            {
+                var w = Vector512.Load(b);
+                c0 = Vector512.FusedMultiplyAdd(Vector512.Create(x[0]), w, c0);
+                c1 = Vector512.FusedMultiplyAdd(Vector512.Create(x[o1]), w, c1);
+                c2 = Vector512.FusedMultiplyAdd(Vector512.Create(x[o2]), w, c2);
+                c3 = Vector512.FusedMultiplyAdd(Vector512.Create(x[o3]), w, c3);
+                c4 = Vector512.FusedMultiplyAdd(Vector512.Create(x[o4]), w, c4);
+                c5 = Vector512.FusedMultiplyAdd(Vector512.Create(x[o5]), w, c5);
+                c6 = Vector512.FusedMultiplyAdd(Vector512.Create(x[o6]), w, c6);
+                c7 = Vector512.FusedMultiplyAdd(Vector512.Create(x[o7]), w, c7);
+                c8 = Vector512.FusedMultiplyAdd(Vector512.Create(x[o8]), w, c8);
+                c9 = Vector512.FusedMultiplyAdd(Vector512.Create(x[o9]), w, c9);
+                c10 = Vector512.FusedMultiplyAdd(Vector512.Create(x[o10]), w, c10);
+                c11 = Vector512.FusedMultiplyAdd(Vector512.Create(x[o11]), w, c11);
+                c12 = Vector512.FusedMultiplyAdd(Vector512.Create(x[o12]), w, c12);
+                c13 = Vector512.FusedMultiplyAdd(Vector512.Create(x[o13]), w, c13);
+                c14 = Vector512.FusedMultiplyAdd(Vector512.Create(x[o14]), w, c14);
+                c15 = Vector512.FusedMultiplyAdd(Vector512.Create(x[o15]), w, c15);
+            }
+        }
+        Vector512.Store(c0, c); c += ldc; Vector512.Store(c1, c); c += ldc; Vector512.Store(c2, c); c += ldc; Vector512.Store(c3, c); c += ldc;
+        Vector512.Store(c4, c); c += ldc; Vector512.Store(c5, c); c += ldc; Vector512.Store(c6, c); c += ldc; Vector512.Store(c7, c); c += ldc;
+        Vector512.Store(c8, c); c += ldc; Vector512.Store(c9, c); c += ldc; Vector512.Store(c10, c); c += ldc; Vector512.Store(c11, c); c += ldc;
+        Vector512.Store(c12, c); c += ldc; Vector512.Store(c13, c); c += ldc; Vector512.Store(c14, c); c += ldc; Vector512.Store(c15, c);
     }
 
     /// <summary>6 positions x 16 channels in 12 ymm accumulators, for CPUs without 512-bit vectors; as <see cref="Tile8x32"/>.</summary>
