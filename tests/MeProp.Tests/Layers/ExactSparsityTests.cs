@@ -98,9 +98,12 @@ public class ExactSparsityTests
         // Auto counted dL/dy's non-zeros for its choice, and records them.
         Assert.InRange(auto.Conv.Counters.Gradient.DensityBefore, 0.8, 0.97);
 
-        // A narrow layer takes the sparse kernels at any density.
-        var narrow = RunConv(ExactSparsity.Auto, 2, 3, 4, 8, 8, ExactSparsityThresholds.NarrowOutputChannels, 3, 1, 1, 1, true);
+        // A narrow layer takes the sparse kernels up to its own, higher threshold.
+        int narrowChannels = ExactSparsityThresholds.NarrowOutputChannels;
+        var narrow = RunConv(ExactSparsity.Auto, 2, 3, 4, 8, 8, narrowChannels, 3, 1, 1, (ExactSparsityThresholds.Convolution + ExactSparsityThresholds.NarrowConvolution) / 2, true);
         Assert.Equal(1, narrow.Conv.Counters.ExactSparseBackwards);
+        var narrowDense = RunConv(ExactSparsity.Auto, 2, 3, 4, 8, 8, narrowChannels, 3, 1, 1, 1, true);
+        Assert.Equal(0, narrowDense.Conv.Counters.ExactSparseBackwards);
     }
 
     public static TheoryData<int, int, int, int, int, int, int, int> DenseCases => new()
