@@ -82,4 +82,36 @@ public class TrainingStepAllocationTests
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.True(allocated == 0, $"allocated {allocated} bytes in 5 warm steps");
     }
+
+    /// <summary>A multilayer perceptron (the original meProp's), dense and with per-example top-k on its hidden layers, at a fused and an unfused batch size.</summary>
+    [Theory]
+    [InlineData(false, 10)]
+    [InlineData(true, 10)]
+    [InlineData(false, 100)]
+    [InlineData(true, 100)]
+    public void WarmStepsOfAPerceptron_AllocateNothing(bool meProp, int batch)
+    {
+        using var compute = new ComputeContext(2);
+        var model = new NetworkBuilder(1, 28, 28).Flatten().Linear(500).ReLU().Linear(500).ReLU().Linear(500).ReLU().Linear(10)
+            .Build(classes: 10, compute, seed: 3);
+        if (meProp) MePropSetup.Attach(model, 0.04, 0, DecayShape.Full, null, ["fc1", "fc2", "fc3"], seed: 3);
+        foreach (var layer in model.AllLayers.OfType<IMePropLayer>()) layer.ExactSparsity = ExactSparsity.Auto;
+        var adam = new Adam(model.Parameters, compute.Pool) { FuseIntoBackward = true };
+        var loss = new SoftmaxCrossEntropy();
+        var rng = new Rng(4);
+        var images = TestData.UniformTensor(rng, batch, 1, 28, 28);
+        var labels = Enumerable.Range(0, batch).Select(_ => rng.NextInt(10)).ToArray();
+        void Step()
+        {
+            loss.Forward(model.Forward(images, training: true), labels);
+            adam.BeginStep();
+            model.Backward(loss.Gradient);
+            adam.FinishStep();
+        }
+        WarmUp.Run(Step);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 5; i++) Step();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated == 0, $"allocated {allocated} bytes in 5 warm steps");
+    }
 }
