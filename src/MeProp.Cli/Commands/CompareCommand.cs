@@ -23,6 +23,10 @@ internal sealed record ComparisonRow
     public required IReadOnlyList<double> FinalTestAccuracy { get; init; }
     public required IReadOnlyList<double> MeanEpochSeconds { get; init; }
     public required IReadOnlyList<double> MeanBackwardSeconds { get; init; }
+    /// <summary>The optimizer's own pass (an update fused into the backward counts as backward).</summary>
+    public required IReadOnlyList<double> MeanUpdateSeconds { get; init; }
+    /// <summary>Forward, backward and update: an epoch without its evaluation.</summary>
+    public required IReadOnlyList<double> MeanTrainingSeconds { get; init; }
     public double TestMean { get; init; }
     public double TestStd { get; init; }
     /// <summary>Mean of this row's best-dev test accuracy minus the first row's, paired run by run; null for the first row.</summary>
@@ -120,6 +124,8 @@ internal static class CompareCommand
                 FinalTestAccuracy = runs.Select(r => r.Last.TestAccuracy).ToList(),
                 MeanEpochSeconds = runs.Select(r => Math.Round(r.MeanEpochSeconds, 3)).ToList(),
                 MeanBackwardSeconds = runs.Select(r => Math.Round(r.Epochs.Average(e => e.BackwardSeconds), 3)).ToList(),
+                MeanUpdateSeconds = runs.Select(r => Math.Round(r.Epochs.Average(e => e.UpdateSeconds), 3)).ToList(),
+                MeanTrainingSeconds = runs.Select(r => Math.Round(r.Epochs.Average(e => e.ForwardSeconds + e.BackwardSeconds + e.UpdateSeconds), 3)).ToList(),
                 TestMean = SeedStatistics.Mean(test),
                 TestStd = SeedStatistics.StandardDeviation(test),
                 TestDeltaMean = delta?.Mean,
@@ -129,6 +135,8 @@ internal static class CompareCommand
         return rows;
     }
 
+    private static string Seconds(IReadOnlyList<double> values) => values.Average().ToString("0.0", CultureInfo.InvariantCulture);
+
     private static string Percent(double fraction) => (100 * fraction).ToString("0.00", CultureInfo.InvariantCulture);
 
     internal static string Markdown(string title, IReadOnlyList<ComparisonRow> rows, string? timingNote)
@@ -136,9 +144,11 @@ internal static class CompareCommand
         var md = new StringBuilder();
         md.AppendLine($"# {title}").AppendLine();
         md.AppendLine("Test accuracy at each run's best dev epoch (%, mean ± sample std over the runs, min-max); Δ is the paired difference from");
-        md.AppendLine($"the first configuration ({rows[0].Name}) in points with its 95% t interval. Times are the runs' own records (mean over epochs).").AppendLine();
-        md.AppendLine("| configuration | runs | epochs | best epoch | test (best dev) | range | Δ vs first | final test | epoch s | backward s |");
-        md.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
+        md.AppendLine($"the first configuration ({rows[0].Name}) in points with its 95% t interval. Times are the runs' own records, mean seconds per");
+        md.AppendLine("epoch: the whole epoch, its training part (forward, backward, update: no evaluation), the backward (with any update fused");
+        md.AppendLine("into it) and the optimizer's own pass.").AppendLine();
+        md.AppendLine("| configuration | runs | epochs | best epoch | test (best dev) | range | Δ vs first | final test | epoch s | training s | backward s | update s |");
+        md.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)
         {
             string std = double.IsNaN(r.TestStd) ? "" : $" ± {Percent(r.TestStd)}";
@@ -147,7 +157,7 @@ internal static class CompareCommand
                 : "—";
             md.AppendLine($"| {r.Name} | {r.Runs.Count} | {string.Join("/", r.Epochs.Distinct())} | {string.Join(", ", r.BestEpoch)} | {Percent(r.TestMean)}{std} " +
                           $"| {Percent(r.TestAccuracy.Min())}-{Percent(r.TestAccuracy.Max())} | {delta} | {Percent(r.FinalTestAccuracy.Average())} " +
-                          $"| {r.MeanEpochSeconds.Average().ToString("0.0", CultureInfo.InvariantCulture)} | {r.MeanBackwardSeconds.Average().ToString("0.0", CultureInfo.InvariantCulture)} |");
+                          $"| {Seconds(r.MeanEpochSeconds)} | {Seconds(r.MeanTrainingSeconds)} | {Seconds(r.MeanBackwardSeconds)} | {Seconds(r.MeanUpdateSeconds)} |");
         }
         if (timingNote is not null) md.AppendLine().AppendLine(timingNote);
         md.AppendLine().AppendLine("Curves: dev-accuracy.png/.svg and train-loss.png/.svg (mean over runs, band min-max).");

@@ -19,7 +19,9 @@ public class CompareCommandTests
             DevAccuracy = e == 2 ? 0.995 : 0.99,
             TestAccuracy = e == 2 ? bestTest : 0.5,
             EpochSeconds = 10 * e,
+            ForwardSeconds = 2,
             BackwardSeconds = backwardSeconds,
+            UpdateSeconds = 0.5,
         }, Json.Line));
         File.WriteAllLines(Path.Combine(directory, Trainer.MetricsFile), lines);
         return directory;
@@ -54,8 +56,8 @@ public class CompareCommandTests
 
         string md = File.ReadAllText(Path.Combine(output, "results.md"));
         Assert.Contains("# Synthetic", md);
-        Assert.Contains("| dense | 3 | 3 | 2, 2, 2 | 99.03 ± 0.15 | 98.90-99.20 | — | 50.00 | 20.0 | 4.0 |", md);
-        Assert.Contains("| sparse | 3 | 3 | 2, 2, 2 | 99.17 ± 0.21 | 99.00-99.40 | 0.13 ± 0.14 | 50.00 | 20.0 | 1.0 |", md);
+        Assert.Contains("| dense | 3 | 3 | 2, 2, 2 | 99.03 ± 0.15 | 98.90-99.20 | — | 50.00 | 20.0 | 6.5 | 4.0 | 0.5 |", md);
+        Assert.Contains("| sparse | 3 | 3 | 2, 2, 2 | 99.17 ± 0.21 | 99.00-99.40 | 0.13 ± 0.14 | 50.00 | 20.0 | 3.5 | 1.0 | 0.5 |", md);
         Assert.Contains("Times: a test.", md);
         foreach (string chart in new[] { "dev-accuracy.png", "dev-accuracy.svg", "train-loss.png", "train-loss.svg" })
             Assert.True(File.Exists(Path.Combine(output, chart)), chart);
