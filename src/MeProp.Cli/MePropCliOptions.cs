@@ -33,6 +33,11 @@ internal sealed class MePropCliOptions
         Description = "per-channel | per-example-channel | channel (conv layers; channel keeps whole output channels by mean |dL/dy|, ssProp's), per-example | unified (linear layers), random (both). Default: per-channel for conv, per-example for linear",
     };
 
+    public readonly Option<double?> MassFraction = new("--topk-mass")
+    {
+        Description = "Adaptive k (TinyProp's idea): each pool keeps the fewest of its top-k entries, largest |dL/dy| first, that hold this fraction of the pool's |dL/dy| mass; --topk becomes the most kept. Per-channel and per-example selection",
+    };
+
     public readonly Option<string?> Layers = new("--meprop-layers")
     {
         Description = "Comma-separated layers to sparsify (default: the conv layers, as the paper; fc1 may be added; never the output layer)",
@@ -41,6 +46,7 @@ internal sealed class MePropCliOptions
     public MePropCliOptions()
     {
         Decay.Require(v => v >= 0 && v < 1, "--decay must be in [0, 1)");
+        MassFraction.Require(v => v is null || (v > 0 && v <= 1), "--topk-mass must be in (0, 1]");
         Layers.Require(v => v is null || v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Length > 0, "--meprop-layers names no layer");
         DecayShape.AcceptOnlyFromAmong("full", "channel-position");
         Selection.AcceptOnlyFromAmong(SelectionNames);
@@ -52,6 +58,7 @@ internal sealed class MePropCliOptions
         command.Options.Add(Decay);
         command.Options.Add(DecayShape);
         command.Options.Add(Selection);
+        command.Options.Add(MassFraction);
         command.Options.Add(Layers);
     }
 
@@ -60,8 +67,8 @@ internal sealed class MePropCliOptions
 
     public TrainOptions Apply(ParseResult parse, TrainOptions options)
     {
-        if (parse.GetValue(TopK) is null && (parse.GetValue(Decay) != 0 || parse.GetValue(Selection) is not null || parse.GetValue(Layers) is not null))
-            throw new ArgumentException("--decay, --selection and --meprop-layers need --topk (without it training is dense)");
+        if (parse.GetValue(TopK) is null && (parse.GetValue(Decay) != 0 || parse.GetValue(Selection) is not null || parse.GetValue(Layers) is not null || parse.GetValue(MassFraction) is not null))
+            throw new ArgumentException("--decay, --selection, --topk-mass and --meprop-layers need --topk (without it training is dense)");
         return WithMeProp(parse, options);
     }
 
@@ -73,6 +80,7 @@ internal sealed class MePropCliOptions
         DecayShape = parse.GetValue(DecayShape) == "channel-position" ? Sparsity.DecayShape.ChannelPosition : Sparsity.DecayShape.Full,
         Selection = parse.GetValue(Selection) is string s ? Enum.GetValues<SelectionPolicy>().First(p => MePropSetup.Cli(p) == s) : null,
         MePropLayers = parse.GetValue(Layers)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+        MassFraction = parse.GetValue(MassFraction),
     };
 }
 

@@ -98,7 +98,8 @@ public sealed record LayerSpec
 /// <summary>
 /// A layer's meProp settings in a network file, <c>"meprop": {"ratio": 0.05, "decay": 0.6, "selection": "per-channel"}</c>:
 /// ratio in (0, 1], decay in [0, 1) (default 0), selection as on the command line (default per-channel
-/// for conv2d, per-example for linear), decay_shape "full" (default) or "channel-position". The command
+/// for conv2d, per-example for linear), decay_shape "full" (default) or "channel-position", and
+/// mass_fraction for an adaptive k (<see cref="Sparsity.MePropOptions.MassFraction"/>). The command
 /// line's --topk replaces them on the layers it chooses.
 /// </summary>
 public sealed record LayerMePropSpec
@@ -111,6 +112,9 @@ public sealed record LayerMePropSpec
     [JsonPropertyName("decay_shape")]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? DecayShape { get; init; }
+    [JsonPropertyName("mass_fraction")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? MassFraction { get; init; }
 }
 
 /// <summary>A network description that cannot be built: a bad field, a missing one, or shapes that do not fit.</summary>

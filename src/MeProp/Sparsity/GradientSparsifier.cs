@@ -27,6 +27,8 @@ public sealed unsafe class GradientSparsifier
     private readonly bool _convolutional;
     private ISelectionPolicy _policy;
     private readonly SelectionScratch _scratch = new();
+    private readonly MassTrimming _trimming = new();
+    private long[] _trimmedByUnit = [];
 
     public GradientSparsifier(string layerName, MePropOptions options, bool convolutional, ulong seed)
     {
@@ -119,6 +121,14 @@ public sealed unsafe class GradientSparsifier
                 Decay = (float)Options.Decay, UseRunning = decay, Scratch = _scratch,
             };
             nonZero = _policy.Select(ref job, pool);
+        }
+        if (Options.MassFraction is double fraction)
+        {
+            // Trimmed entries are no longer kept: take them off each unit's count of selected entries.
+            if (_trimmedByUnit.Length < units) _trimmedByUnit = new long[units];
+            Array.Clear(_trimmedByUnit, 0, units);
+            _trimming.Trim(_scratch.Result, dy, n, units, plane, Options.Selection, fraction, _trimmedByUnit);
+            for (int u = 0; u < units; u++) _scratch.SelectedByUnit[u] -= _trimmedByUnit[u];
         }
         long selected = 0;
         for (int u = 0; u < units; u++) selected += _scratch.SelectedByUnit[u];

@@ -43,11 +43,25 @@ public sealed record MePropOptions
     public DecayShape DecayShape { get; init; } = DecayShape.Full;
     public SelectionPolicy Selection { get; init; } = SelectionPolicy.PerChannel;
 
+    /// <summary>
+    /// Adaptive k (TinyProp's idea): each pool keeps the fewest of its top-k entries, largest |dL/dy| first,
+    /// that hold this fraction of the L1 mass of the pool's dL/dy, so k = ceil(Ratio x pool) becomes the
+    /// most kept. Null keeps k fixed. Per-channel and per-example selection, with the full-shaped running
+    /// gradient when decaying (<see cref="MassTrimming"/>).
+    /// </summary>
+    public double? MassFraction { get; init; }
+
     /// <summary>Throws an ArgumentException naming the bad value.</summary>
     public void Validate()
     {
         if (!(Ratio > 0 && Ratio <= 1)) throw new ArgumentException($"top-k ratio must be in (0, 1], got {Ratio}");
         if (!(Decay >= 0 && Decay < 1)) throw new ArgumentException($"decay must be in [0, 1), got {Decay}");
+        if (MassFraction is double f)
+        {
+            if (!(f > 0 && f <= 1)) throw new ArgumentException($"mass fraction must be in (0, 1], got {f}");
+            if (Selection is not (SelectionPolicy.PerChannel or SelectionPolicy.PerExample) || (Decay > 0 && DecayShape == DecayShape.ChannelPosition))
+                throw new ArgumentException("an adaptive k (mass fraction) needs per-channel or per-example selection, and the full-shaped running gradient when decaying");
+        }
     }
 
     /// <summary>k for a pool of <paramref name="poolSize"/> entries: ceil(ratio x size), at least 1, at most the size.</summary>

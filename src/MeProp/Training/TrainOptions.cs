@@ -74,6 +74,14 @@ public sealed record TrainOptions
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public TopKSchedule? TopKSchedule { get; init; }
 
+    /// <summary>
+    /// Adaptive k on every meProp layer (`--topk-mass`, <see cref="MePropOptions.MassFraction"/>): the ratio
+    /// becomes the most each pool keeps. Null for a fixed k (and then not written, so configurations
+    /// without it read and write as before).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? MassFraction { get; init; }
+
     /// <summary>Whether meProp is on: a ratio for every chosen layer or ratios per layer.</summary>
     [JsonIgnore]
     public bool UsesMeProp => TopK is not null || LayerRatios is { Count: > 0 };
@@ -100,7 +108,8 @@ public sealed record TrainOptions
             foreach (var (layer, ratio) in LayerRatios)
                 if (!(ratio > 0 && ratio <= 1)) throw new ArgumentException($"the top-k ratio of layer '{layer}' must be in (0, 1], got {ratio}");
         TopKSchedule?.Validate();
-        if (!UsesMeProp && (Decay != 0 || Selection is not null || MePropLayers is not null))
-            throw new ArgumentException("Decay, Selection and MePropLayers need TopK (meProp is off without it)");
+        if (MassFraction is double f && !(f > 0 && f <= 1)) throw new ArgumentException($"MassFraction must be in (0, 1], got {f}");
+        if (!UsesMeProp && (Decay != 0 || Selection is not null || MePropLayers is not null || MassFraction is not null))
+            throw new ArgumentException("Decay, Selection, MePropLayers and MassFraction need TopK (meProp is off without it)");
     }
 }

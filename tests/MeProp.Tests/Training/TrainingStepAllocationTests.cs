@@ -20,11 +20,12 @@ public class TrainingStepAllocationTests
     [InlineData(SelectionPolicy.Unified, 0.6, DecayShape.Full, 20)]
     [InlineData(SelectionPolicy.Random, 0.0, DecayShape.Full, 4)]
     [InlineData(null, 0.6, DecayShape.ChannelPosition, 4)]
-    public void WarmSteps_AllocateNothing(SelectionPolicy? selection, double decay, DecayShape shape, int batch)
+    [InlineData(null, 0.6, DecayShape.Full, 4, 0.8)]
+    public void WarmSteps_AllocateNothing(SelectionPolicy? selection, double decay, DecayShape shape, int batch, double? massFraction = null)
     {
         using var compute = new ComputeContext(2);
         var model = ModelBuilder.Build(new ModelOptions { BatchNorm = true }, 1, 12, 12, 10, compute, seed: 5);
-        MePropSetup.Attach(model, 0.2, decay, shape, selection, ["conv1", "conv2", "fc1"], seed: 5);
+        MePropSetup.Attach(model, 0.2, null, decay, shape, selection, ["conv1", "conv2", "fc1"], seed: 5, massFraction);
         foreach (var layer in model.AllLayers.OfType<IMePropLayer>()) layer.Counters.MeasureDensity = true;
         var adam = new Adam(model.Parameters, compute.Pool) { FuseIntoBackward = true };
         var loss = new SoftmaxCrossEntropy();
