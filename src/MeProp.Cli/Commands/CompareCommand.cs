@@ -55,9 +55,11 @@ internal static class CompareCommand
         var output = new Option<string>("--out") { Description = "Directory for results.md, results.json and the charts", Required = true };
         var title = new Option<string>("--title") { Description = "Heading of results.md", DefaultValueFactory = _ => "Comparison" };
         var timing = new Option<string?>("--timing-note") { Description = "What the recorded times are (machine, load), printed under the table" };
+        var timesFrom = new Option<int>("--times-from-epoch") { Description = "Average the times over epochs from this one on (e.g. 2 to leave out a dense warm-up epoch)", DefaultValueFactory = _ => 1 };
+        timesFrom.Require(v => v >= 1, "--times-from-epoch must be >= 1");
         var command = new Command("compare", "Compare configurations' runs: best-dev test accuracy (mean ± std, paired difference with a 95% interval), epoch times, curves")
         {
-            groups, output, title, timing,
+            groups, output, title, timing, timesFrom,
         };
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
@@ -66,9 +68,9 @@ internal static class CompareCommand
             string root = parse.GetValue(output)!;
             Directory.CreateDirectory(root);
             var records = parsed.Select(g => g.Directories.Select(Read).ToList()).ToList();
-            var rows = Rows(parsed, records);
+            var rows = Rows(parsed, records, parse.GetValue(timesFrom));
             AtomicFile.WriteAllText(Path.Combine(root, "results.json"), JsonSerializer.Serialize(rows, Json.Options) + "\n");
-            AtomicFile.WriteAllText(Path.Combine(root, "results.md"), Markdown(parse.GetValue(title)!, rows, parse.GetValue(timing)));
+            AtomicFile.WriteAllText(Path.Combine(root, "results.md"), Markdown(parse.GetValue(title)!, rows, parse.GetValue(timing), parse.GetValue(timesFrom)));
             Console.WriteLine($"wrote {Path.Combine(root, "results.md")} and results.json");
             foreach (var metric in Metric.All)
             {
@@ -98,8 +100,13 @@ internal static class CompareCommand
         return record;
     }
 
-    internal static List<ComparisonRow> Rows(IReadOnlyList<ComparisonGroup> groups, IReadOnlyList<IReadOnlyList<RunRecord>> records)
+    internal static List<ComparisonRow> Rows(IReadOnlyList<ComparisonGroup> groups, IReadOnlyList<IReadOnlyList<RunRecord>> records, int timesFromEpoch = 1)
     {
+        List<EpochMetrics> Timed(RunRecord run)
+        {
+            var epochs = run.Epochs.Where(e => e.Epoch >= timesFromEpoch).ToList();
+            return epochs.Count > 0 ? epochs : throw new ArgumentException($"--times-from-epoch {timesFromEpoch}: a run has only {run.EpochsCompleted} epochs");
+        }
         var rows = new List<ComparisonRow>();
         for (int g = 0; g < groups.Count; g++)
         {
@@ -122,10 +129,10 @@ internal static class CompareCommand
                 DevAccuracy = runs.Select(r => r.Best.DevAccuracy ?? double.NaN).ToList(),
                 TestAccuracy = test,
                 FinalTestAccuracy = runs.Select(r => r.Last.TestAccuracy).ToList(),
-                MeanEpochSeconds = runs.Select(r => Math.Round(r.MeanEpochSeconds, 3)).ToList(),
-                MeanBackwardSeconds = runs.Select(r => Math.Round(r.Epochs.Average(e => e.BackwardSeconds), 3)).ToList(),
-                MeanUpdateSeconds = runs.Select(r => Math.Round(r.Epochs.Average(e => e.UpdateSeconds), 3)).ToList(),
-                MeanTrainingSeconds = runs.Select(r => Math.Round(r.Epochs.Average(e => e.ForwardSeconds + e.BackwardSeconds + e.UpdateSeconds), 3)).ToList(),
+                MeanEpochSeconds = runs.Select(r => Math.Round(Timed(r).Average(e => e.EpochSeconds), 3)).ToList(),
+                MeanBackwardSeconds = runs.Select(r => Math.Round(Timed(r).Average(e => e.BackwardSeconds), 3)).ToList(),
+                MeanUpdateSeconds = runs.Select(r => Math.Round(Timed(r).Average(e => e.UpdateSeconds), 3)).ToList(),
+                MeanTrainingSeconds = runs.Select(r => Math.Round(Timed(r).Average(e => e.ForwardSeconds + e.BackwardSeconds + e.UpdateSeconds), 3)).ToList(),
                 TestMean = SeedStatistics.Mean(test),
                 TestStd = SeedStatistics.StandardDeviation(test),
                 TestDeltaMean = delta?.Mean,
@@ -139,14 +146,14 @@ internal static class CompareCommand
 
     private static string Percent(double fraction) => (100 * fraction).ToString("0.00", CultureInfo.InvariantCulture);
 
-    internal static string Markdown(string title, IReadOnlyList<ComparisonRow> rows, string? timingNote)
+    internal static string Markdown(string title, IReadOnlyList<ComparisonRow> rows, string? timingNote, int timesFromEpoch = 1)
     {
         var md = new StringBuilder();
         md.AppendLine($"# {title}").AppendLine();
         md.AppendLine("Test accuracy at each run's best dev epoch (%, mean ± sample std over the runs, min-max); Δ is the paired difference from");
         md.AppendLine($"the first configuration ({rows[0].Name}) in points with its 95% t interval. Times are the runs' own records, mean seconds per");
         md.AppendLine("epoch: the whole epoch, its training part (forward, backward, update: no evaluation), the backward (with any update fused");
-        md.AppendLine("into it) and the optimizer's own pass.").AppendLine();
+        md.AppendLine($"into it) and the optimizer's own pass{(timesFromEpoch > 1 ? $", over epochs {timesFromEpoch} on" : "")}.").AppendLine();
         md.AppendLine("| configuration | runs | epochs | best epoch | test (best dev) | range | Δ vs first | final test | epoch s | training s | backward s | update s |");
         md.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)

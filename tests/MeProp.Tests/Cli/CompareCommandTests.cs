@@ -64,6 +64,21 @@ public class CompareCommandTests
     }
 
     [Fact]
+    public void TimesCanLeaveOutTheFirstEpochs()
+    {
+        using var root = new TempDirectory();
+        string run = WriteRun(root.Path, "a", 0.99, 1);
+        string output = Path.Combine(root.Path, "out");
+        var result = CliHarness.Run("compare", "--group", $"a={run}", "--out", output, "--times-from-epoch", "2");
+        Assert.True(result.Code == 0, result.Stderr + result.Stdout);
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "results.json")));
+        // Epochs 2 and 3 took 20 and 30 s.
+        Assert.Equal(25.0, doc.RootElement[0].GetProperty("mean_epoch_seconds")[0].GetDouble());
+        Assert.Contains("over epochs 2 on", File.ReadAllText(Path.Combine(output, "results.md")));
+        Assert.Equal(1, CliHarness.Run("compare", "--group", $"a={run}", "--out", output, "--times-from-epoch", "4").Code);
+    }
+
+    [Fact]
     public void UnpairedGroupsAndMissingRunsAreOneLineErrors()
     {
         using var root = new TempDirectory();
