@@ -55,6 +55,10 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private readonly AlignedBuffer _paddedOutputGradient = new();
     private readonly AlignedBuffer _inputGradientRows = new();
     private int[] _paddedOutputGradientShape = [];
+    // A channel selection's dense products: the kept channels, their dY columns as rows, their weight rows.
+    private int[] _keptChannels = [];
+    private readonly AlignedBuffer _keptRows = new();
+    private readonly AlignedBuffer _keptWeights = new();
 
     public Conv2d(string name, int inChannels, int outChannels, int kernelSize, int stride, int padding,
         ComputeContext compute, Rng initRng)
@@ -209,6 +213,11 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
             if (Sparsifier is not null)
             {
                 var selected = Sparsifier.Sparsify(outputGradient.Span, g.N, OutChannels, plane, _compute.Pool);
+                if (Sparsifier.Options.Selection == SelectionPolicy.Channel && KeptChannelsAreDense(selected, out int kept))
+                {
+                    Counters.AddSparse(selected, (ComputeInputGradient ? 2 : 1) * (long)kept * positions * k, denseMacs);
+                    return KeptChannelsBackward(outputGradient, selected, kept, g);
+                }
                 Counters.AddSparse(selected, (ComputeInputGradient ? 2 : 1) * selected.Count * k, denseMacs);
                 return SparseBackwardPass(selected, g);
             }
@@ -323,6 +332,60 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         float* rows = j.Rows + (long)worker * g.H * g.W * g.C;
         DirectConvolution.ForwardImage(padded, t, j.FlippedWeight, g.C, rows);
         ChannelLayout.RowsToPlanes(rows, j.InputGradient + (long)n * g.C * g.H * g.W, g.H * g.W, g.C, g.H * g.W, null);
+    }
+
+    /// <summary>
+    /// Whether a channel selection's kept channels (those with a stored entry) are dense enough that
+    /// products over them beat the sparse kernels: their non-zero share above the convolution threshold
+    /// of <see cref="ExactSparsityThresholds"/>, as for a dense backward.
+    /// </summary>
+    private bool KeptChannelsAreDense(SparseGradient selected, out int kept)
+    {
+        kept = 0;
+        for (int u = 0; u < selected.Units; u++) if (selected.Counts[u] > 0) kept++;
+        return kept > 0 && selected.Count > ExactSparsityThresholds.ForConvolution(OutChannels) * kept * (long)selected.PositionCount;
+    }
+
+    /// <summary>
+    /// The backward of a channel selection as dense products over the kept channels only (ssProp's): dY's
+    /// kept columns gathered into rows [N·OH·OW, kept], dW of the kept rows = dY_keptᵀ · cols, their db,
+    /// and dx = col2im(dY_kept · W_kept); dropped channels add nothing. The patch matrix is formed here
+    /// (the forward ran image by image).
+    /// </summary>
+    private Tensor? KeptChannelsBackward(Tensor outputGradient, SparseGradient selected, int kept, ConvGeometry g)
+    {
+        int positions = g.Positions, k = g.PatchLength, plane = g.OH * g.OW, oc = OutChannels;
+        var channels = _keptChannels.Length >= kept ? _keptChannels : _keptChannels = new int[oc];
+        for (int u = 0, j = 0; u < oc; u++) if (selected.Counts[u] > 0) channels[j++] = u;
+        _cols.Reshape(positions, k);
+        Im2Col.Forward(g, _input!.Span, _cols.Span, _compute.Pool);
+        var dyKept = _keptRows.Span(checked(positions * kept));
+        var dy = outputGradient.Span;
+        for (int n = 0; n < g.N; n++)
+            for (int j = 0; j < kept; j++)
+            {
+                var source = dy.Slice((n * oc + channels[j]) * plane, plane);
+                for (int p = 0; p < plane; p++) dyKept[(n * plane + p) * kept + j] = source[p];
+            }
+        var dWKept = _keptWeights.Span(kept * k);
+        _compute.Gemm.Multiply(true, false, kept, k, positions, dyKept, kept, _cols.Span, k, dWKept, k, false);
+        var dW = Weight.Gradient.Span;
+        var db = Bias.Gradient.Span;
+        for (int j = 0; j < kept; j++)
+        {
+            System.Numerics.Tensors.TensorPrimitives.Add(dW.Slice(channels[j] * k, k), dWKept.Slice(j * k, k), dW.Slice(channels[j] * k, k));
+            double sum = 0;
+            for (int n = 0; n < g.N; n++) sum += System.Numerics.Tensors.TensorPrimitives.Sum(dy.Slice((n * oc + channels[j]) * plane, plane));
+            db[channels[j]] += (float)sum;
+        }
+        if (!ComputeInputGradient) return null;
+        // The kept filters, then dcols = dY_kept · W_kept into the patch matrix, which is no longer needed.
+        var weight = Weight.Value.Span;
+        for (int j = 0; j < kept; j++) weight.Slice(channels[j] * k, k).CopyTo(dWKept.Slice(j * k, k));
+        _compute.Gemm.Multiply(false, false, positions, k, kept, dyKept, kept, dWKept, k, _cols.Span, k, false);
+        _inputGradient.Reshape(g.N, g.C, g.H, g.W);
+        Im2Col.Backward(g, _cols.Span, _inputGradient.Span, _compute.Pool);
+        return _inputGradient;
     }
 
     /// <summary>dW, db and dx from the kept entries of dY (a meProp selection, or every non-zero).</summary>

@@ -183,27 +183,52 @@ public class ChannelSelectionTests
     }
 
     [Fact]
-    public void RatioOneKeepsEverythingAndEqualsPerChannelAtRatioOne()
+    public void RatioOneKeepsEverythingAndEqualsTheDenseBackward()
     {
-        // At ratio 1 the selection is the whole dL/dy, so the sparse kernels get the same input as
-        // per-channel at ratio 1 and give the same gradients bit for bit.
+        // At ratio 1 the selection is the whole dL/dy; with every entry non-zero the kept channels (all of
+        // them, in order) take the dense products on the same patch matrix, so the gradients are the dense
+        // backward's (exact sparsity off) bit for bit.
         using var compute = new ComputeContext(2);
-        var channel = new Conv2d("conv", 3, 8, 5, 1, 2, compute, new Rng(5));
-        var perChannel = new Conv2d("conv", 3, 8, 5, 1, 2, compute, new Rng(5));
+        var channel = new Conv2d("conv", 3, 20, 5, 1, 2, compute, new Rng(5));
+        var dense = new Conv2d("conv", 3, 20, 5, 1, 2, compute, new Rng(5)) { ExactSparsity = ExactSparsity.Off };
         channel.Sparsifier = Channel(1.0);
-        perChannel.Sparsifier = new GradientSparsifier("conv", new MePropOptions { Ratio = 1.0 }, convolutional: true, seed: 1);
         var rng = new Rng(6);
         var x = TestData.UniformTensor(rng, 4, 3, 12, 12);
         channel.Forward(x, true);
-        perChannel.Forward(x, true);
-        var dy = TestData.UniformTensor(rng, 4, 8, 12, 12);
+        dense.Forward(x, true);
+        var dy = TestData.UniformTensor(rng, 4, 20, 12, 12);
         var dxChannel = channel.Backward(dy)!.Clone();
-        var dxPerChannel = perChannel.Backward(dy)!;
+        var dxDense = dense.Backward(dy)!;
         Assert.Equal(dy.Length, channel.Sparsifier.Result.Selected);
         Assert.Equal(dy.Length, channel.Sparsifier.Result.Count);
-        Assert.Equal(dy.Span.ToArray(), Masked(dy.Span, channel.Sparsifier.Result, 8, 144));
-        for (int i = 0; i < 2; i++) Assert.Equal(perChannel.Parameters[i].Gradient.Span.ToArray(), channel.Parameters[i].Gradient.Span.ToArray());
-        Assert.Equal(dxPerChannel.Span.ToArray(), dxChannel.Span.ToArray());
+        Assert.Equal(dy.Span.ToArray(), Masked(dy.Span, channel.Sparsifier.Result, 20, 144));
+        for (int i = 0; i < 2; i++) Assert.Equal(dense.Parameters[i].Gradient.Span.ToArray(), channel.Parameters[i].Gradient.Span.ToArray());
+        Assert.Equal(dxDense.Span.ToArray(), dxChannel.Span.ToArray());
+    }
+
+    [Fact]
+    public void SparseKeptChannelsTakeTheSparseKernels()
+    {
+        // Kept channels whose dL/dy is mostly zero (after ReLU and pooling) go to the sparse kernels, which
+        // compute the same gradients as the products over the kept channels within rounding.
+        using var compute = new ComputeContext(2);
+        var viaSparse = new Conv2d("conv", 3, 20, 3, 1, 1, compute, new Rng(5)) { Sparsifier = Channel(0.5) };
+        var viaProducts = new Conv2d("conv", 3, 20, 3, 1, 1, compute, new Rng(5)) { Sparsifier = Channel(0.5) };
+        var rng = new Rng(8);
+        var x = TestData.UniformTensor(rng, 3, 3, 9, 9);
+        var dense = TestData.UniformTensor(rng, 3, 20, 9, 9);
+        var sparse = dense.Clone();
+        // Every fifth entry stays: 20% non-zero, below the threshold; the same channels rank first in both.
+        for (int i = 0; i < sparse.Length; i++) if (i % 5 != 0) sparse.Span[i] = 0;
+        for (int i = 0; i < dense.Length; i++) if (i % 5 != 0) dense.Span[i] *= 1e-30f;
+        viaSparse.Forward(x, true);
+        viaProducts.Forward(x, true);
+        var dxSparse = viaSparse.Backward(sparse)!.Clone();
+        var dxProducts = viaProducts.Backward(dense)!;
+        Assert.True(viaSparse.Counters.BackwardMacs < viaProducts.Counters.BackwardMacs);
+        for (int i = 0; i < 2; i++)
+            TestData.AssertClose(viaProducts.Parameters[i].Gradient.Span, viaSparse.Parameters[i].Gradient.Span, 1e-5, 1e-5, viaSparse.Parameters[i].Name);
+        TestData.AssertClose(dxProducts.Span, dxSparse.Span, 1e-5, 1e-5, "dx");
     }
 
     [Fact]

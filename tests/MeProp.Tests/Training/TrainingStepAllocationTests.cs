@@ -27,23 +27,7 @@ public class TrainingStepAllocationTests
         var model = ModelBuilder.Build(new ModelOptions { BatchNorm = true }, 1, 12, 12, 10, compute, seed: 5);
         MePropSetup.Attach(model, 0.2, null, decay, shape, selection, ["conv1", "conv2", "fc1"], seed: 5, massFraction);
         foreach (var layer in model.AllLayers.OfType<IMePropLayer>()) layer.Counters.MeasureDensity = true;
-        var adam = new Adam(model.Parameters, compute.Pool) { FuseIntoBackward = true };
-        var loss = new SoftmaxCrossEntropy();
-        var rng = new Rng(9);
-        var images = TestData.UniformTensor(rng, batch, 1, 12, 12);
-        var labels = Enumerable.Range(0, batch).Select(_ => rng.NextInt(10)).ToArray();
-        void Step()
-        {
-            loss.Forward(model.Forward(images, training: true), labels);
-            adam.BeginStep();
-            model.Backward(loss.Gradient);
-            adam.FinishStep();
-        }
-        WarmUp.Run(Step);
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 5; i++) Step();
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.True(allocated == 0, $"allocated {allocated} bytes in 5 warm steps");
+        AssertWarmStepsAllocateNothing(model, compute, [batch, 1, 12, 12], seed: 9);
     }
 
     /// <summary>The same for a network built from a description with every kind of layer the format has.</summary>
@@ -64,24 +48,7 @@ public class TrainingStepAllocationTests
             .Build(classes: 10, compute, seed: 3);
         if (meProp) MePropSetup.Attach(model, 0.2, 0.6, DecayShape.Full, null, ["conv1", "res1.conv2", "res1.shortcut.conv1", "fc1"], seed: 3);
         foreach (var layer in model.AllLayers.OfType<IMePropLayer>()) layer.ExactSparsity = exactSparsity;
-        var adam = new Adam(model.Parameters, compute.Pool) { FuseIntoBackward = true };
-        var loss = new SoftmaxCrossEntropy();
-        var rng = new Rng(4);
-        var images = TestData.UniformTensor(rng, 6, 3, 12, 12);
-        var labels = Enumerable.Range(0, 6).Select(_ => rng.NextInt(10)).ToArray();
-        void Step()
-        {
-            loss.Forward(model.Forward(images, training: true), labels);
-            adam.BeginStep();
-            model.Backward(loss.Gradient);
-            adam.FinishStep();
-            model.Forward(images, training: false);
-        }
-        WarmUp.Run(Step);
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 5; i++) Step();
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.True(allocated == 0, $"allocated {allocated} bytes in 5 warm steps");
+        AssertWarmStepsAllocateNothing(model, compute, [6, 3, 12, 12], seed: 4, evaluate: true);
     }
 
     /// <summary>A multilayer perceptron (the original meProp's), dense and with per-example top-k on its hidden layers, at a fused and an unfused batch size.</summary>
@@ -97,17 +64,28 @@ public class TrainingStepAllocationTests
             .Build(classes: 10, compute, seed: 3);
         if (meProp) MePropSetup.Attach(model, 0.04, 0, DecayShape.Full, null, ["fc1", "fc2", "fc3"], seed: 3);
         foreach (var layer in model.AllLayers.OfType<IMePropLayer>()) layer.ExactSparsity = ExactSparsity.Auto;
+        AssertWarmStepsAllocateNothing(model, compute, [batch, 1, 28, 28], seed: 4);
+    }
+
+    /// <summary>
+    /// Warm training steps of <paramref name="model"/> on one seeded batch of <paramref name="input"/>'s shape
+    /// (forward, loss, backward with Adam fused into it, update; with <paramref name="evaluate"/> an
+    /// evaluation forward too) allocate nothing on the calling thread.
+    /// </summary>
+    private static void AssertWarmStepsAllocateNothing(Sequential model, ComputeContext compute, int[] input, ulong seed, bool evaluate = false)
+    {
         var adam = new Adam(model.Parameters, compute.Pool) { FuseIntoBackward = true };
         var loss = new SoftmaxCrossEntropy();
-        var rng = new Rng(4);
-        var images = TestData.UniformTensor(rng, batch, 1, 28, 28);
-        var labels = Enumerable.Range(0, batch).Select(_ => rng.NextInt(10)).ToArray();
+        var rng = new Rng(seed);
+        var images = TestData.UniformTensor(rng, input);
+        var labels = Enumerable.Range(0, input[0]).Select(_ => rng.NextInt(10)).ToArray();
         void Step()
         {
             loss.Forward(model.Forward(images, training: true), labels);
             adam.BeginStep();
             model.Backward(loss.Gradient);
             adam.FinishStep();
+            if (evaluate) model.Forward(images, training: false);
         }
         WarmUp.Run(Step);
         long before = GC.GetAllocatedBytesForCurrentThread();
