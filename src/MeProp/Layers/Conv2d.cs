@@ -57,6 +57,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private int[] _paddedOutputGradientShape = [];
     // A channel selection's dense products: the kept channels, their dY columns as rows, their weight rows.
     private int[] _keptChannels = [];
+    private readonly AlignedBuffer _keptPlanes = new();
     private readonly AlignedBuffer _keptRows = new();
     private readonly AlignedBuffer _keptWeights = new();
 
@@ -254,7 +255,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         {
             _colsHoldPatches = false;
             _inputGradient.Reshape(g.N, g.C, g.H, g.W);
-            DirectInputGradient(outputGradient, g);
+            DirectInputGradient(outputGradient.Span, OutChannels, Weight.Value.Span, g);
             return _inputGradient;
         }
         // cols is no longer needed once dW is formed, so dcols overwrites it.
@@ -280,9 +281,12 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     /// col2im, whose product has only OC terms per value and whose patch matrix (KH·KW times the input)
     /// goes through memory twice.
     /// </summary>
-    private void DirectInputGradient(Tensor outputGradient, ConvGeometry g)
+    /// <param name="outputGradient">dY [N, oc, OH, OW]: the layer's, or a channel selection's kept channels.</param>
+    /// <param name="oc">Channels of <paramref name="outputGradient"/>.</param>
+    /// <param name="weight">The filters of those channels, [oc, C, KH, KW].</param>
+    private void DirectInputGradient(ReadOnlySpan<float> outputGradient, int oc, ReadOnlySpan<float> weight, ConvGeometry g)
     {
-        int oc = OutChannels, c = g.C, kh = g.KH, kw = g.KW, reach = kh - 1 - g.Padding;
+        int c = g.C, kh = g.KH, kw = g.KW, reach = kh - 1 - g.Padding;
         var transposed = new ConvGeometry(1, oc, g.OH, g.OW, kh, kw, 1, reach);
         int paddedLength = (g.OH + 2 * reach) * (g.OW + 2 * reach) * oc + SparseBackward.ReadSlack;
         var padded = _paddedOutputGradient.Span(checked(_compute.Threads * paddedLength));
@@ -292,7 +296,6 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
             _paddedOutputGradientShape = [_compute.Threads, g.OH, g.OW, oc, reach];
         }
         var flipped = _flippedWeight.Span(kh * kw * oc * c + DirectConvolution.WeightSlack);
-        var weight = Weight.Value.Span;
         for (int o = 0; o < oc; o++)
             for (int ci = 0; ci < c; ci++)
                 for (int y = 0; y < kh; y++)
@@ -300,7 +303,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
                         flipped[((y * kw + x) * oc + o) * c + ci] = weight[((o * c + ci) * kh + (kh - 1 - y)) * kw + (kw - 1 - x)];
         flipped[(kh * kw * oc * c)..].Clear();
         var rows = _inputGradientRows.Span(checked(_compute.Threads * g.H * g.W * c));
-        fixed (float* dy = outputGradient.Span, pp = padded, wf = flipped, pr = rows, dx = _inputGradient.Span)
+        fixed (float* dy = outputGradient, pp = padded, wf = flipped, pr = rows, dx = _inputGradient.Span)
         {
             var job = new TransposedJob
             {
@@ -348,9 +351,10 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
 
     /// <summary>
     /// The backward of a channel selection as dense products over the kept channels only (ssProp's): dY's
-    /// kept columns gathered into rows [N·OH·OW, kept], dW of the kept rows = dY_keptᵀ · cols, their db,
-    /// and dx = col2im(dY_kept · W_kept); dropped channels add nothing. The patch matrix is formed here
-    /// (the forward ran image by image).
+    /// kept channels copied out and laid out as rows [N·OH·OW, kept], dW of the kept rows = dY_keptᵀ · cols,
+    /// their db, and dx from the kept filters (the direct convolution at stride 1, else col2im of
+    /// dY_kept · W_kept); dropped channels add nothing. The patch matrix is formed here (the forward ran
+    /// image by image).
     /// </summary>
     private Tensor? KeptChannelsBackward(Tensor outputGradient, SparseGradient selected, int kept, ConvGeometry g)
     {
@@ -359,31 +363,41 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         for (int u = 0, j = 0; u < oc; u++) if (selected.Counts[u] > 0) channels[j++] = u;
         _cols.Reshape(positions, k);
         Im2Col.Forward(g, _input!.Span, _cols.Span, _compute.Pool);
-        var dyKept = _keptRows.Span(checked(positions * kept));
+        // The kept channels' planes, then as rows [N·OH·OW, kept].
         var dy = outputGradient.Span;
+        var planes = _keptPlanes.Span(checked(positions * kept));
         for (int n = 0; n < g.N; n++)
             for (int j = 0; j < kept; j++)
-            {
-                var source = dy.Slice((n * oc + channels[j]) * plane, plane);
-                for (int p = 0; p < plane; p++) dyKept[(n * plane + p) * kept + j] = source[p];
-            }
-        var dWKept = _keptWeights.Span(kept * k);
-        _compute.Gemm.Multiply(true, false, kept, k, positions, dyKept, kept, _cols.Span, k, dWKept, k, false);
+                dy.Slice((n * oc + channels[j]) * plane, plane).CopyTo(planes.Slice((n * kept + j) * plane, plane));
+        var rows = _keptRows.Span(checked(positions * kept));
+        fixed (float* pr = rows, pp = planes)
+        {
+            var job = new LayoutJob { Rows = pr, Nchw = pp, Channels = kept, Plane = plane };
+            _compute.Pool.Run(g.N, &NchwToRows, &job);
+        }
+        var keptWeights = _keptWeights.Span(kept * k);
+        _compute.Gemm.Multiply(true, false, kept, k, positions, rows, kept, _cols.Span, k, keptWeights, k, false);
         var dW = Weight.Gradient.Span;
         var db = Bias.Gradient.Span;
         for (int j = 0; j < kept; j++)
         {
-            System.Numerics.Tensors.TensorPrimitives.Add(dW.Slice(channels[j] * k, k), dWKept.Slice(j * k, k), dW.Slice(channels[j] * k, k));
+            var row = dW.Slice(channels[j] * k, k);
+            System.Numerics.Tensors.TensorPrimitives.Add(row, keptWeights.Slice(j * k, k), row);
             double sum = 0;
-            for (int n = 0; n < g.N; n++) sum += System.Numerics.Tensors.TensorPrimitives.Sum(dy.Slice((n * oc + channels[j]) * plane, plane));
+            for (int n = 0; n < g.N; n++) sum += System.Numerics.Tensors.TensorPrimitives.Sum(planes.Slice((n * kept + j) * plane, plane));
             db[channels[j]] += (float)sum;
         }
         if (!ComputeInputGradient) return null;
-        // The kept filters, then dcols = dY_kept · W_kept into the patch matrix, which is no longer needed.
+        // dx from the kept filters alone: directly at stride 1, else dcols = dY_kept · W_kept and col2im.
         var weight = Weight.Value.Span;
-        for (int j = 0; j < kept; j++) weight.Slice(channels[j] * k, k).CopyTo(dWKept.Slice(j * k, k));
-        _compute.Gemm.Multiply(false, false, positions, k, kept, dyKept, kept, dWKept, k, _cols.Span, k, false);
+        for (int j = 0; j < kept; j++) weight.Slice(channels[j] * k, k).CopyTo(keptWeights.Slice(j * k, k));
         _inputGradient.Reshape(g.N, g.C, g.H, g.W);
+        if (DirectInputGradientApplies(g))
+        {
+            DirectInputGradient(planes, kept, keptWeights, g);
+            return _inputGradient;
+        }
+        _compute.Gemm.Multiply(false, false, positions, k, kept, rows, kept, keptWeights, k, _cols.Span, k, false);
         Im2Col.Backward(g, _cols.Span, _inputGradient.Span, _compute.Pool);
         return _inputGradient;
     }

@@ -186,11 +186,12 @@ public class ChannelSelectionTests
     public void RatioOneKeepsEverythingAndEqualsTheDenseBackward()
     {
         // At ratio 1 the selection is the whole dL/dy; with every entry non-zero the kept channels (all of
-        // them, in order) take the dense products on the same patch matrix, so the gradients are the dense
-        // backward's (exact sparsity off) bit for bit.
+        // them, in order) take the dense path on the same patch matrix (dW by the product, dx by the direct
+        // convolution), so the gradients are the dense backward's (exact sparsity auto, taking its dense path
+        // at this density) bit for bit.
         using var compute = new ComputeContext(2);
         var channel = new Conv2d("conv", 3, 20, 5, 1, 2, compute, new Rng(5));
-        var dense = new Conv2d("conv", 3, 20, 5, 1, 2, compute, new Rng(5)) { ExactSparsity = ExactSparsity.Off };
+        var dense = new Conv2d("conv", 3, 20, 5, 1, 2, compute, new Rng(5)) { ExactSparsity = ExactSparsity.Auto };
         channel.Sparsifier = Channel(1.0);
         var rng = new Rng(6);
         var x = TestData.UniformTensor(rng, 4, 3, 12, 12);
@@ -202,6 +203,7 @@ public class ChannelSelectionTests
         Assert.Equal(dy.Length, channel.Sparsifier.Result.Selected);
         Assert.Equal(dy.Length, channel.Sparsifier.Result.Count);
         Assert.Equal(dy.Span.ToArray(), Masked(dy.Span, channel.Sparsifier.Result, 20, 144));
+        Assert.Equal(0, dense.Counters.ExactSparseBackwards);
         for (int i = 0; i < 2; i++) Assert.Equal(dense.Parameters[i].Gradient.Span.ToArray(), channel.Parameters[i].Gradient.Span.ToArray());
         Assert.Equal(dxDense.Span.ToArray(), dxChannel.Span.ToArray());
     }
