@@ -253,7 +253,6 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         if (!ComputeInputGradient) return null;
         if (ExactSparsity != ExactSparsity.Off && DirectInputGradientApplies(g))
         {
-            _colsHoldPatches = false;
             _inputGradient.Reshape(g.N, g.C, g.H, g.W);
             DirectInputGradient(outputGradient.Span, OutChannels, Weight.Value.Span, g);
             return _inputGradient;
