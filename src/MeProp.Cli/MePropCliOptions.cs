@@ -65,9 +65,13 @@ internal sealed class MePropCliOptions
     /// <summary>A configuration's --topk as given on the command line ("0.05", "conv1=0.1,conv2=0.05"); null when dense.</summary>
     public static string[]? TopKText(TrainOptions options) => new TopKRatios(options.TopK, options.LayerRatios).Text();
 
-    public TrainOptions Apply(ParseResult parse, TrainOptions options)
+    /// <summary>
+    /// The options with the meProp ones given. When <paramref name="resuming"/>, meProp options may come
+    /// without --topk: they are only compared with the resumed run's.
+    /// </summary>
+    public TrainOptions Apply(ParseResult parse, TrainOptions options, bool resuming = false)
     {
-        if (parse.GetValue(TopK) is null && (parse.GetValue(Decay) != 0 || parse.GetValue(Selection) is not null || parse.GetValue(Layers) is not null || parse.GetValue(MassFraction) is not null))
+        if (!resuming && parse.GetValue(TopK) is null && (parse.GetValue(Decay) != 0 || parse.GetValue(Selection) is not null || parse.GetValue(Layers) is not null || parse.GetValue(MassFraction) is not null))
             throw new ArgumentException("--decay, --selection, --topk-mass and --meprop-layers need --topk (without it training is dense)");
         return WithMeProp(parse, options);
     }

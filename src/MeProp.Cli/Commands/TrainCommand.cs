@@ -73,7 +73,7 @@ internal static class TrainCommand
         {
             string? resumeDirectory = parse.GetValue(resume);
             string? outDirectory = parse.GetValue(output);
-            var fresh = mePropOptions.Apply(parse, new TrainOptions
+            var fresh = mePropOptions.Apply(parse, resuming: resumeDirectory is not null, options: new TrainOptions
             {
                 ModelOptions = CommonOptions.ModelOptions(parse.GetValue(model)!) with
                 {
