@@ -3,7 +3,9 @@
 #   run-configs.sh STUDY EPOCHS "SEEDS" NAME="train options" [NAME="train options" ...]
 # Checkpoints go to ~/.cache/meprop/beyond/STUDY/NAME/seed-N (never committed); each run's
 # metrics.jsonl and summary.json are copied to experiments/beyond/STUDY/runs/NAME/seed-N after it
-# ends. A run with a checkpoint resumes; a finished one is skipped. MEPROP overrides the command.
+# ends. A run with a checkpoint resumes; a finished one is skipped, and so is one that another
+# run-configs.sh holds (a lock per run), so several may work through one study side by side.
+# MEPROP overrides the command.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 study=$1; epochs=$2; seeds=$3; shift 3
@@ -14,6 +16,9 @@ for seed in $seeds; do
     name=${config%%=*}; options=${config#*=}
     work=$cache/$name/seed-$seed
     published=experiments/beyond/$study/runs/$name/seed-$seed
+    mkdir -p "$(dirname "$work")"
+    exec 9> "$work.lock"
+    if ! flock -n 9; then echo "$name seed $seed: running elsewhere"; continue; fi
     if [ -f "$work/summary.json" ] && [ "$(wc -l < "$work/metrics.jsonl")" -ge "$epochs" ]; then
       echo "$name seed $seed: done"
     elif [ -f "$work/last.safetensors" ]; then
@@ -21,11 +26,12 @@ for seed in $seeds; do
       $cli train --resume "$work" --epochs "$epochs"
     else
       echo "$name seed $seed: training"
-      rm -rf "$work"; mkdir -p "$(dirname "$work")"
+      rm -rf "$work"
       # shellcheck disable=SC2086 # the options are words
       $cli train $options --seed "$seed" --epochs "$epochs" --out "$work"
     fi
     mkdir -p "$published"
     cp "$work/metrics.jsonl" "$work/summary.json" "$published/"
+    exec 9>&-
   done
 done
