@@ -18,10 +18,11 @@ namespace MeProp.Layers;
 /// dcols = dY · W scattered back by col2im into dx. With a <see cref="Sparsifier"/> (meProp-CNN) the
 /// backward reads only the kept entries of dY: dW[c] += v·patch(position) per entry, the patch read from
 /// the forward's padded channels-last copy of x, and dx is scattered directly from the weight
-/// (channels-last, SIMD over C) without forming dcols. With <see cref="ExactSparsity"/> on, a backward
-/// without meProp runs the same sparse kernels on every non-zero entry of dY when they are few (after
-/// ReLU and pooling they are), and otherwise forms the patch matrix then; the training forward is then
-/// the image-by-image one.
+/// (channels-last, SIMD over C) without forming dcols. With <see cref="ExactSparsity"/> on, the training
+/// forward is the image-by-image one and a backward without meProp runs the same sparse kernels on every
+/// non-zero entry of dY when they are few (after ReLU and pooling they are); otherwise dW comes straight
+/// from the padded channels-last input (<see cref="DirectWeightGradient"/>, no patch matrix) and dx from
+/// the direct convolution of dY at stride 1.
 /// </summary>
 public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
 {
@@ -60,6 +61,10 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private readonly AlignedBuffer _keptPlanes = new();
     private readonly AlignedBuffer _keptRows = new();
     private readonly AlignedBuffer _keptWeights = new();
+    // A dense backward after the image-by-image forward: dY as rows [N*OH*OW, OC], and the weight
+    // gradient's padded [OC, KH, KW*C] sums.
+    private readonly AlignedBuffer _outputGradientRows = new();
+    private readonly AlignedBuffer _weightGradientSums = new();
 
     public Conv2d(string name, int inChannels, int outChannels, int kernelSize, int stride, int padding,
         ComputeContext compute, Rng initRng)
@@ -102,7 +107,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     /// <summary>
     /// Whether a backward without <see cref="Sparsifier"/> runs the sparse kernels on dL/dy's non-zero
     /// entries. Unless Off, the training forward is the image-by-image one, which keeps what the sparse
-    /// kernels read, and a dense backward forms the patch matrix itself.
+    /// kernels and the direct weight gradient read.
     /// </summary>
     public ExactSparsity ExactSparsity { get; set; }
 
@@ -230,17 +235,12 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
                 return SparseBackwardPass(_nonZeros, g);
             }
             Counters.AddDense(outputGradient.Length, nonZero, denseMacs);
-            // The forward ran image by image and kept no patches: form them now.
-            _cols.Reshape(positions, k);
-            Im2Col.Forward(g, _input!.Span, _cols.Span, _compute.Pool);
+            return ChannelsLastDenseBackward(outputGradient, g);
         }
-        else
-        {
-            if (!_colsHoldPatches)
-                throw new InvalidOperationException($"{Name}: Backward needs its own Forward first (the previous Backward used up the saved input patches, or meProp or exact sparsity was switched off in between)");
-            Counters.AddDense(outputGradient.Span, denseMacs);
-        }
-        // dY in the patch-row layout.
+        if (!_colsHoldPatches)
+            throw new InvalidOperationException($"{Name}: Backward needs its own Forward first (the previous Backward used up the saved input patches, or meProp or exact sparsity was switched off in between)");
+        Counters.AddDense(outputGradient.Span, denseMacs);
+        // The forward kept the batch's patches: dY in the patch-row layout, then the products.
         var dyRows = _rows;
         dyRows.Reshape(positions, oc);
         fixed (float* rows = dyRows.Span, nchw = outputGradient.Span)
@@ -251,18 +251,90 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         AddChannelSums(outputGradient.Span, g.N, oc, plane, Bias.Gradient.Span);
         _compute.Gemm.Multiply(true, false, oc, k, positions, dyRows.Span, oc, _cols.Span, k, Weight.Gradient.Span, k, true);
         if (!ComputeInputGradient) return null;
-        if (ExactSparsity != ExactSparsity.Off && DirectInputGradientApplies(g))
-        {
-            _inputGradient.Reshape(g.N, g.C, g.H, g.W);
-            DirectInputGradient(outputGradient.Span, OutChannels, Weight.Value.Span, g);
-            return _inputGradient;
-        }
         // cols is no longer needed once dW is formed, so dcols overwrites it.
         _colsHoldPatches = false;
         _compute.Gemm.Multiply(false, false, positions, k, oc, dyRows.Span, oc, Weight.Value.Span, k, _cols.Span, k, false);
         _inputGradient.Reshape(g.N, g.C, g.H, g.W);
         Im2Col.Backward(g, _cols.Span, _inputGradient.Span, _compute.Pool);
         return _inputGradient;
+    }
+
+    /// <summary>
+    /// A dense backward after the image-by-image forward (exact sparsity on, dY too dense for the sparse
+    /// kernels): db, dW straight from the forward's padded channels-last input
+    /// (<see cref="AddDirectWeightGradient"/>), and dx by the direct convolution at stride 1, else by
+    /// col2im of dcols = dY · W. No patch matrix is formed unless that last product needs one to write.
+    /// </summary>
+    private Tensor? ChannelsLastDenseBackward(Tensor outputGradient, ConvGeometry g)
+    {
+        int positions = g.Positions, k = g.PatchLength, oc = OutChannels;
+        var dyRows = _outputGradientRows.Span(checked(positions * oc + DirectWeightGradient.RowSlack));
+        fixed (float* rows = dyRows, nchw = outputGradient.Span)
+        {
+            var job = new LayoutJob { Rows = rows, Nchw = nchw, Channels = oc, Plane = g.OH * g.OW };
+            _compute.Pool.Run(g.N, &NchwToRows, &job);
+        }
+        AddChannelSums(outputGradient.Span, g.N, oc, g.OH * g.OW, Bias.Gradient.Span);
+        AddDirectWeightGradient(dyRows, oc, [], g);
+        if (!ComputeInputGradient) return null;
+        _inputGradient.Reshape(g.N, g.C, g.H, g.W);
+        if (DirectInputGradientApplies(g))
+        {
+            DirectInputGradient(outputGradient.Span, oc, Weight.Value.Span, g);
+            return _inputGradient;
+        }
+        _cols.Reshape(positions, k);
+        _compute.Gemm.Multiply(false, false, positions, k, oc, dyRows[..(positions * oc)], oc, Weight.Value.Span, k, _cols.Span, k, false);
+        Im2Col.Backward(g, _cols.Span, _inputGradient.Span, _compute.Pool);
+        return _inputGradient;
+    }
+
+    /// <summary>
+    /// dW[targets[o]] += Σ over images and positions of dY[n, o, position] · patch(position) for o &lt; oc
+    /// (targets empty: channel o itself), by <see cref="DirectWeightGradient"/> from the forward's padded
+    /// channels-last input and dY as rows (<paramref name="dyRows"/>: [N·OH·OW, oc], then
+    /// <see cref="DirectWeightGradient.RowSlack"/> floats). Task w takes tiles w, w + tasks, ... through the
+    /// images in order, so all its tiles read an image while it is in cache; the sums do not depend on
+    /// how many tasks there are.
+    /// </summary>
+    private void AddDirectWeightGradient(Span<float> dyRows, int oc, ReadOnlySpan<int> targets, ConvGeometry g)
+    {
+        var sums = _weightGradientSums.Span(DirectWeightGradient.SumsLength(g, oc));
+        sums.Clear();
+        int tasks = Math.Min(_compute.Threads, DirectWeightGradient.Tiles(g, oc));
+        fixed (float* pp = _inputPaddedNhwc.Span(SparseBackward.PaddedLength(g)), pr = dyRows, ps = sums)
+        {
+            var job = new WeightGradientJob { Padded = pp, Rows = pr, Sums = ps, Geometry = g, Channels = oc, Tasks = tasks };
+            _compute.Pool.Run(tasks, &WeightGradientTask, &job);
+        }
+        // sums [o, ky, kx·C + c] (rows and runs padded) -> dW [o, c, ky, kx]
+        var dW = Weight.Gradient.Span;
+        int c = g.C, kh = g.KH, kw = g.KW, runPadded = DirectWeightGradient.RunPadded(g);
+        for (int o = 0; o < oc; o++)
+        {
+            var source = sums.Slice(o * kh * runPadded);
+            var target = dW.Slice((targets.IsEmpty ? o : targets[o]) * c * kh * kw);
+            for (int ci = 0; ci < c; ci++)
+                for (int y = 0; y < kh; y++)
+                    for (int x = 0; x < kw; x++)
+                        target[(ci * kh + y) * kw + x] += source[y * runPadded + x * c + ci];
+        }
+    }
+
+    private struct WeightGradientJob
+    {
+        public float* Padded, Rows, Sums;
+        public ConvGeometry Geometry;
+        public int Channels, Tasks;
+    }
+
+    private static void WeightGradientTask(void* args, int task)
+    {
+        ref WeightGradientJob j = ref Unsafe.AsRef<WeightGradientJob>(args);
+        var g = j.Geometry;
+        long image = (long)(g.H + 2 * g.Padding) * (g.W + 2 * g.Padding) * g.C, rows = (long)g.OH * g.OW * j.Channels;
+        for (int n = 0; n < g.N; n++)
+            DirectWeightGradient.AddImage(j.Padded + n * image, g, j.Rows + n * rows, j.Channels, j.Sums, task, j.Tasks);
     }
 
     /// <summary>
@@ -350,38 +422,32 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
 
     /// <summary>
     /// The backward of a channel selection as dense products over the kept channels only (ssProp's): dY's
-    /// kept channels copied out and laid out as rows [N·OH·OW, kept], dW of the kept rows = dY_keptᵀ · cols,
-    /// their db, and dx from the kept filters (the direct convolution at stride 1, else col2im of
-    /// dY_kept · W_kept); dropped channels add nothing. The patch matrix is formed here (the forward ran
-    /// image by image).
+    /// kept channels copied out and laid out as rows [N·OH·OW, kept], dW of the kept rows straight from
+    /// the forward's padded channels-last input (<see cref="AddDirectWeightGradient"/>), their db, and dx
+    /// from the kept filters (the direct convolution at stride 1, else col2im of dY_kept · W_kept);
+    /// dropped channels add nothing.
     /// </summary>
     private Tensor? KeptChannelsBackward(Tensor outputGradient, SparseGradient selected, int kept, ConvGeometry g)
     {
         int positions = g.Positions, k = g.PatchLength, plane = g.OH * g.OW, oc = OutChannels;
         var channels = _keptChannels.Length >= kept ? _keptChannels : _keptChannels = new int[oc];
         for (int u = 0, j = 0; u < oc; u++) if (selected.Counts[u] > 0) channels[j++] = u;
-        _cols.Reshape(positions, k);
-        Im2Col.Forward(g, _input!.Span, _cols.Span, _compute.Pool);
         // The kept channels' planes, then as rows [N·OH·OW, kept].
         var dy = outputGradient.Span;
         var planes = _keptPlanes.Span(checked(positions * kept));
         for (int n = 0; n < g.N; n++)
             for (int j = 0; j < kept; j++)
                 dy.Slice((n * oc + channels[j]) * plane, plane).CopyTo(planes.Slice((n * kept + j) * plane, plane));
-        var rows = _keptRows.Span(checked(positions * kept));
+        var rows = _keptRows.Span(checked(positions * kept + DirectWeightGradient.RowSlack));
         fixed (float* pr = rows, pp = planes)
         {
             var job = new LayoutJob { Rows = pr, Nchw = pp, Channels = kept, Plane = plane };
             _compute.Pool.Run(g.N, &NchwToRows, &job);
         }
-        var keptWeights = _keptWeights.Span(kept * k);
-        _compute.Gemm.Multiply(true, false, kept, k, positions, rows, kept, _cols.Span, k, keptWeights, k, false);
-        var dW = Weight.Gradient.Span;
+        AddDirectWeightGradient(rows, kept, channels.AsSpan(0, kept), g);
         var db = Bias.Gradient.Span;
         for (int j = 0; j < kept; j++)
         {
-            var row = dW.Slice(channels[j] * k, k);
-            System.Numerics.Tensors.TensorPrimitives.Add(row, keptWeights.Slice(j * k, k), row);
             double sum = 0;
             for (int n = 0; n < g.N; n++) sum += System.Numerics.Tensors.TensorPrimitives.Sum(planes.Slice((n * kept + j) * plane, plane));
             db[channels[j]] += (float)sum;
@@ -389,6 +455,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         if (!ComputeInputGradient) return null;
         // dx from the kept filters alone: directly at stride 1, else dcols = dY_kept · W_kept and col2im.
         var weight = Weight.Value.Span;
+        var keptWeights = _keptWeights.Span(kept * k);
         for (int j = 0; j < kept; j++) weight.Slice(channels[j] * k, k).CopyTo(keptWeights.Slice(j * k, k));
         _inputGradient.Reshape(g.N, g.C, g.H, g.W);
         if (DirectInputGradientApplies(g))
@@ -396,7 +463,8 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
             DirectInputGradient(planes, kept, keptWeights, g);
             return _inputGradient;
         }
-        _compute.Gemm.Multiply(false, false, positions, k, kept, rows, kept, keptWeights, k, _cols.Span, k, false);
+        _cols.Reshape(positions, k);
+        _compute.Gemm.Multiply(false, false, positions, k, kept, rows[..(positions * kept)], kept, keptWeights, k, _cols.Span, k, false);
         Im2Col.Backward(g, _cols.Span, _inputGradient.Span, _compute.Pool);
         return _inputGradient;
     }
