@@ -228,7 +228,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
                 return SparseBackwardPass(selected, g);
             }
             long nonZero = NonZeroGradient.Count(outputGradient.Span);
-            if (ExactSparsity == ExactSparsity.Always || nonZero <= ExactSparsityThresholds.ForConvolution(OutChannels) * outputGradient.Length)
+            if (ExactSparsity == ExactSparsity.Always || nonZero <= ExactSparsityThresholds.Convolution * outputGradient.Length)
             {
                 NonZeroGradient.Gather(outputGradient.Span, g.N, OutChannels, plane, _nonZeros, _compute.Pool);
                 Counters.AddExact(_nonZeros, (ComputeInputGradient ? 2 : 1) * nonZero * k, denseMacs);
@@ -417,7 +417,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     {
         kept = 0;
         for (int u = 0; u < selected.Units; u++) if (selected.Counts[u] > 0) kept++;
-        return kept > 0 && selected.Count > ExactSparsityThresholds.ForConvolution(OutChannels) * kept * (long)selected.PositionCount;
+        return kept > 0 && selected.Count > ExactSparsityThresholds.Convolution * kept * (long)selected.PositionCount;
     }
 
     /// <summary>

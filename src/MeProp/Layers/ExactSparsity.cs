@@ -25,23 +25,11 @@ public enum ExactSparsity
 public static class ExactSparsityThresholds
 {
     /// <summary>
-    /// Convolutions: the exact backward broke even at 45-55% on the paper network's layers and a 64-channel
-    /// 3x3 one, near 70% on a 32-channel 3x3 one (0.7-0.9x the time at 30%); kept below all of them.
+    /// Convolutions: against the dense path without a patch matrix (the direct weight gradient and, at
+    /// stride 1, the direct input gradient) the exact backward broke even at 21-35% on ResNet-20's three
+    /// widths, 30-39% on the paper network's second layer and near 50% on its first (batches 10-128).
     /// </summary>
-    public const double Convolution = 0.4;
-
-    /// <summary>
-    /// Convolutions with at most <see cref="NarrowOutputChannels"/> output channels: their dense weight
-    /// gradient is a product with that few rows over the whole patch matrix, and the sparse kernels were
-    /// faster up to 70% density (a 3x3 layer from 16 to 16 channels at 32x32, batches 32 and 128: 0.5-0.9x
-    /// the dense path's time), slower only with every entry non-zero (1.08x).
-    /// </summary>
-    public const double NarrowConvolution = 0.7;
-
-    public const int NarrowOutputChannels = 16;
-
-    /// <summary>The threshold of a convolution with <paramref name="outputChannels"/> output channels.</summary>
-    public static double ForConvolution(int outputChannels) => outputChannels <= NarrowOutputChannels ? NarrowConvolution : Convolution;
+    public const double Convolution = 0.3;
 
     /// <summary>
     /// Linear layers, when the optimizer does not fuse its update into the dense products (which won at
