@@ -19,6 +19,8 @@ public static unsafe class SparseBackward
         public int* Counts, Positions;
         public float* Values, X, W, Dw, Db, Dx, Scratch;
         public int Capacity, K, Units;
+        /// <summary>Tasks of <see cref="ConvGradients"/> before the images': the units, or none (<see cref="ConvInputGradient"/>).</summary>
+        public int WeightTasks;
         public ConvGeometry Geometry;
     }
 
@@ -129,9 +131,31 @@ public static unsafe class SparseBackward
             var job = new Job
             {
                 Counts = counts, Positions = positions, Values = values, X = px, Dw = pdw, Db = pdb, W = pw, Dx = pdx,
-                Scratch = scratch, Capacity = g.Capacity, Units = g.Units, Geometry = geometry,
+                Scratch = scratch, Capacity = g.Capacity, Units = g.Units, WeightTasks = g.Units, Geometry = geometry,
             };
             pool.RunDynamic(g.Units + (inputGradient ? geometry.N : 0), &ConvGradientTask, &job);
+        }
+    }
+
+    /// <summary>
+    /// The input-gradient part of <see cref="ConvGradients"/> alone: dx [N, C, H, W] = the scatter of every
+    /// entry's v·W[u, :, kh, kw] (weight [U, KH, KW, C]), overwritten, one task per image. A stride-1
+    /// convolution's forward from a sparse input is this scatter too (see Conv2d's sparse-input forward).
+    /// </summary>
+    public static void ConvInputGradient(SparseGradient g, ConvGeometry geometry, ReadOnlySpan<float> weightHwc, Span<float> dx, Span<float> dxScratch, WorkerPool pool)
+    {
+        if (weightHwc.Length < g.Units * geometry.PatchLength || dx.Length < geometry.N * geometry.C * geometry.H * geometry.W
+            || dxScratch.Length < ScratchLength(geometry, pool.ThreadCount))
+            throw new ArgumentException("sparse conv input gradient: span too short");
+        fixed (int* counts = g.Counts, positions = g.Positions)
+        fixed (float* values = g.Values, pw = weightHwc, pdx = dx, scratch = dxScratch)
+        {
+            var job = new Job
+            {
+                Counts = counts, Positions = positions, Values = values, W = pw, Dx = pdx,
+                Scratch = scratch, Capacity = g.Capacity, Units = g.Units, WeightTasks = 0, Geometry = geometry,
+            };
+            pool.RunDynamic(geometry.N, &ConvGradientTask, &job);
         }
     }
 
@@ -156,8 +180,8 @@ public static unsafe class SparseBackward
     private static void ConvGradientTask(void* args, int task, int worker)
     {
         ref Job j = ref Unsafe.AsRef<Job>(args);
-        if (task < j.Units) ConvWeightGradientUnit(ref j, task);
-        else ConvInputGradientImage(ref j, task - j.Units, worker);
+        if (task < j.WeightTasks) ConvWeightGradientUnit(ref j, task);
+        else ConvInputGradientImage(ref j, task - j.WeightTasks, worker);
     }
 
     /// <summary>

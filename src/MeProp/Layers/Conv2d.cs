@@ -22,7 +22,8 @@ namespace MeProp.Layers;
 /// forward is the image-by-image one and a backward without meProp runs the same sparse kernels on every
 /// non-zero entry of dY when they are few (after ReLU and pooling they are); otherwise dW comes straight
 /// from the padded channels-last input (<see cref="DirectWeightGradient"/>, no patch matrix) and dx from
-/// the direct convolution of dY at stride 1.
+/// the direct convolution of dY at stride 1. Exact sparsity also reaches the forward: at stride 1 an
+/// input that is mostly zeros (ReLU and pooling again) is convolved from its non-zero entries alone.
 /// </summary>
 public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
 {
@@ -65,6 +66,11 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     // gradient's padded [OC, KH, KW*C] sums.
     private readonly AlignedBuffer _outputGradientRows = new();
     private readonly AlignedBuffer _weightGradientSums = new();
+    // The forward from a sparse input: its non-zero entries, the weight flipped to [C, KH, KW, OC], and
+    // per worker one output image, zero-bordered and channels-last.
+    private readonly SparseGradient _inputNonZeros = new();
+    private readonly AlignedBuffer _flippedInputWeight = new();
+    private readonly AlignedBuffer _sparseForwardScratch = new();
 
     public Conv2d(string name, int inChannels, int outChannels, int kernelSize, int stride, int padding,
         ComputeContext compute, Rng initRng)
@@ -136,6 +142,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         _colsHoldPatches = training && Sparsifier is null && ExactSparsity == ExactSparsity.Off;
         _channelsLastCopiesCurrent = !_colsHoldPatches;
         if (_colsHoldPatches) ForwardBatch(g);
+        else if (SparseInputForwardApplies(g, input)) ForwardFromSparseInput(g, training);
         else ForwardByImage(g);
         return _output;
     }
@@ -181,6 +188,67 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
             };
             _compute.Pool.Run(g.N, &ForwardImage, &job);
         }
+    }
+
+    /// <summary>
+    /// Whether the forward takes <see cref="ForwardFromSparseInput"/>: exact sparsity on, stride 1 and a
+    /// padding below the kernel size (as for <see cref="DirectInputGradient"/>), and, unless Always, at
+    /// most <see cref="ExactSparsityThresholds.ConvolutionInput"/> of the input non-zero. The choice reads
+    /// the input only, so a run stays deterministic.
+    /// </summary>
+    private bool SparseInputForwardApplies(ConvGeometry g, Tensor input)
+    {
+        if (ExactSparsity == ExactSparsity.Off || !DirectInputGradientApplies(g)) return false;
+        return ExactSparsity == ExactSparsity.Always
+            || NonZeroGradient.Count(input.Span) <= ExactSparsityThresholds.ConvolutionInput * input.Length;
+    }
+
+    /// <summary>
+    /// The forward from the input's non-zero entries alone (after ReLU and pooling most are zero): at
+    /// stride 1 the convolution is the transposed convolution of x with the flipped weight, so each
+    /// non-zero x[n, c, y, x] scatters v·W[:, c, flipped taps] into the output, by the sparse kernels'
+    /// scatter (<see cref="SparseBackward.ConvInputGradient"/> on a geometry whose input is y's grid and
+    /// whose output is x's, padding KH-1-P), then the bias is added. A training forward also leaves the
+    /// channels-last copies the backward reads, as <see cref="ForwardByImage"/> does.
+    /// </summary>
+    private void ForwardFromSparseInput(ConvGeometry g, bool training)
+    {
+        int oc = OutChannels, c = g.C, kh = g.KH, kw = g.KW, plane = g.OH * g.OW;
+        NonZeroGradient.Gather(_input!.Span, g.N, c, g.H * g.W, _inputNonZeros, _compute.Pool);
+        var transposed = new ConvGeometry(g.N, oc, g.OH, g.OW, kh, kw, 1, kh - 1 - g.Padding);
+        var weight = Weight.Value.Span;
+        var flipped = _flippedInputWeight.Span(c * kh * kw * oc);
+        for (int o = 0; o < oc; o++)
+            for (int ci = 0; ci < c; ci++)
+                for (int y = 0; y < kh; y++)
+                    for (int x = 0; x < kw; x++)
+                        flipped[((ci * kh + y) * kw + x) * oc + o] = weight[((o * c + ci) * kh + (kh - 1 - y)) * kw + (kw - 1 - x)];
+        var scratch = _sparseForwardScratch.Span(SparseBackward.ScratchLength(transposed, _compute.Threads));
+        var output = _output.Span;
+        SparseBackward.ConvInputGradient(_inputNonZeros, transposed, flipped, output, scratch, _compute.Pool);
+        var bias = Bias.Value.Span;
+        for (int n = 0; n < g.N; n++)
+            for (int o = 0; o < oc; o++)
+            {
+                var map = output.Slice((n * oc + o) * plane, plane);
+                System.Numerics.Tensors.TensorPrimitives.Add(map, bias[o], map);
+            }
+        if (!training) return;
+        FillWeightHwc();
+        var padded = PaddedInput(g);
+        fixed (float* pp = padded, x = _input.Span)
+        {
+            var job = new ImageJob { Input = x, Padded = pp, Geometry = g };
+            _compute.Pool.Run(g.N, &PadImage, &job);
+        }
+    }
+
+    /// <summary>Image n's zero-bordered channels-last copy, for the backward.</summary>
+    private static void PadImage(void* args, int n)
+    {
+        ref ImageJob j = ref Unsafe.AsRef<ImageJob>(args);
+        var g = j.Geometry;
+        FillPaddedImage(j.Input + (long)n * g.C * g.H * g.W, j.Padded + (long)n * (g.H + 2 * g.Padding) * (g.W + 2 * g.Padding) * g.C, g);
     }
 
     private struct ImageJob

@@ -10,8 +10,10 @@ namespace MeProp.Tests.Layers;
 /// A dense backward on dL/dy's non-zeros only (ExactSparsity Always, and Auto below its threshold) gives
 /// the gradients of the plain dense backward (Off) within float rounding: the same terms summed in
 /// another order, ~1e-6 relative for the few dozen terms per output here, where one dropped or doubled
-/// entry would be off by ~|dy·x| (0.01 to 1). Auto above its threshold must match Off to the bit (the
-/// same products on the same patch matrix, formed in the backward instead of the forward).
+/// entry would be off by ~|dy·x| (0.01 to 1). Auto above its threshold matches Off within rounding too
+/// (the weight gradient without the patch matrix groups the sums differently), db to the bit. A stride-1
+/// convolution's forward from a sparse input (Always, and Auto below its input threshold) matches the
+/// dense forward within rounding.
 /// </summary>
 public class ExactSparsityTests
 {
@@ -142,6 +144,80 @@ public class ExactSparsityTests
             Assert.Equal(one.Dx, three.Dx);
             Assert.Equal(one.DW, three.DW);
             Assert.Equal(one.Db, three.Db);
+        }
+    }
+
+    public static TheoryData<int, int, int, int, int, int, int, double> SparseInputCases => new()
+    {
+        // n, c, h, w, outChannels, kernel, padding, input density (stride 1): "same" and smaller paddings,
+        // non-square images, a 1x1 kernel, channel counts off the vector widths, an all-zero input.
+        { 2, 32, 7, 6, 64, 5, 2, 0.12 },
+        { 3, 1, 9, 9, 32, 5, 2, 0.2 },
+        { 2, 16, 8, 10, 16, 3, 1, 0.1 },
+        { 2, 5, 7, 5, 17, 3, 0, 0.3 },
+        { 1, 7, 6, 6, 9, 5, 4, 0.15 },
+        { 3, 33, 4, 5, 3, 1, 0, 0.05 },
+        { 2, 4, 5, 5, 6, 3, 1, 0 },
+        { 2, 6, 5, 4, 8, 3, 1, 1 },
+    };
+
+    [Theory]
+    [MemberData(nameof(SparseInputCases))]
+    public void Conv_SparseInputForward_MatchesDense(int n, int c, int h, int w, int oc, int k, int p, double density)
+    {
+        using var one = new ComputeContext(1);
+        using var two = new ComputeContext(2);
+        var x = SparseGradient(new Rng(5), [n, c, h, w], density);
+        var dy = SparseGradient(new Rng(6), [n, oc, h + 2 * p - k + 1, w + 2 * p - k + 1], 1);
+        var dense = MakeConv(one, 3, c, oc, k, 1, p, ExactSparsity.Off, true);
+        var sparse = MakeConv(two, 3, c, oc, k, 1, p, ExactSparsity.Always, true);
+        // Float32 sums of up to C·K·K (y), OC·K·K (dx) and N·OH·OW (dW, db) terms of magnitude <= 1, in
+        // different orders.
+        double yTerms = c * k * k + 1, dxTerms = oc * k * k, dWTerms = n * h * w;
+        var expected = Copy(dense.Forward(x, training: false));
+        TestData.AssertClose(expected, Copy(sparse.Forward(x, training: false)), 1e-6 * yTerms, 1e-5, "y (evaluation)");
+        // A training forward from the sparse input leaves what the backward reads.
+        var y = Copy(dense.Forward(x, training: true));
+        var dx = Copy(dense.Backward(dy)!);
+        TestData.AssertClose(y, Copy(sparse.Forward(x, training: true)), 1e-6 * yTerms, 1e-5, "y (training)");
+        TestData.AssertClose(dx, Copy(sparse.Backward(dy)!), 1e-6 * dxTerms, 1e-5, "dx");
+        TestData.AssertClose(Gradient(dense.Weight), Gradient(sparse.Weight), 1e-6 * dWTerms, 1e-5, "dW");
+        TestData.AssertClose(Gradient(dense.Bias), Gradient(sparse.Bias), 1e-6 * dWTerms, 1e-5, "db");
+    }
+
+    [Fact]
+    public void Conv_Auto_ChoosesTheSparseInputForwardByDensity()
+    {
+        // Below the input threshold Auto runs what Always runs, to the bit; above it the dense
+        // image-by-image forward, which is also the evaluation forward with exact sparsity off.
+        using var compute = new ComputeContext(2);
+        foreach (double density in new[] { ExactSparsityThresholds.ConvolutionInput / 2, 0.9 })
+        {
+            var x = SparseGradient(new Rng(9), [3, 8, 9, 9], density);
+            var auto = Copy(MakeConv(compute, 4, 8, 12, 3, 1, 1, ExactSparsity.Auto, true).Forward(x, training: false));
+            var always = Copy(MakeConv(compute, 4, 8, 12, 3, 1, 1, ExactSparsity.Always, true).Forward(x, training: false));
+            var off = Copy(MakeConv(compute, 4, 8, 12, 3, 1, 1, ExactSparsity.Off, true).Forward(x, training: false));
+            TestData.AssertClose(off, always, 1e-5, 1e-5, "y");
+            Assert.Equal(density < 0.5 ? always : off, auto);
+            Assert.NotEqual(always, off);
+        }
+        // Stride 2 always runs the dense forward.
+        var strided = SparseGradient(new Rng(10), [2, 4, 9, 9], 0.05);
+        Assert.Equal(Copy(MakeConv(compute, 4, 4, 6, 3, 2, 1, ExactSparsity.Off, true).Forward(strided, training: false)),
+            Copy(MakeConv(compute, 4, 4, 6, 3, 2, 1, ExactSparsity.Always, true).Forward(strided, training: false)));
+    }
+
+    [Fact]
+    public void Conv_SparseInputForward_IsTheSameWithOneAndThreeThreads()
+    {
+        var x = SparseGradient(new Rng(12), [5, 6, 9, 8], 0.15);
+        float[]? first = null;
+        foreach (int threads in new[] { 1, 3 })
+        {
+            using var compute = new ComputeContext(threads);
+            var y = Copy(MakeConv(compute, 8, 6, 20, 3, 1, 1, ExactSparsity.Auto, true).Forward(x, training: true));
+            if (first is null) first = y;
+            else Assert.Equal(first, y);
         }
     }
 
