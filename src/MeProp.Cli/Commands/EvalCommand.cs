@@ -24,6 +24,7 @@ internal static class EvalCommand
             var test = mnist.Test;
             var model = ModelBuilder.Build(options.ModelOptions, test.Channels, test.Height, test.Width, test.Classes, compute, options.Seed);
             Checkpoint.Load(path, model, optimizer: null);
+            model.SetExactSparsity(options.ExactSparsity);
             double accuracy = Trainer.Evaluate(model, test, options.EvalBatchSize);
             Console.WriteLine($"test accuracy {accuracy:F4} ({test.Count} images, {path})");
             return 0;

@@ -56,6 +56,7 @@ internal static class PredictCommand
             using var compute = new ComputeContext(1);
             var model = ModelBuilder.Build(options.ModelOptions, shape[0], shape[1], shape[2], classes, compute, options.Seed);
             Checkpoint.Load(path, model, optimizer: null);
+            model.SetExactSparsity(options.ExactSparsity);
             var names = options.ModelOptions.ClassNames is { } known && known.Length == classes ? known : Enumerable.Range(0, classes).Select(c => c.ToString()).ToArray();
 
             var batch = new Tensor(inputs.Count, shape[0], shape[1], shape[2]);

@@ -100,6 +100,16 @@ public sealed class Sequential
         Array.Clear(_forwardTicks);
     }
 
+    /// <summary>
+    /// Sets <see cref="IMePropLayer.ExactSparsity"/> on every conv and linear layer: with Auto (what
+    /// training uses by default) a forward also skips the zeros of sparse inputs, so an evaluation after
+    /// training computes what the training's evaluations did.
+    /// </summary>
+    public void SetExactSparsity(ExactSparsity setting)
+    {
+        foreach (var layer in AllLayers.OfType<IMePropLayer>()) layer.ExactSparsity = setting;
+    }
+
     /// <summary>Number of learnable scalars.</summary>
     public long ParameterCount => Parameters.Sum(p => (long)p.Value.Length);
 }

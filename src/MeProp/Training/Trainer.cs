@@ -80,7 +80,7 @@ public sealed class Trainer
         _augmentation = augmentation.Active ? augmentation : null;
         if (options.TopKSchedule is not null)
             _scheduled = [.. model.AllLayers.OfType<IMePropLayer>().Where(l => l.Sparsifier is not null).Select(l => (l.Name, l.Sparsifier!, l.Sparsifier!.Ratio))];
-        foreach (var layer in model.AllLayers.OfType<IMePropLayer>()) layer.ExactSparsity = options.ExactSparsity;
+        model.SetExactSparsity(options.ExactSparsity);
         if (_optimizer is Adam adam && options.FusedUpdate)
         {
             _fusedAdam = adam;

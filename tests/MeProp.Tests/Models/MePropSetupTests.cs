@@ -32,6 +32,18 @@ public class MePropSetupTests : IDisposable
     private static SelectionPolicy? PolicyOf(Sequential model, string name) => Of(model, name)?.Options.Selection;
 
     [Fact]
+    public void SetExactSparsity_ReachesEveryConvAndLinearLayer()
+    {
+        var model = Model();
+        foreach (var setting in new[] { ExactSparsity.Auto, ExactSparsity.Always, ExactSparsity.Off })
+        {
+            model.SetExactSparsity(setting);
+            foreach (string name in new[] { "conv1", "conv2", "fc1", "fc2" })
+                Assert.Equal(setting, ((IMePropLayer)model.Layer(name)).ExactSparsity);
+        }
+    }
+
+    [Fact]
     public void DefaultAttachesToConvolutionsOnly()
     {
         var model = Model();
