@@ -15,7 +15,8 @@ namespace MeProp.Cli.Benchmarking;
 /// <see cref="MePropLayers"/>, default <see cref="DefaultMePropLayers"/>; <see cref="BatchNorm"/> unused).
 /// </summary>
 internal sealed record StepConfig(double? TopK, double Decay, bool BatchNorm, int Batch, int Threads,
-    NetworkSpec? Network = null, IReadOnlyList<string>? MePropLayers = null, ExactSparsity ExactSparsity = ExactSparsity.Auto)
+    NetworkSpec? Network = null, IReadOnlyList<string>? MePropLayers = null, ExactSparsity ExactSparsity = ExactSparsity.Auto,
+    BenchInputs? Inputs = null)
 {
     /// <summary>A network file's default meProp layers: every conv layer except the first one.</summary>
     public static string[] DefaultMePropLayers(Sequential model) =>
@@ -24,6 +25,14 @@ internal sealed record StepConfig(double? TopK, double Decay, bool BatchNorm, in
     public string Mode => TopK is null ? "dense" : "meprop";
     public string Label => (TopK is double k ? $"meprop {k:P0} decay {Decay:0.##}" : "dense") + (BatchNorm ? " +bn" : "") + $" exact {ExactSparsity.ToString().ToLowerInvariant()}";
 }
+
+/// <summary>
+/// What our side trains on instead of synthetic batches and its seeded initial weights: the first
+/// images of a data set's training split (<see cref="Data"/>) and a trained model's weights
+/// (<see cref="Weights"/>, a model-only safetensors file such as best.safetensors), so that the step
+/// meets a trained network's activations and gradients, zeros included. Either may be null.
+/// </summary>
+internal sealed record BenchInputs(Dataset? Data, string? DataDirectory, string? Weights);
 
 /// <summary>One row of `meprop bench --json`; times are medians in milliseconds.</summary>
 internal sealed record StepRecord
@@ -56,6 +65,10 @@ internal sealed record StepRecord
     public Dictionary<string, double> ForwardMsPerLayer { get; init; } = [];
     public double? AllocatedBytesPerStep { get; init; }
     public string? Note { get; init; }
+    /// <summary>Where our side's batches came from: "synthetic" or a data directory (its first training images).</summary>
+    public string? Data { get; init; }
+    /// <summary>The weights our side started from: null for its seeded initialisation, else the file.</summary>
+    public string? Weights { get; init; }
     /// <summary>Multiply-adds per example of the forward (conv and linear layers), from <see cref="ModelSummary"/>.</summary>
     public long? ForwardMacsPerExample { get; init; }
     /// <summary>Multiply-adds per example of the dense backward; a meProp step does fewer.</summary>
@@ -130,12 +143,28 @@ internal sealed class StepBenchmark
         _summary = new ModelSummary(_model, input);
         _optimizer = new Adam(_model.Parameters, compute.Pool);
         _optimizer.FuseIntoBackward = true;
+        if (config.Inputs?.Weights is string weights) Checkpoint.LoadWeights(weights, _model);
         var rng = new Rng(seed);
+        var data = config.Inputs?.Data;
+        if (data is not null && (!new[] { data.Channels, data.Height, data.Width }.SequenceEqual(input) || data.Classes > classes))
+            throw new ArgumentException($"--data: {data.Channels}x{data.Height}x{data.Width} images of {data.Classes} classes do not fit the network's input {string.Join("x", input)} and {classes} classes");
         for (int b = 0; b < Batches; b++)
         {
             _images[b] = new Tensor([config.Batch, .. input]);
-            for (int i = 0; i < _images[b].Length; i++) _images[b].Span[i] = (float)rng.NextDouble();
             _labels[b] = new int[config.Batch];
+            if (data is not null)
+            {
+                // Consecutive training images, wrapping around a data set smaller than the batches.
+                int size = data.ImageSize;
+                for (int i = 0; i < config.Batch; i++)
+                {
+                    int index = (b * config.Batch + i) % data.Count;
+                    data.Images.Span.Slice(index * size, size).CopyTo(_images[b].Span.Slice(i * size, size));
+                    _labels[b][i] = data.Labels.Span[index];
+                }
+                continue;
+            }
+            for (int i = 0; i < _images[b].Length; i++) _images[b].Span[i] = (float)rng.NextDouble();
             for (int i = 0; i < config.Batch; i++) _labels[b][i] = rng.NextInt(classes);
         }
         int layers = _model.Layers.Count;
@@ -218,6 +247,8 @@ internal sealed class StepBenchmark
             Topk = _config.TopK,
             Decay = _config.TopK is null ? 0 : _config.Decay,
             ExactSparsity = _config.ExactSparsity,
+            Data = _config.Inputs?.DataDirectory ?? "synthetic",
+            Weights = _config.Inputs?.Weights,
             ExactSparseFraction = _model.AllLayers.OfType<IMePropLayer>().Where(l => l.Counters.Backwards > 0)
                 .ToDictionary(l => l.Name, l => Math.Round((double)l.Counters.ExactSparseBackwards / l.Counters.Backwards, 4)),
             GradientDensity = _model.AllLayers.OfType<IMePropLayer>().Where(l => l.Counters.Gradient.Total > 0)

@@ -50,10 +50,13 @@ internal static class BenchCommand
         {
             Description = "Only time single layers (the paper network's and ResNet-20's shapes) at densities of dL/dy from 1% to 100%, dense against exact-sparse, at each --batch and --threads, then stop",
         };
+        var data = new Option<string?>("--data") { Description = "Our side trains on this data directory's first training images (as `meprop train --data` reads it) instead of synthetic batches; libtorch stays on synthetic ones, as its dense step's work does not depend on the values" };
+        var weights = new Option<string?>("--weights") { Description = "Our side starts from these trained weights (a model-only .safetensors of the benched network, such as a run's best.safetensors), so the step meets a trained network's sparsity; libtorch keeps its initialisation" };
         var probeOnly = new Option<bool>("--probe") { Description = "Only measure this machine's FMA peak and memory bandwidth (printed, and written to --json), then stop" };
         var command = new Command("bench", "Time training steps of the paper's network (dense and meProp) against libtorch through TorchSharp")
         {
             batches, threads, topks, decays, batchNorm, steps, warmup, seed, json, torch, noTorch, probeOnly, model, mepropLayers, exact, exactProbe,
+            data, weights,
         };
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
@@ -98,6 +101,17 @@ internal static class BenchCommand
                 CheckNetwork(network, layerNames, parse.GetValue(seed));
             }
             else if (parse.GetValue(mepropLayers) is not null) throw new ArgumentException("--meprop-layers applies only with --model");
+            BenchInputs? inputs = null;
+            if (parse.GetValue(data) is not null || parse.GetValue(weights) is not null)
+            {
+                string? directory = parse.GetValue(data);
+                string? weightsPath = parse.GetValue(weights) is string w ? Path.GetFullPath(w) : null;
+                if (weightsPath is not null && !File.Exists(weightsPath)) throw new ArgumentException($"--weights: {weightsPath} does not exist");
+                inputs = new BenchInputs(directory is null ? null : CommonOptions.LoadData(directory).Training,
+                    directory is null ? null : Path.GetFullPath(directory), weightsPath);
+                Console.WriteLine($"our side: {(directory is null ? "synthetic batches" : $"the first training images of {inputs.DataDirectory}")}, "
+                                  + $"{(weightsPath is null ? "seeded initial weights" : $"weights from {weightsPath}")}; libtorch: synthetic batches, its own initialisation");
+            }
             var baseline = parse.GetValue(noTorch) ? null
                 : TorchSharpBaseline.Obtain(parse.GetValue(torch), Directory.GetCurrentDirectory(), Console.Out);
             var machine = MachineProbe.Run(parse.GetValue(threads));
@@ -114,10 +128,10 @@ internal static class BenchCommand
                 foreach (bool bn in bnChoices)
                 foreach (var setting in parse.GetValue(exact)!.Select(CommonOptions.ParseExactSparsity))
                 {
-                    configs.Add(new StepConfig(null, 0, bn, batch, threadCount, network, layerNames, setting));
+                    configs.Add(new StepConfig(null, 0, bn, batch, threadCount, network, layerNames, setting, inputs));
                     foreach (double k in parse.GetValue(topks)!)
                     foreach (double d in parse.GetValue(decays)!)
-                        configs.Add(new StepConfig(k, d, bn, batch, threadCount, network, layerNames, setting));
+                        configs.Add(new StepConfig(k, d, bn, batch, threadCount, network, layerNames, setting, inputs));
                 }
                 var group = new List<StepRecord>();
                 StepRecord Torch() => Print(baseline!.Run(batch, threadCount, stepCount, warmupCount, seedValue, modelPath)

@@ -21,6 +21,46 @@ public sealed class BenchModelTests
           {"type": "maxpool", "kernel_size": 2}, {"type": "globalavgpool"}, {"type": "linear", "out_features": 3}]}
         """;
 
+    /// <summary>A network for 1x8x8 images of 10 classes (the tiny MNIST-layout data's).</summary>
+    private const string TinyMnistNetwork = """
+        {"input": [1, 8, 8], "classes": 10, "layers": [
+          {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "relu"}, {"type": "maxpool", "kernel_size": 2},
+          {"type": "conv2d", "out_channels": 6, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+          {"type": "flatten"}, {"type": "linear", "out_features": 10}]}
+        """;
+
+    [Fact]
+    public void Bench_on_real_data_and_trained_weights_records_them()
+    {
+        using var dir = new TempDirectory();
+        using var data = CliHarness.TinyData();
+        string network = dir.File("tiny.json");
+        File.WriteAllText(network, TinyMnistNetwork);
+        string weights = dir.File("weights.safetensors");
+        using (var compute = new MeProp.Layers.ComputeContext(1))
+            MeProp.Training.Checkpoint.SaveModel(weights, MeProp.Models.NetworkFactory.Build(MeProp.Models.NetworkSpec.Load(network), compute, 7), null);
+        string json = dir.File("bench.json");
+        var result = CliHarness.Run("bench", "--model", network, "--no-torchsharp", "--batch", "4", "--threads", "1", "--steps", "2",
+            "--warmup", "1", "--topk", "0.5", "--decay", "0", "--exact-sparsity", "auto", "--data", data.Path, "--weights", weights, "--json", json);
+        Assert.True(result.Code == 0, result.Stderr + result.Stdout);
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        foreach (var record in doc.RootElement.EnumerateArray())
+        {
+            Assert.Equal(Path.GetFullPath(data.Path), record.GetProperty("data").GetString());
+            Assert.Equal(weights, record.GetProperty("weights").GetString());
+        }
+
+        // The weights are loaded (a file of another network is refused, naming a tensor), and the images must fit.
+        string other = dir.File("other.json");
+        File.WriteAllText(other, TinyMnistNetwork.Replace("\"out_channels\": 6", "\"out_channels\": 5"));
+        string refused = CliHarness.AssertOneLineError(CliHarness.Run("bench", "--model", other, "--no-torchsharp", "--batch", "4",
+            "--threads", "1", "--steps", "1", "--warmup", "0", "--topk", "0.5", "--weights", weights), 1);
+        Assert.Contains("'conv2.weight' has shape [6, 4, 3, 3], the model needs [5, 4, 3, 3]", refused);
+        File.WriteAllText(other, TinyMnistNetwork.Replace("[1, 8, 8]", "[1, 9, 9]"));
+        Assert.Contains("--data", CliHarness.AssertOneLineError(CliHarness.Run("bench", "--model", other, "--no-torchsharp", "--batch", "4",
+            "--threads", "1", "--steps", "1", "--warmup", "0", "--topk", "0.5", "--data", data.Path), 1));
+    }
+
     [Fact]
     public void Bench_of_a_network_file_records_dense_and_meprop()
     {
