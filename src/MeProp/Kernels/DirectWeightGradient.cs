@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace MeProp.Kernels;
@@ -13,8 +14,9 @@ namespace MeProp.Kernels;
 /// channels, held in registers over all of an image's positions: a position costs one load of input
 /// values and a broadcast per channel, where im2col would write the patch and the product read it back.
 /// Lanes past a run's end and channels past oc read whatever follows them and land in the padding of
-/// sums, which callers ignore. Each sum is one FMA chain, over the positions in order and the images in
-/// the order given, whichever thread a caller hands each tile to.
+/// sums, which callers ignore. Each image's terms are one FMA chain over its positions in order, added to
+/// sums once (so a sum over a whole batch is a sum of per-image partial sums, not one chain of N·OH·OW
+/// terms), in the order the images are given, whichever thread a caller hands each tile to.
 /// </summary>
 internal static unsafe class DirectWeightGradient
 {
@@ -65,10 +67,8 @@ internal static unsafe class DirectWeightGradient
     /// </summary>
     private static void Tile16x16(float* a, nint rowStep, nint columnStep, int rows, int columns, float* d, int ldd, float* c, nint ldc)
     {
-        Vector512<float> c0 = Vector512.Load(c), c1 = Vector512.Load(c + ldc), c2 = Vector512.Load(c + 2 * ldc), c3 = Vector512.Load(c + 3 * ldc),
-            c4 = Vector512.Load(c + 4 * ldc), c5 = Vector512.Load(c + 5 * ldc), c6 = Vector512.Load(c + 6 * ldc), c7 = Vector512.Load(c + 7 * ldc),
-            c8 = Vector512.Load(c + 8 * ldc), c9 = Vector512.Load(c + 9 * ldc), c10 = Vector512.Load(c + 10 * ldc), c11 = Vector512.Load(c + 11 * ldc),
-            c12 = Vector512.Load(c + 12 * ldc), c13 = Vector512.Load(c + 13 * ldc), c14 = Vector512.Load(c + 14 * ldc), c15 = Vector512.Load(c + 15 * ldc);
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default,
+            c8 = default, c9 = default, c10 = default, c11 = default, c12 = default, c13 = default, c14 = default, c15 = default;
         for (int oy = 0; oy < rows; oy++, a += rowStep)
         {
             float* x = a;
@@ -93,21 +93,17 @@ internal static unsafe class DirectWeightGradient
                 c15 = Vector512.FusedMultiplyAdd(Vector512.Create(d[15]), v, c15);
             }
         }
-        Vector512.Store(c0, c); Vector512.Store(c1, c + ldc); Vector512.Store(c2, c + 2 * ldc); Vector512.Store(c3, c + 3 * ldc);
-        Vector512.Store(c4, c + 4 * ldc); Vector512.Store(c5, c + 5 * ldc); Vector512.Store(c6, c + 6 * ldc); Vector512.Store(c7, c + 7 * ldc);
-        Vector512.Store(c8, c + 8 * ldc); Vector512.Store(c9, c + 9 * ldc); Vector512.Store(c10, c + 10 * ldc); Vector512.Store(c11, c + 11 * ldc);
-        Vector512.Store(c12, c + 12 * ldc); Vector512.Store(c13, c + 13 * ldc); Vector512.Store(c14, c + 14 * ldc); Vector512.Store(c15, c + 15 * ldc);
+        AddTo(c, c0); AddTo(c + ldc, c1); AddTo(c + 2 * ldc, c2); AddTo(c + 3 * ldc, c3);
+        AddTo(c + 4 * ldc, c4); AddTo(c + 5 * ldc, c5); AddTo(c + 6 * ldc, c6); AddTo(c + 7 * ldc, c7);
+        AddTo(c + 8 * ldc, c8); AddTo(c + 9 * ldc, c9); AddTo(c + 10 * ldc, c10); AddTo(c + 11 * ldc, c11);
+        AddTo(c + 12 * ldc, c12); AddTo(c + 13 * ldc, c13); AddTo(c + 14 * ldc, c14); AddTo(c + 15 * ldc, c15);
     }
 
     /// <summary>16 run values (two ymm) x 6 channels in 12 ymm accumulators, for CPUs without 512-bit vectors; as <see cref="Tile16x16"/>.</summary>
     private static void Tile16x6(float* a, nint rowStep, nint columnStep, int rows, int columns, float* d, int ldd, float* c, nint ldc)
     {
-        Vector256<float> c00 = Vector256.Load(c), c01 = Vector256.Load(c + 8),
-            c10 = Vector256.Load(c + ldc), c11 = Vector256.Load(c + ldc + 8),
-            c20 = Vector256.Load(c + 2 * ldc), c21 = Vector256.Load(c + 2 * ldc + 8),
-            c30 = Vector256.Load(c + 3 * ldc), c31 = Vector256.Load(c + 3 * ldc + 8),
-            c40 = Vector256.Load(c + 4 * ldc), c41 = Vector256.Load(c + 4 * ldc + 8),
-            c50 = Vector256.Load(c + 5 * ldc), c51 = Vector256.Load(c + 5 * ldc + 8);
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+            c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         for (int oy = 0; oy < rows; oy++, a += rowStep)
         {
             float* x = a;
@@ -123,13 +119,19 @@ internal static unsafe class DirectWeightGradient
                 s = Vector256.Create(d[5]); c50 = Vector256.FusedMultiplyAdd(s, v0, c50); c51 = Vector256.FusedMultiplyAdd(s, v1, c51);
             }
         }
-        Vector256.Store(c00, c); Vector256.Store(c01, c + 8);
-        Vector256.Store(c10, c + ldc); Vector256.Store(c11, c + ldc + 8);
-        Vector256.Store(c20, c + 2 * ldc); Vector256.Store(c21, c + 2 * ldc + 8);
-        Vector256.Store(c30, c + 3 * ldc); Vector256.Store(c31, c + 3 * ldc + 8);
-        Vector256.Store(c40, c + 4 * ldc); Vector256.Store(c41, c + 4 * ldc + 8);
-        Vector256.Store(c50, c + 5 * ldc); Vector256.Store(c51, c + 5 * ldc + 8);
+        AddTo(c, c00); AddTo(c + 8, c01);
+        AddTo(c + ldc, c10); AddTo(c + ldc + 8, c11);
+        AddTo(c + 2 * ldc, c20); AddTo(c + 2 * ldc + 8, c21);
+        AddTo(c + 3 * ldc, c30); AddTo(c + 3 * ldc + 8, c31);
+        AddTo(c + 4 * ldc, c40); AddTo(c + 4 * ldc + 8, c41);
+        AddTo(c + 5 * ldc, c50); AddTo(c + 5 * ldc + 8, c51);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddTo(float* c, Vector512<float> sum) => Vector512.Store(Vector512.Load(c) + sum, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddTo(float* c, Vector256<float> sum) => Vector256.Store(Vector256.Load(c) + sum, c);
 }
 
 /// <summary>Twin of <see cref="DirectWeightGradient"/>: the definition as plain loops, float64 sums, unpadded.</summary>

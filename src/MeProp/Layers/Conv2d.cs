@@ -47,7 +47,10 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     private bool _trainingForward;
     /// <summary>True from a dense training Forward, which kept the batch's patches, until Backward overwrites them with dcols.</summary>
     private bool _colsHoldPatches;
-    /// <summary>True from an image-by-image Forward, which left the padded channels-last input and the [OC, KH, KW, C] weight behind.</summary>
+    /// <summary>
+    /// True from a Forward that left the padded channels-last input and (for dx) the [OC, KH, KW, C] weight
+    /// behind: the image-by-image one, or a training forward from a sparse input.
+    /// </summary>
     private bool _channelsLastCopiesCurrent;
     /// <summary>dL/dy's non-zero entries, when an exact sparse backward runs.</summary>
     private readonly SparseGradient _nonZeros = new();
@@ -142,7 +145,11 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         _colsHoldPatches = training && Sparsifier is null && ExactSparsity == ExactSparsity.Off;
         _channelsLastCopiesCurrent = !_colsHoldPatches;
         if (_colsHoldPatches) ForwardBatch(g);
-        else if (SparseInputForwardApplies(g, input)) ForwardFromSparseInput(g, training);
+        else if (SparseInputForwardApplies(g, input))
+        {
+            ForwardFromSparseInput(g, training);
+            _channelsLastCopiesCurrent = training;
+        }
         else ForwardByImage(g);
         return _output;
     }
@@ -234,7 +241,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
                 System.Numerics.Tensors.TensorPrimitives.Add(map, bias[o], map);
             }
         if (!training) return;
-        FillWeightHwc();
+        if (ComputeInputGradient) FillWeightHwc();
         var padded = PaddedInput(g);
         fixed (float* pp = padded, x = _input.Span)
         {
@@ -367,7 +374,8 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     /// </summary>
     private void AddDirectWeightGradient(Span<float> dyRows, int oc, ReadOnlySpan<int> targets, ConvGeometry g)
     {
-        var sums = _weightGradientSums.Span(DirectWeightGradient.SumsLength(g, oc));
+        // Sized for every output channel, so a channel selection's varying count never regrows it.
+        var sums = _weightGradientSums.Span(DirectWeightGradient.SumsLength(g, OutChannels))[..DirectWeightGradient.SumsLength(g, oc)];
         sums.Clear();
         int tasks = Math.Min(_compute.Threads, DirectWeightGradient.Tiles(g, oc));
         fixed (float* pp = _inputPaddedNhwc.Span(SparseBackward.PaddedLength(g)), pr = dyRows, ps = sums)
@@ -502,11 +510,12 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         for (int u = 0, j = 0; u < oc; u++) if (selected.Counts[u] > 0) channels[j++] = u;
         // The kept channels' planes, then as rows [N·OH·OW, kept].
         var dy = outputGradient.Span;
-        var planes = _keptPlanes.Span(checked(positions * kept));
+        // Scratch sized for every channel, so a varying kept count never regrows it mid-training.
+        var planes = _keptPlanes.Span(checked(positions * oc))[..(positions * kept)];
         for (int n = 0; n < g.N; n++)
             for (int j = 0; j < kept; j++)
                 dy.Slice((n * oc + channels[j]) * plane, plane).CopyTo(planes.Slice((n * kept + j) * plane, plane));
-        var rows = _keptRows.Span(checked(positions * kept + DirectWeightGradient.RowSlack));
+        var rows = _keptRows.Span(checked(positions * oc + DirectWeightGradient.RowSlack))[..(positions * kept + DirectWeightGradient.RowSlack)];
         fixed (float* pr = rows, pp = planes)
         {
             var job = new LayoutJob { Rows = pr, Nchw = pp, Channels = kept, Plane = plane };

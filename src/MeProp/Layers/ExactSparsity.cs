@@ -2,25 +2,31 @@ namespace MeProp.Layers;
 
 /// <summary>
 /// What a conv or linear layer's dense backward (one without a meProp selection) does with the zeros of
-/// dL/dy, which after ReLU and max pooling are most of it. The sparse kernels of meProp, given every
-/// non-zero entry, compute the same dW, db and dx (the same sums, in another order: equal within float
-/// rounding) with work proportional to the non-zeros.
+/// dL/dy, which after ReLU and max pooling are most of it, and what a stride-1 convolution's forward does
+/// with the zeros of its input. The sparse kernels of meProp, given every non-zero entry, compute the same
+/// dW, db and dx (the same sums, in another order: equal within float rounding) with work proportional to
+/// the non-zeros; the forward's scatter likewise computes the same output.
 /// </summary>
 public enum ExactSparsity
 {
     /// <summary>Always the dense products (and a dense training forward that keeps its patch matrix).</summary>
     Off,
-    /// <summary>The sparse kernels when dL/dy's measured density is at most the layer's <see cref="ExactSparsityThresholds"/>, else dense.</summary>
+    /// <summary>
+    /// The sparse kernels when dL/dy's measured density is at most the layer's threshold in
+    /// <see cref="ExactSparsityThresholds"/>, else the dense path (for a convolution, without a patch
+    /// matrix); a stride-1 convolution's forward from its input's non-zeros when they are few enough.
+    /// </summary>
     Auto,
-    /// <summary>The sparse kernels whatever the density (for tests and measurements).</summary>
+    /// <summary>The sparse kernels (and a stride-1 convolution's sparse-input forward) whatever the density, for tests and measurements.</summary>
     Always,
 }
 
 /// <summary>
-/// Densities (non-zero fraction of dL/dy) up to which <see cref="ExactSparsity.Auto"/> takes the sparse
-/// kernels. The decision reads only the gradient, so a run stays deterministic for its seed. Set from
-/// `meprop bench --exact-threshold` (a layer's forward, backward and update, dense against exact-sparse,
-/// at densities 1-100%; docs/bench/exact-sparsity/).
+/// Densities (non-zero fractions of dL/dy, or of a convolution's input) up to which
+/// <see cref="ExactSparsity.Auto"/> takes the sparse kernels. The decision reads only the data, so a run
+/// stays deterministic for its seed. Set from `meprop bench --exact-threshold` (a layer's forward, backward
+/// and update, dense against exact-sparse, at densities 1-100%; docs/bench/exact-sparsity/) and, for the
+/// input, from timings of a layer's forward at densities 5-40%.
 /// </summary>
 public static class ExactSparsityThresholds
 {

@@ -208,24 +208,45 @@ public class ExactSparsityTests
     }
 
     [Fact]
-    public void Conv_SparseInputForward_IsTheSameWithOneAndThreeThreads()
+    public void Conv_SparseInputForward_ThenDenseBackward_IsTheSameWithOneAndThreeThreads()
     {
+        // Auto on a 15% input takes the sparse-input forward: equal to Always to the bit, and not to the
+        // image-by-image forward (Off's evaluation forward), which sums each output in another order. With
+        // a dense dL/dy the backward after it is the dense one without a patch matrix.
         var x = SparseGradient(new Rng(12), [5, 6, 9, 8], 0.15);
-        float[]? first = null;
+        var dy = SparseGradient(new Rng(13), [5, 20, 9, 8], 1);
+        (float[] Y, float[] Dx, float[] DW)? first = null;
         foreach (int threads in new[] { 1, 3 })
         {
             using var compute = new ComputeContext(threads);
-            var y = Copy(MakeConv(compute, 8, 6, 20, 3, 1, 1, ExactSparsity.Auto, true).Forward(x, training: true));
-            if (first is null) first = y;
-            else Assert.Equal(first, y);
+            var conv = MakeConv(compute, 8, 6, 20, 3, 1, 1, ExactSparsity.Auto, true);
+            var y = Copy(conv.Forward(x, training: true));
+            var dx = Copy(conv.Backward(dy)!);
+            Assert.Equal(0, conv.Counters.ExactSparseBackwards);
+            if (first is { } f)
+            {
+                Assert.Equal(f.Y, y);
+                Assert.Equal(f.Dx, dx);
+                Assert.Equal(f.DW, Gradient(conv.Weight));
+                continue;
+            }
+            first = (y, dx, Gradient(conv.Weight));
+            Assert.Equal(y, Copy(MakeConv(compute, 8, 6, 20, 3, 1, 1, ExactSparsity.Always, true).Forward(x, training: false)));
+            var off = MakeConv(compute, 8, 6, 20, 3, 1, 1, ExactSparsity.Off, true);
+            var byImage = Copy(off.Forward(x, training: false));
+            Assert.NotEqual(byImage, y);
+            TestData.AssertClose(byImage, y, 1e-5, 1e-5, "y");
+            off.Forward(x, training: true);
+            TestData.AssertClose(Copy(off.Backward(dy)!), dx, 1e-5 * 20 * 9, 1e-5, "dx");
+            TestData.AssertClose(Gradient(off.Weight), Gradient(conv.Weight), 1e-5 * 5 * 9 * 8, 1e-5, "dW");
         }
     }
 
     [Fact]
     public void Conv_AutoDenseBackward_CanRunTwiceAfterOneForward()
     {
-        // The patch matrix is formed in the backward from the kept input, so a second backward (after the
-        // first overwrote it with dcols) forms it again and adds the same gradients once more.
+        // The dense backward reads only what the forward kept (the padded input), so a second backward
+        // adds the same gradients once more.
         using var compute = new ComputeContext(1);
         var conv = MakeConv(compute, 3, 3, 4, 3, 1, 1, ExactSparsity.Auto, true);
         var rng = new Rng(5);
