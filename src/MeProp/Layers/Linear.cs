@@ -19,6 +19,9 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
     private readonly Tensor _inputGradient = new(0);
     /// <summary>dL/dy's non-zero entries, when an exact sparse backward runs.</summary>
     private readonly SparseGradient _nonZeros = new();
+    // The forward from a sparse input: its non-zeros per example, and per worker a transposed weight panel.
+    private readonly SparseGradient _inputNonZeros = new();
+    private readonly AlignedBuffer _panels = new();
     private Tensor? _input;
 
     public Linear(string name, int inFeatures, int outFeatures, ComputeContext compute, Rng initRng)
@@ -61,13 +64,35 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
         int n = input.Dim(0);
         _input = input;
         _output.Reshape(n, OutFeatures);
-        _compute.Gemm.Multiply(false, true, n, OutFeatures, InFeatures, input.Span, InFeatures,
-            Weight.Value.Span, InFeatures, _output.Span, OutFeatures, false);
+        if (SparseInputForwardApplies(input))
+        {
+            // Most of the input is zero (ReLU and pooling before this layer): multiply its non-zeros only.
+            NonZeroGradient.Gather(input.Span, 1, n, InFeatures, _inputNonZeros, _compute.Pool);
+            SparseInputProduct.Multiply(_inputNonZeros, Weight.Value.Span, InFeatures, OutFeatures, _output.Span,
+                _panels.Span(SparseInputProduct.PanelLength(InFeatures, _compute.Threads)), _compute.Pool);
+        }
+        else
+            _compute.Gemm.Multiply(false, true, n, OutFeatures, InFeatures, input.Span, InFeatures,
+                Weight.Value.Span, InFeatures, _output.Span, OutFeatures, false);
         var bias = Bias.Value.Span;
         for (int i = 0; i < n; i++)
             System.Numerics.Tensors.TensorPrimitives.Add(_output.Span.Slice(i * OutFeatures, OutFeatures), bias, _output.Span.Slice(i * OutFeatures, OutFeatures));
         return _output;
     }
+
+    /// <summary>
+    /// Whether the forward multiplies only the input's non-zeros (<see cref="SparseInputProduct"/>): exact
+    /// sparsity on and, unless Always, at most <see cref="ExactSparsityThresholds.LinearInput"/> of the
+    /// input non-zero in a layer of at least <see cref="ExactSparsityThresholds.LinearInputMinOutputs"/>
+    /// outputs. The choice reads the input only, so a run stays deterministic.
+    /// </summary>
+    private bool SparseInputForwardApplies(Tensor input) => ExactSparsity switch
+    {
+        ExactSparsity.Off => false,
+        ExactSparsity.Always => true,
+        _ => OutFeatures >= ExactSparsityThresholds.LinearInputMinOutputs
+             && NonZeroGradient.Count(input.Span) <= ExactSparsityThresholds.LinearInput * input.Length,
+    };
 
     public Tensor? Backward(Tensor outputGradient)
     {

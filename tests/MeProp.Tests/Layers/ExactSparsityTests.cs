@@ -286,6 +286,35 @@ public class ExactSparsityTests
         { 4, 19, 6, 1, true },
     };
 
+    [Fact]
+    public void Linear_SparseInputForward_ChosenByDensity_MatchesDense()
+    {
+        // Auto on a 10% input multiplies its non-zeros (equal to Always to the bit, to the dense product
+        // within rounding); on a dense input, or in a layer with fewer outputs than the minimum, it runs the
+        // dense product (equal to Off to the bit). The backward reads the input as before.
+        using var compute = new ComputeContext(2);
+        foreach (var (outFeatures, density, sparse) in new[] { (80, 0.1, true), (80, 0.9, false), (ExactSparsityThresholds.LinearInputMinOutputs - 1, 0.1, false) })
+        {
+            var x = SparseGradient(new Rng(21), [6, 150], density);
+            var dy = SparseGradient(new Rng(22), [6, outFeatures], 1);
+            Linear Make(ExactSparsity setting) => new("fc", 150, outFeatures, compute, new Rng(4)) { ExactSparsity = setting };
+            var off = Make(ExactSparsity.Off);
+            var auto = Make(ExactSparsity.Auto);
+            var yOff = Copy(off.Forward(x, training: true));
+            var yAuto = Copy(auto.Forward(x, training: true));
+            var yAlways = Copy(Make(ExactSparsity.Always).Forward(x, training: false));
+            if (sparse)
+            {
+                Assert.Equal(yAlways, yAuto);
+                Assert.NotEqual(yOff, yAuto);
+            }
+            else Assert.Equal(yOff, yAuto);
+            TestData.AssertClose(yOff, yAuto, 1e-5 * 150, 1e-5, "y");
+            TestData.AssertClose(Copy(off.Backward(dy)!), Copy(auto.Backward(dy)!), 1e-5 * outFeatures, 1e-5, "dx");
+            TestData.AssertClose(Gradient(off.Weight), Gradient(auto.Weight), 1e-5 * 6, 1e-5, "dW");
+        }
+    }
+
     private static (float[] Dx, float[] DW, float[] Db, Linear Layer) RunLinear(ExactSparsity setting, int threads, int batch, int inFeatures, int outFeatures, double density, bool inputGradient)
     {
         using var compute = new ComputeContext(threads);

@@ -1,0 +1,131 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using MeProp.Threading;
+
+namespace MeProp.Kernels;
+
+/// <summary>
+/// A linear layer's product from a sparse input: y[n, o] = Σ over x[n]'s non-zero entries (k, v) of
+/// v·W[o, k], for W [Out, In] (PyTorch's layout), x given as one unit per example of a
+/// <see cref="SparseGradient"/> (positions k ascending), y [N, Out] overwritten. A task takes
+/// <see cref="Block"/> output rows: it transposes them once into an [In, Block] panel (the rows of
+/// W are strided by In, the panel's rows are contiguous and stay in cache), then every example's non-zeros
+/// meet the panel, one vector load and one FMA each. The weight is read once, as a dense product at a
+/// small batch reads it, but the multiply-adds are only the non-zeros'. Each output sums its entries in
+/// ascending k in a fixed number of interleaved chains (four with 512-bit vectors), whichever worker runs
+/// its block, so results do not depend on the thread count.
+/// </summary>
+internal static unsafe class SparseInputProduct
+{
+    /// <summary>Output rows a task takes: one 512-bit vector, or two 256-bit ones.</summary>
+    public const int Block = 16;
+
+    /// <summary>Scratch floats <see cref="Multiply"/> needs: one [In, Block] panel per worker.</summary>
+    public static int PanelLength(int inFeatures, int workers) => checked(workers * inFeatures * Block);
+
+    private struct Job
+    {
+        public int* Counts, Positions;
+        public float* Values, W, Y, Panels;
+        public int Examples, In, Out, Capacity, Workers;
+    }
+
+    public static void Multiply(SparseGradient x, ReadOnlySpan<float> weight, int inFeatures, int outFeatures, Span<float> y, Span<float> panels, WorkerPool pool)
+    {
+        if (x.PositionCount != inFeatures || weight.Length < outFeatures * inFeatures || y.Length < x.Units * outFeatures
+            || panels.Length < PanelLength(inFeatures, pool.ThreadCount))
+            throw new ArgumentException("sparse-input product: span too short or input of another width");
+        fixed (int* counts = x.Counts, positions = x.Positions)
+        fixed (float* values = x.Values, w = weight, py = y, pp = panels)
+        {
+            var job = new Job
+            {
+                Counts = counts, Positions = positions, Values = values, W = w, Y = py, Panels = pp,
+                Examples = x.Units, In = inFeatures, Out = outFeatures, Capacity = x.Capacity, Workers = pool.ThreadCount,
+            };
+            pool.Run((outFeatures + Block - 1) / Block, &BlockTask, &job);
+        }
+    }
+
+    /// <summary>Output rows [16t, 16t + 16) of every example, on worker t % Workers (the pool's fixed partition) with its panel.</summary>
+    private static void BlockTask(void* args, int t)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(args);
+        int o0 = t * Block, rows = Math.Min(Block, j.Out - o0);
+        float* panel = j.Panels + (long)(t % j.Workers) * j.In * Block;
+        // panel[k·rows + r] = W[o0 + r, k]
+        ChannelLayout.PlanesToRows(j.W + (long)o0 * j.In, j.In, panel, rows, j.In);
+        for (int e = 0; e < j.Examples; e++)
+        {
+            int* k = j.Positions + (long)e * j.Capacity;
+            float* v = j.Values + (long)e * j.Capacity;
+            int count = j.Counts[e];
+            float* target = j.Y + (long)e * j.Out + o0;
+            if (rows == Block && Vector512.IsHardwareAccelerated)
+            {
+                // Four chains (entries i mod 4), so consecutive FMAs do not wait on each other's latency.
+                Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
+                int i = 0;
+                for (; i + 4 <= count; i += 4)
+                {
+                    s0 = Vector512.FusedMultiplyAdd(Vector512.Create(v[i]), Vector512.Load(panel + k[i] * Block), s0);
+                    s1 = Vector512.FusedMultiplyAdd(Vector512.Create(v[i + 1]), Vector512.Load(panel + k[i + 1] * Block), s1);
+                    s2 = Vector512.FusedMultiplyAdd(Vector512.Create(v[i + 2]), Vector512.Load(panel + k[i + 2] * Block), s2);
+                    s3 = Vector512.FusedMultiplyAdd(Vector512.Create(v[i + 3]), Vector512.Load(panel + k[i + 3] * Block), s3);
+                }
+                for (; i < count; i++) s0 = Vector512.FusedMultiplyAdd(Vector512.Create(v[i]), Vector512.Load(panel + k[i] * Block), s0);
+                Vector512.Store((s0 + s1) + (s2 + s3), target);
+            }
+            else if (rows == Block && Vector256.IsHardwareAccelerated)
+            {
+                // Two chains per half (entries i mod 2), as above.
+                Vector256<float> low0 = default, high0 = default, low1 = default, high1 = default;
+                int i = 0;
+                for (; i + 2 <= count; i += 2)
+                {
+                    var scale0 = Vector256.Create(v[i]);
+                    var scale1 = Vector256.Create(v[i + 1]);
+                    float* row0 = panel + k[i] * Block, row1 = panel + k[i + 1] * Block;
+                    low0 = Vector256.FusedMultiplyAdd(scale0, Vector256.Load(row0), low0);
+                    high0 = Vector256.FusedMultiplyAdd(scale0, Vector256.Load(row0 + 8), high0);
+                    low1 = Vector256.FusedMultiplyAdd(scale1, Vector256.Load(row1), low1);
+                    high1 = Vector256.FusedMultiplyAdd(scale1, Vector256.Load(row1 + 8), high1);
+                }
+                if (i < count)
+                {
+                    var scale = Vector256.Create(v[i]);
+                    float* row = panel + k[i] * Block;
+                    low0 = Vector256.FusedMultiplyAdd(scale, Vector256.Load(row), low0);
+                    high0 = Vector256.FusedMultiplyAdd(scale, Vector256.Load(row + 8), high0);
+                }
+                Vector256.Store(low0 + low1, target);
+                Vector256.Store(high0 + high1, target + 8);
+            }
+            else
+            {
+                // A last block narrower than a vector (an output count not a multiple of 16), or no SIMD.
+                for (int r = 0; r < rows; r++)
+                {
+                    float sum = 0;
+                    for (int i = 0; i < count; i++) sum = MathF.FusedMultiplyAdd(v[i], panel[k[i] * rows + r], sum);
+                    target[r] = sum;
+                }
+            }
+        }
+    }
+}
+
+/// <summary>Twin of <see cref="SparseInputProduct"/>: the dense definition y = x · Wᵀ as plain loops, float64 sums.</summary>
+internal static class SparseInputProductReference
+{
+    public static void Multiply(ReadOnlySpan<float> x, int examples, ReadOnlySpan<float> weight, int inFeatures, int outFeatures, Span<float> y)
+    {
+        for (int e = 0; e < examples; e++)
+            for (int o = 0; o < outFeatures; o++)
+            {
+                double sum = 0;
+                for (int k = 0; k < inFeatures; k++) sum += (double)x[e * inFeatures + k] * weight[o * inFeatures + k];
+                y[e * outFeatures + o] = (float)sum;
+            }
+    }
+}

@@ -1,0 +1,64 @@
+using MeProp.Kernels;
+using MeProp.Tensors;
+using MeProp.Threading;
+
+namespace MeProp.Tests.Kernels;
+
+public class SparseInputProductTests
+{
+    // (examples, in, out, input density): the paper network's fc1 and the MLP's hidden width, outputs at,
+    // below and between whole blocks of 16 (a partial last block takes the narrow path), an empty input,
+    // a dense one.
+    public static TheoryData<int, int, int, double> Shapes => new()
+    {
+        { 10, 3136, 1024, 0.05 },
+        { 7, 500, 500, 0.3 },
+        { 3, 37, 16, 0.5 },
+        { 4, 29, 33, 0.2 },
+        { 2, 17, 10, 0.4 },
+        { 5, 64, 48, 0 },
+        { 3, 20, 40, 1 },
+        { 1, 1, 1, 1 },
+    };
+
+    private static float[] SparseInput(Rng rng, int length, double density)
+    {
+        var x = new float[length];
+        for (int i = 0; i < length; i++) x[i] = rng.NextDouble() < density ? rng.NextUniform(-1, 1) : (i % 2 == 0 ? 0f : -0f);
+        return x;
+    }
+
+    private static float[] Run(float[] x, int examples, float[] weight, int inFeatures, int outFeatures, int threads)
+    {
+        using var pool = new WorkerPool(threads);
+        var nonZeros = new SparseGradient();
+        NonZeroGradient.Gather(x, 1, examples, inFeatures, nonZeros, pool);
+        // The output starts as NaN: every entry must be written.
+        var y = Enumerable.Repeat(float.NaN, examples * outFeatures).ToArray();
+        SparseInputProduct.Multiply(nonZeros, weight, inFeatures, outFeatures, y, new float[SparseInputProduct.PanelLength(inFeatures, threads)], pool);
+        return y;
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Multiply_MatchesTheDenseProduct(int examples, int inFeatures, int outFeatures, double density)
+    {
+        var rng = new Rng((ulong)(examples * 7919 + inFeatures * 31 + outFeatures));
+        var x = SparseInput(rng, examples * inFeatures, density);
+        var weight = TestData.Uniform(rng, outFeatures * inFeatures);
+        var expected = new float[examples * outFeatures];
+        SparseInputProductReference.Multiply(x, examples, weight, inFeatures, outFeatures, expected);
+        var actual = Run(x, examples, weight, inFeatures, outFeatures, 2);
+        // Float32 sums of up to `in` terms of magnitude <= 1 against float64.
+        TestData.AssertClose(expected, actual, 1e-6 * (inFeatures + 1), 1e-5, $"{examples} x {inFeatures} -> {outFeatures}, density {density}");
+    }
+
+    [Fact]
+    public void Results_DoNotDependOnTheThreadCount()
+    {
+        var rng = new Rng(3);
+        var x = SparseInput(rng, 6 * 300, 0.2);
+        var weight = TestData.Uniform(rng, 70 * 300);
+        Assert.Equal(Run(x, 6, weight, 300, 70, 1), Run(x, 6, weight, 300, 70, 3));
+    }
+}
