@@ -47,6 +47,83 @@ internal static unsafe class SparseInputProduct
         }
     }
 
+    /// <summary>
+    /// The weight gradient from the same sparse input: dW[o, k] += Σ over examples n with x[n, k] != 0 of
+    /// x[n, k]·dy[n, o], for dy [N, Out] (dense), dW [Out, In] added into. A task takes <see cref="Block"/>
+    /// output rows: it sums into a zeroed [In, Block] panel (each non-zero input adds one vector of dy's
+    /// row to one panel row), then adds the panel, transposed, into dW's rows. Each sum runs over the
+    /// examples in order, whichever worker runs its block.
+    /// </summary>
+    public static void AddWeightGradient(SparseGradient x, ReadOnlySpan<float> dy, int inFeatures, int outFeatures, Span<float> dW, Span<float> panels, WorkerPool pool)
+    {
+        if (x.PositionCount != inFeatures || dy.Length < x.Units * outFeatures || dW.Length < outFeatures * inFeatures
+            || panels.Length < PanelLength(inFeatures, pool.ThreadCount))
+            throw new ArgumentException("sparse-input weight gradient: span too short or input of another width");
+        fixed (int* counts = x.Counts, positions = x.Positions)
+        fixed (float* values = x.Values, pdy = dy, pdw = dW, pp = panels)
+        {
+            var job = new Job
+            {
+                Counts = counts, Positions = positions, Values = values, W = pdw, Y = pdy, Panels = pp,
+                Examples = x.Units, In = inFeatures, Out = outFeatures, Capacity = x.Capacity, Workers = pool.ThreadCount,
+            };
+            pool.Run((outFeatures + Block - 1) / Block, &WeightGradientBlockTask, &job);
+        }
+    }
+
+    /// <summary>dW rows [16t, 16t + 16) (in <see cref="Job.W"/>; dy in <see cref="Job.Y"/>), on worker t % Workers with its panel.</summary>
+    private static void WeightGradientBlockTask(void* args, int t)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(args);
+        int o0 = t * Block, rows = Math.Min(Block, j.Out - o0);
+        if (rows < Block || !Vector256.IsHardwareAccelerated)
+        {
+            // A last block narrower than a vector, or no SIMD: straight into dW.
+            for (int e = 0; e < j.Examples; e++)
+            {
+                int* k = j.Positions + (long)e * j.Capacity;
+                float* v = j.Values + (long)e * j.Capacity, dy = j.Y + (long)e * j.Out + o0;
+                for (int i = 0; i < j.Counts[e]; i++)
+                    for (int r = 0; r < rows; r++)
+                    {
+                        float* target = j.W + (long)(o0 + r) * j.In + k[i];
+                        *target = MathF.FusedMultiplyAdd(v[i], dy[r], *target);
+                    }
+            }
+            return;
+        }
+        float* panel = j.Panels + (long)(t % j.Workers) * j.In * Block;
+        new Span<float>(panel, j.In * Block).Clear();
+        for (int e = 0; e < j.Examples; e++)
+        {
+            int* k = j.Positions + (long)e * j.Capacity;
+            float* v = j.Values + (long)e * j.Capacity, dy = j.Y + (long)e * j.Out + o0;
+            int count = j.Counts[e];
+            if (Vector512.IsHardwareAccelerated)
+            {
+                var g = Vector512.Load(dy);
+                for (int i = 0; i < count; i++)
+                {
+                    float* row = panel + k[i] * Block;
+                    Vector512.Store(Vector512.FusedMultiplyAdd(Vector512.Create(v[i]), g, Vector512.Load(row)), row);
+                }
+            }
+            else
+            {
+                Vector256<float> low = Vector256.Load(dy), high = Vector256.Load(dy + 8);
+                for (int i = 0; i < count; i++)
+                {
+                    float* row = panel + k[i] * Block;
+                    var scale = Vector256.Create(v[i]);
+                    Vector256.Store(Vector256.FusedMultiplyAdd(scale, low, Vector256.Load(row)), row);
+                    Vector256.Store(Vector256.FusedMultiplyAdd(scale, high, Vector256.Load(row + 8)), row + 8);
+                }
+            }
+        }
+        // dW[o0 + r, k] += panel[k, r]
+        ChannelLayout.RowsToPlanes(panel, j.W + (long)o0 * j.In, j.In, Block, j.In, null, accumulate: true);
+    }
+
     /// <summary>Output rows [16t, 16t + 16) of every example, on worker t % Workers (the pool's fixed partition) with its panel.</summary>
     private static void BlockTask(void* args, int t)
     {
@@ -115,9 +192,21 @@ internal static unsafe class SparseInputProduct
     }
 }
 
-/// <summary>Twin of <see cref="SparseInputProduct"/>: the dense definition y = x · Wᵀ as plain loops, float64 sums.</summary>
+/// <summary>Twin of <see cref="SparseInputProduct"/>: the dense definitions y = x · Wᵀ and dW += dyᵀ · x as plain loops, float64 sums.</summary>
 internal static class SparseInputProductReference
 {
+    /// <summary>dW[o, k] += Σ over examples of x[n, k]·dy[n, o]: the dense definition dW += dyᵀ · x.</summary>
+    public static void AddWeightGradient(ReadOnlySpan<float> x, int examples, ReadOnlySpan<float> dy, int inFeatures, int outFeatures, Span<float> dW)
+    {
+        for (int o = 0; o < outFeatures; o++)
+            for (int k = 0; k < inFeatures; k++)
+            {
+                double sum = 0;
+                for (int e = 0; e < examples; e++) sum += (double)x[e * inFeatures + k] * dy[e * outFeatures + o];
+                dW[o * inFeatures + k] += (float)sum;
+            }
+    }
+
     public static void Multiply(ReadOnlySpan<float> x, int examples, ReadOnlySpan<float> weight, int inFeatures, int outFeatures, Span<float> y)
     {
         for (int e = 0; e < examples; e++)

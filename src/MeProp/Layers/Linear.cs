@@ -10,7 +10,9 @@ namespace MeProp.Layers;
 /// (meProp) only the kept entries (n, j, v) are used: dW[j] += v·x[n], db[j] += v, dx[n] += v·W[j].
 /// The dense backward offers the weight's product to the weight's gradient-ready hook (an optimizer
 /// that fuses its update into it, <see cref="IGradientReadyHook.TryFuseLinearBackward"/>); Backward
-/// reports the bias gradient final to the bias's hook once it is summed.
+/// reports the bias gradient final to the bias's hook once it is summed. With <see cref="ExactSparsity"/>
+/// on, an input that is mostly zeros is multiplied by its non-zeros only, in the forward and, unless an
+/// optimizer fuses its update, in dW (<see cref="SparseInputProduct"/>).
 /// </summary>
 public sealed class Linear : IMePropLayer, IStatefulLayer
 {
@@ -22,6 +24,8 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
     // The forward from a sparse input: its non-zeros per example, and per worker a transposed weight panel.
     private readonly SparseGradient _inputNonZeros = new();
     private readonly AlignedBuffer _panels = new();
+    /// <summary>True from a Forward that multiplied only the input's non-zeros (kept in <see cref="_inputNonZeros"/>) until the next Forward.</summary>
+    private bool _forwardFromNonZeros;
     private Tensor? _input;
 
     public Linear(string name, int inFeatures, int outFeatures, ComputeContext compute, Rng initRng)
@@ -64,7 +68,8 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
         int n = input.Dim(0);
         _input = input;
         _output.Reshape(n, OutFeatures);
-        if (SparseInputForwardApplies(input))
+        _forwardFromNonZeros = SparseInputForwardApplies(input);
+        if (_forwardFromNonZeros)
         {
             // Most of the input is zero (ReLU and pooling before this layer): multiply its non-zeros only.
             NonZeroGradient.Gather(input.Span, 1, n, InFeatures, _inputNonZeros, _compute.Pool);
@@ -125,7 +130,11 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
             }
             Counters.AddDense(dy.Length, nonZero, denseMacs);
         }
-        if (!fused)
+        if (!fused && _forwardFromNonZeros)
+            // The forward found the input sparse: dW from its non-zeros too.
+            SparseInputProduct.AddWeightGradient(_inputNonZeros, dy, InFeatures, OutFeatures, Weight.Gradient.Span,
+                _panels.Span(SparseInputProduct.PanelLength(InFeatures, _compute.Threads)), _compute.Pool);
+        else if (!fused)
             _compute.Gemm.Multiply(true, false, OutFeatures, InFeatures, n, dy, OutFeatures, input.Span, InFeatures,
                 Weight.Gradient.Span, InFeatures, true);
         var db = Bias.Gradient.Span;

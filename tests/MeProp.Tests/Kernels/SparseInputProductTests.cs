@@ -53,12 +53,39 @@ public class SparseInputProductTests
         TestData.AssertClose(expected, actual, 1e-6 * (inFeatures + 1), 1e-5, $"{examples} x {inFeatures} -> {outFeatures}, density {density}");
     }
 
+    private static float[] RunWeightGradient(float[] x, int examples, float[] dy, float[] start, int inFeatures, int outFeatures, int threads)
+    {
+        using var pool = new WorkerPool(threads);
+        var nonZeros = new SparseGradient();
+        NonZeroGradient.Gather(x, 1, examples, inFeatures, nonZeros, pool);
+        var dW = (float[])start.Clone();
+        SparseInputProduct.AddWeightGradient(nonZeros, dy, inFeatures, outFeatures, dW, new float[SparseInputProduct.PanelLength(inFeatures, threads)], pool);
+        return dW;
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void AddWeightGradient_MatchesTheDenseProduct(int examples, int inFeatures, int outFeatures, double density)
+    {
+        var rng = new Rng((ulong)(examples * 31 + inFeatures * 7 + outFeatures));
+        var x = SparseInput(rng, examples * inFeatures, density);
+        var dy = TestData.Uniform(rng, examples * outFeatures);
+        // dW is added into: it starts from values already there.
+        var start = TestData.Uniform(rng, outFeatures * inFeatures);
+        var expected = (float[])start.Clone();
+        SparseInputProductReference.AddWeightGradient(x, examples, dy, inFeatures, outFeatures, expected);
+        var actual = RunWeightGradient(x, examples, dy, start, inFeatures, outFeatures, 2);
+        TestData.AssertClose(expected, actual, 1e-6 * (examples + 2), 1e-5, $"{examples} x {inFeatures} -> {outFeatures}, density {density}");
+    }
+
     [Fact]
     public void Results_DoNotDependOnTheThreadCount()
     {
         var rng = new Rng(3);
         var x = SparseInput(rng, 6 * 300, 0.2);
         var weight = TestData.Uniform(rng, 70 * 300);
+        var dy = TestData.Uniform(rng, 6 * 70);
         Assert.Equal(Run(x, 6, weight, 300, 70, 1), Run(x, 6, weight, 300, 70, 3));
+        Assert.Equal(RunWeightGradient(x, 6, dy, weight, 300, 70, 1), RunWeightGradient(x, 6, dy, weight, 300, 70, 3));
     }
 }
