@@ -6,23 +6,17 @@ namespace MeProp.Tests.Kernels;
 public unsafe class DirectWeightGradientTests
 {
     // (C, H, W, KH, KW, stride, padding, OC): the convolution shapes of DirectConvolutionTests (the paper's
-    // layers, odd sizes, stride 2, non-square kernels, 1x1) and runs or channel counts below, at and above
+    // layers, odd sizes, stride 2, non-square kernels, 1x1), then runs or channel counts below, at and above
     // whole tiles (KW·C of 5, 9, 16, 48, 50; OC of 1, 6, 15, 16, 17, 33).
-    public static TheoryData<int, int, int, int, int, int, int, int> Shapes => new()
+    private static TheoryData<int, int, int, int, int, int, int, int> MoreShapes => new()
     {
-        { 1, 28, 28, 5, 5, 1, 2, 32 },
-        { 32, 14, 14, 5, 5, 1, 2, 64 },
-        { 3, 7, 9, 3, 3, 2, 1, 5 },
-        { 2, 5, 4, 3, 2, 1, 0, 33 },
-        { 5, 3, 3, 3, 3, 1, 1, 70 },
-        { 1, 1, 1, 1, 1, 1, 0, 1 },
-        { 4, 6, 11, 1, 1, 1, 0, 17 },
-        { 16, 8, 8, 3, 3, 1, 1, 16 },
         { 16, 9, 7, 1, 1, 2, 0, 6 },
         { 16, 10, 10, 3, 3, 2, 1, 15 },
         { 10, 5, 6, 5, 5, 1, 2, 16 },
         { 25, 4, 5, 3, 2, 1, 1, 12 },
     };
+
+    public static IEnumerable<object[]> Shapes => DirectConvolutionTests.Shapes.Concat(MoreShapes);
 
     [Theory]
     [MemberData(nameof(Shapes))]
