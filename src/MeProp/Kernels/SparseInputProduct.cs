@@ -32,18 +32,25 @@ internal static unsafe class SparseInputProduct
 
     public static void Multiply(SparseGradient x, ReadOnlySpan<float> weight, int inFeatures, int outFeatures, Span<float> y, Span<float> panels, WorkerPool pool)
     {
-        if (x.PositionCount != inFeatures || weight.Length < outFeatures * inFeatures || y.Length < x.Units * outFeatures
-            || panels.Length < PanelLength(inFeatures, pool.ThreadCount))
-            throw new ArgumentException("sparse-input product: span too short or input of another width");
+        if (weight.Length < outFeatures * inFeatures || y.Length < x.Units * outFeatures)
+            throw new ArgumentException("sparse-input product: span too short");
+        fixed (float* w = weight, py = y) RunBlocks(x, w, py, inFeatures, outFeatures, panels, pool, &BlockTask);
+    }
+
+    /// <summary>Runs <paramref name="body"/> once per block of output rows, with x's entries, the weight (or its gradient) and y (or dy).</summary>
+    private static void RunBlocks(SparseGradient x, float* w, float* y, int inFeatures, int outFeatures, Span<float> panels, WorkerPool pool, delegate*<void*, int, void> body)
+    {
+        if (x.PositionCount != inFeatures || panels.Length < PanelLength(inFeatures, pool.ThreadCount))
+            throw new ArgumentException("sparse-input product: input of another width, or too few panels");
         fixed (int* counts = x.Counts, positions = x.Positions)
-        fixed (float* values = x.Values, w = weight, py = y, pp = panels)
+        fixed (float* values = x.Values, pp = panels)
         {
             var job = new Job
             {
-                Counts = counts, Positions = positions, Values = values, W = w, Y = py, Panels = pp,
+                Counts = counts, Positions = positions, Values = values, W = w, Y = y, Panels = pp,
                 Examples = x.Units, In = inFeatures, Out = outFeatures, Capacity = x.Capacity, Workers = pool.ThreadCount,
             };
-            pool.Run((outFeatures + Block - 1) / Block, &BlockTask, &job);
+            pool.Run((outFeatures + Block - 1) / Block, body, &job);
         }
     }
 
@@ -56,19 +63,9 @@ internal static unsafe class SparseInputProduct
     /// </summary>
     public static void AddWeightGradient(SparseGradient x, ReadOnlySpan<float> dy, int inFeatures, int outFeatures, Span<float> dW, Span<float> panels, WorkerPool pool)
     {
-        if (x.PositionCount != inFeatures || dy.Length < x.Units * outFeatures || dW.Length < outFeatures * inFeatures
-            || panels.Length < PanelLength(inFeatures, pool.ThreadCount))
-            throw new ArgumentException("sparse-input weight gradient: span too short or input of another width");
-        fixed (int* counts = x.Counts, positions = x.Positions)
-        fixed (float* values = x.Values, pdy = dy, pdw = dW, pp = panels)
-        {
-            var job = new Job
-            {
-                Counts = counts, Positions = positions, Values = values, W = pdw, Y = pdy, Panels = pp,
-                Examples = x.Units, In = inFeatures, Out = outFeatures, Capacity = x.Capacity, Workers = pool.ThreadCount,
-            };
-            pool.Run((outFeatures + Block - 1) / Block, &WeightGradientBlockTask, &job);
-        }
+        if (dy.Length < x.Units * outFeatures || dW.Length < outFeatures * inFeatures)
+            throw new ArgumentException("sparse-input weight gradient: span too short");
+        fixed (float* pdy = dy, pdw = dW) RunBlocks(x, pdw, pdy, inFeatures, outFeatures, panels, pool, &WeightGradientBlockTask);
     }
 
     /// <summary>dW rows [16t, 16t + 16) (in <see cref="Job.W"/>; dy in <see cref="Job.Y"/>), on worker t % Workers with its panel.</summary>
