@@ -15,7 +15,7 @@ public enum ActivationKind { Relu, Sigmoid, Tanh }
 /// Given a compute context, ReLU over a large tensor is split into equal runs over its pool (each
 /// value's result is the same whoever computes it).
 /// </summary>
-public sealed unsafe class Activation : ILayer
+public sealed unsafe class Activation : IIgnoresGradientAtZeros
 {
     private readonly Tensor _output = new(0);
     private readonly Tensor _inputGradient = new(0);
@@ -40,6 +40,9 @@ public sealed unsafe class Activation : ILayer
     public bool ComputeInputGradient { get; set; } = true;
 
     public int[] OutputShape(ReadOnlySpan<int> inputShape) => inputShape.ToArray();
+
+    /// <summary>ReLU's backward multiplies dy by [y &gt; 0]; sigmoid's and tanh's use dy wherever y is.</summary>
+    public bool IgnoresGradientAtZeroOutputs(bool inputZerosIgnored) => Kind == ActivationKind.Relu;
 
     public Tensor Forward(Tensor input, bool training)
     {

@@ -7,7 +7,7 @@ namespace MeProp.Layers;
 /// 1/(1-p), so inference is the identity. Any shape. The mask comes from the layer's own seeded Rng
 /// (saved in checkpoints through <see cref="Rng"/>).
 /// </summary>
-public sealed class Dropout : ILayer, IStatefulLayer
+public sealed class Dropout : IIgnoresGradientAtZeros, IStatefulLayer
 {
     private readonly Tensor _output = new(0);
     private readonly Tensor _inputGradient = new(0);
@@ -29,6 +29,9 @@ public sealed class Dropout : ILayer, IStatefulLayer
     public bool ComputeInputGradient { get; set; } = true;
 
     public int[] OutputShape(ReadOnlySpan<int> inputShape) => inputShape.ToArray();
+
+    /// <summary>A zero output is a dropped value (dx = 0 whatever dy) or a zero input (dy passes to it).</summary>
+    public bool IgnoresGradientAtZeroOutputs(bool inputZerosIgnored) => inputZerosIgnored;
 
     public Tensor Forward(Tensor input, bool training)
     {

@@ -3,7 +3,7 @@ using MeProp.Tensors;
 namespace MeProp.Layers;
 
 /// <summary>x [N, d1, d2, ...] -> y [N, d1*d2*...] in row-major (C, H, W) order, as PyTorch; no copy.</summary>
-public sealed class Flatten(string name) : ILayer
+public sealed class Flatten(string name) : IIgnoresGradientAtZeros
 {
     private Tensor? _output;
     private Tensor? _inputGradient;
@@ -12,6 +12,9 @@ public sealed class Flatten(string name) : ILayer
     public string Name { get; } = name;
     public IReadOnlyList<Parameter> Parameters => [];
     public bool ComputeInputGradient { get; set; } = true;
+
+    /// <summary>Each value keeps its place: a zero output is a zero input.</summary>
+    public bool IgnoresGradientAtZeroOutputs(bool inputZerosIgnored) => inputZerosIgnored;
 
     public int[] OutputShape(ReadOnlySpan<int> s)
     {

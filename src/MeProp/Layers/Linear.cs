@@ -12,7 +12,9 @@ namespace MeProp.Layers;
 /// that fuses its update into it, <see cref="IGradientReadyHook.TryFuseLinearBackward"/>); Backward
 /// reports the bias gradient final to the bias's hook once it is summed. With <see cref="ExactSparsity"/>
 /// on, an input that is mostly zeros is multiplied by its non-zeros only, in the forward and, unless an
-/// optimizer fuses its update, in dW (<see cref="SparseInputProduct"/>).
+/// optimizer fuses its update, in dW (<see cref="SparseInputProduct"/>), and, where the layers before it
+/// ignore dL/dx at the input's zeros (<see cref="InputZerosNeedNoGradient"/>), dx is computed only at its
+/// non-zeros.
 /// </summary>
 public sealed class Linear : IMePropLayer, IStatefulLayer
 {
@@ -24,6 +26,8 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
     // The forward from a sparse input: its non-zeros per example, and per worker a transposed weight panel.
     private readonly SparseGradient _inputNonZeros = new();
     private readonly AlignedBuffer _panels = new();
+    // The backward's dx at the input's non-zeros: per worker, a block of W's columns transposed.
+    private readonly AlignedBuffer _inputGradientPanels = new();
     /// <summary>True from a Forward that multiplied only the input's non-zeros (kept in <see cref="_inputNonZeros"/>) until the next Forward.</summary>
     private bool _forwardFromNonZeros;
     private Tensor? _input;
@@ -55,6 +59,15 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
     /// <summary>Whether a backward without <see cref="Sparsifier"/> runs the sparse kernels on dL/dy's non-zero entries.</summary>
     public ExactSparsity ExactSparsity { get; set; }
 
+    /// <summary>
+    /// Whether the layers before this one ignore dL/dx wherever this layer's input is zero (ReLU, then max
+    /// pooling or flatten: <see cref="IIgnoresGradientAtZeros"/>); the model sets it. Then a dense backward
+    /// after a forward from the input's non-zeros computes dx = dy · W only at those non-zeros and returns
+    /// zero elsewhere (<see cref="SparseInputProduct.InputGradient"/>): the work of the non-zeros instead
+    /// of the whole product, with every gradient that reaches a parameter the same within float rounding.
+    /// </summary>
+    public bool InputZerosNeedNoGradient { get; set; }
+
     public int[] OutputShape(ReadOnlySpan<int> inputShape)
     {
         if (inputShape.Length != 2 || inputShape[1] != InFeatures)
@@ -74,7 +87,7 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
             // Most of the input is zero (ReLU and pooling before this layer): multiply its non-zeros only.
             NonZeroGradient.Gather(input.Span, 1, n, InFeatures, _inputNonZeros, _compute.Pool);
             SparseInputProduct.Multiply(_inputNonZeros, Weight.Value.Span, InFeatures, OutFeatures, _output.Span,
-                _panels.Span(SparseInputProduct.PanelLength(InFeatures, _compute.Threads)), _compute.Pool);
+                ScratchPanels(), _compute.Pool);
         }
         else
             _compute.Gemm.Multiply(false, true, n, OutFeatures, InFeatures, input.Span, InFeatures,
@@ -133,7 +146,7 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
         if (!fused && _forwardFromNonZeros)
             // The forward found the input sparse: dW from its non-zeros too.
             SparseInputProduct.AddWeightGradient(_inputNonZeros, dy, InFeatures, OutFeatures, Weight.Gradient.Span,
-                _panels.Span(SparseInputProduct.PanelLength(InFeatures, _compute.Threads)), _compute.Pool);
+                ScratchPanels(), _compute.Pool);
         else if (!fused)
             _compute.Gemm.Multiply(true, false, OutFeatures, InFeatures, n, dy, OutFeatures, input.Span, InFeatures,
                 Weight.Gradient.Span, InFeatures, true);
@@ -141,11 +154,18 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
         for (int i = 0; i < n; i++) System.Numerics.Tensors.TensorPrimitives.Add(db, dy.Slice(i * OutFeatures, OutFeatures), db);
         Bias.GradientHook?.GradientReady(Bias);
         if (!ComputeInputGradient) return null;
-        if (!fused)
+        if (fused) return _inputGradient;
+        if (_forwardFromNonZeros && InputZerosNeedNoGradient)
+            SparseInputProduct.InputGradient(input.Span, dy, Weight.Value.Span, n, InFeatures, OutFeatures, dx,
+                _inputGradientPanels.Span(SparseInputProduct.InputGradientPanelLength(OutFeatures, _compute.Threads)), _compute.Pool);
+        else
             _compute.Gemm.Multiply(false, false, n, InFeatures, OutFeatures, dy, OutFeatures, Weight.Value.Span, InFeatures,
                 dx, InFeatures, false);
         return _inputGradient;
     }
+
+    /// <summary>The panels of the sparse-input product and weight gradient, one per worker.</summary>
+    private Span<float> ScratchPanels() => _panels.Span(SparseInputProduct.PanelLength(InFeatures, _compute.Threads));
 
     /// <summary>dW, db and dx from the kept entries of dY (a meProp selection, or every non-zero).</summary>
     private Tensor? SparseBackwardPass(SparseGradient sparse, Tensor input, int n)

@@ -7,7 +7,7 @@ namespace MeProp.Layers;
 /// Max pooling, KxK windows, stride S (default K), no padding, floor mode.
 /// x [N, C, H, W] -> y [N, C, (H-K)/S+1, (W-K)/S+1]; Backward routes dy to each window's maximum.
 /// </summary>
-public sealed class MaxPool2d : ILayer
+public sealed class MaxPool2d : IIgnoresGradientAtZeros
 {
     private readonly ComputeContext _compute;
     private readonly Tensor _output = new(0);
@@ -31,6 +31,9 @@ public sealed class MaxPool2d : ILayer
     public bool ComputeInputGradient { get; set; } = true;
 
     public int[] OutputShape(ReadOnlySpan<int> s) => PoolingGeometry.OutputShape(Name, KernelSize, Stride, s);
+
+    /// <summary>A zero output's dy goes to a window input that is zero too (its maximum).</summary>
+    public bool IgnoresGradientAtZeroOutputs(bool inputZerosIgnored) => inputZerosIgnored;
 
     public Tensor Forward(Tensor input, bool training)
     {

@@ -28,6 +28,14 @@ public sealed class Sequential
             layer.ComputeInputGradient = false;
             if (layer.Parameters.Count > 0) break;
         }
+        // A linear layer whose input's zeros get no use of their gradient (ReLU, then pooling or flatten)
+        // computes dL/dx only at its input's non-zeros.
+        bool zerosIgnored = false;
+        foreach (var layer in _layers)
+        {
+            if (layer is Linear linear) linear.InputZerosNeedNoGradient = zerosIgnored;
+            zerosIgnored = layer is IIgnoresGradientAtZeros passing && passing.IgnoresGradientAtZeroOutputs(zerosIgnored);
+        }
         Parameters = _layers.SelectMany(l => l.Parameters).ToArray();
         _backwardTicks = new long[_layers.Length];
         _forwardTicks = new long[_layers.Length];

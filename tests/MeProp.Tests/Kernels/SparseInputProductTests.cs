@@ -78,6 +78,46 @@ public class SparseInputProductTests
         TestData.AssertClose(expected, actual, 1e-6 * (examples + 2), 1e-5, $"{examples} x {inFeatures} -> {outFeatures}, density {density}");
     }
 
+    private static float[] RunInputGradient(float[] x, int examples, float[] dy, float[] weight, int inFeatures, int outFeatures, int threads)
+    {
+        using var pool = new WorkerPool(threads);
+        // dx starts as NaN: every entry, zero or not, must be written.
+        var dx = Enumerable.Repeat(float.NaN, examples * inFeatures).ToArray();
+        SparseInputProduct.InputGradient(x, dy, weight, examples, inFeatures, outFeatures, dx,
+            new float[SparseInputProduct.InputGradientPanelLength(outFeatures, threads)], pool);
+        return dx;
+    }
+
+    // Input widths at, below and between whole blocks of 16 columns (a partial last block), output counts
+    // not a multiple of 8 (the transpose's scalar edge), and the shapes above.
+    public static TheoryData<int, int, int, double> InputGradientShapes
+    {
+        get
+        {
+            var shapes = Shapes;
+            shapes.Add(6, 45, 13, 0.3);
+            shapes.Add(3, 8, 7, 0.6);
+            shapes.Add(2, 100, 1, 0.5);
+            return shapes;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(InputGradientShapes))]
+    public void InputGradient_IsTheDenseProductAtTheNonZeros(int examples, int inFeatures, int outFeatures, double density)
+    {
+        var rng = new Rng((ulong)(examples * 131 + inFeatures * 17 + outFeatures));
+        var x = SparseInput(rng, examples * inFeatures, density);
+        var dy = TestData.Uniform(rng, examples * outFeatures);
+        var weight = TestData.Uniform(rng, outFeatures * inFeatures);
+        var expected = new float[examples * inFeatures];
+        SparseInputProductReference.InputGradient(x, dy, weight, examples, inFeatures, outFeatures, expected);
+        var actual = RunInputGradient(x, examples, dy, weight, inFeatures, outFeatures, 2);
+        TestData.AssertClose(expected, actual, 1e-6 * (outFeatures + 1), 1e-5, $"{examples} x {inFeatures} <- {outFeatures}, density {density}");
+        for (int i = 0; i < x.Length; i++)
+            if (x[i] == 0f) Assert.True(actual[i] == 0f, $"dx[{i}] = {actual[i]} where the input is zero");
+    }
+
     [Fact]
     public void Results_DoNotDependOnTheThreadCount()
     {
@@ -87,5 +127,6 @@ public class SparseInputProductTests
         var dy = TestData.Uniform(rng, 6 * 70);
         Assert.Equal(Run(x, 6, weight, 300, 70, 1), Run(x, 6, weight, 300, 70, 3));
         Assert.Equal(RunWeightGradient(x, 6, dy, weight, 300, 70, 1), RunWeightGradient(x, 6, dy, weight, 300, 70, 3));
+        Assert.Equal(RunInputGradient(x, 6, dy, weight, 300, 70, 1), RunInputGradient(x, 6, dy, weight, 300, 70, 3));
     }
 }
