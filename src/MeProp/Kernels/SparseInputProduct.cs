@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using MeProp.Threading;
 
 namespace MeProp.Kernels;
@@ -171,31 +170,8 @@ internal static unsafe class SparseInputProduct
         ref InputGradientJob j = ref Unsafe.AsRef<InputGradientJob>(args);
         int k0 = t * Block, columns = Math.Min(Block, j.In - k0), outs = j.Out;
         float* panel = j.Panels + (long)(t % j.Workers) * outs * Block;
-        // panel[c·Out + o] = W[o, k0 + c]: 8 x 8 blocks transposed in registers, the edges one by one.
-        int vectorOuts = 0, vectorColumns = 0;
-        if (Avx2.IsSupported)
-        {
-            vectorOuts = outs & ~7;
-            vectorColumns = columns & ~7;
-            for (int o = 0; o < vectorOuts; o += 8)
-                for (int c = 0; c < vectorColumns; c += 8)
-                {
-                    ChannelLayout.Transpose8x8(j.W + (long)o * j.In + k0 + c, j.In,
-                        out var t0, out var t1, out var t2, out var t3, out var t4, out var t5, out var t6, out var t7);
-                    float* target = panel + (long)c * outs + o;
-                    Vector256.Store(t0, target);
-                    Vector256.Store(t1, target + outs);
-                    Vector256.Store(t2, target + 2L * outs);
-                    Vector256.Store(t3, target + 3L * outs);
-                    Vector256.Store(t4, target + 4L * outs);
-                    Vector256.Store(t5, target + 5L * outs);
-                    Vector256.Store(t6, target + 6L * outs);
-                    Vector256.Store(t7, target + 7L * outs);
-                }
-        }
-        for (int c = 0; c < columns; c++)
-            for (int o = c < vectorColumns ? vectorOuts : 0; o < outs; o++)
-                panel[(long)c * outs + o] = j.W[(long)o * j.In + k0 + c];
+        // panel[c·Out + o] = W[o, k0 + c]: W's rows are the planes, the panel's rows the positions.
+        ChannelLayout.PlanesToRows(j.W + k0, j.In, panel, outs, columns);
         // Column by column, so that the panel row stays in the nearest cache for every example.
         for (int c = 0; c < columns; c++)
         {
