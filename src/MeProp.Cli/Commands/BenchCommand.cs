@@ -236,6 +236,7 @@ internal static class BenchCommand
     private static void PrintRatios(List<StepRecord> group)
     {
         var torch = group.Where(r => r.Engine == "torchsharp" && r.Steps > 0).Select(r => r.StepMs).ToArray();
+        if (UnsteadyMachineNote(torch) is string note) Console.WriteLine($"    {note}");
         var torchEval = group.Where(r => r.Engine == "torchsharp" && r.EvalForwardMs is not null).Select(r => r.EvalForwardMs!.Value).ToArray();
         foreach (bool bn in group.Where(r => r.Engine == "meprop").Select(r => r.BatchNorm).Distinct())
         {
@@ -253,6 +254,26 @@ internal static class BenchCommand
                 if (parts.Count > 0) Console.WriteLine($"    {Label(r)}: {string.Join(", ", parts)}");
             }
         }
+    }
+
+    /// <summary>
+    /// Largest ratio between libtorch's step times before and after ours that is taken as a quiet machine:
+    /// on a quiet 2-vCPU VM the two runs of one bench differed by up to 9%.
+    /// </summary>
+    internal const double SteadySpread = 1.15;
+
+    /// <summary>
+    /// A warning when libtorch's step, timed before and after our configurations, changed by more than
+    /// <see cref="SteadySpread"/>: the machine's speed moved during the run, so its ratios are less certain
+    /// than they look. Null when it held still (or libtorch ran fewer than twice).
+    /// </summary>
+    internal static string? UnsteadyMachineNote(IReadOnlyList<double> torchStepMs)
+    {
+        if (torchStepMs.Count < 2) return null;
+        double min = torchStepMs.Min(), max = torchStepMs.Max();
+        return max <= SteadySpread * min ? null
+            : $"unsteady machine: libtorch's step took {min:F1} ms and {max:F1} ms in this run ({(max / min - 1) * 100:F0}% apart), "
+              + "so its ratios carry that much noise; pause other work and run again for figures to keep";
     }
 
     private static Option<T[]> ListOption<T>(string name, string description, string defaults) where T : IParsable<T> => new(name)

@@ -1,3 +1,4 @@
+using MeProp.Cli.Commands;
 using MeProp.Cli.Benchmarking;
 using MeProp.Layers;
 using MeProp.Models;
@@ -143,5 +144,16 @@ public sealed class BenchTests
 
         // A failed record (no steps) gets no rate.
         Assert.Null((record with { Steps = 0, DenseEquivalentGflops = null }).WithFigures(machine).DenseEquivalentGflops);
+    }
+
+    [Fact]
+    public void A_libtorch_step_that_moved_during_the_run_is_reported()
+    {
+        Assert.Null(BenchCommand.UnsteadyMachineNote([60.0]));
+        Assert.Null(BenchCommand.UnsteadyMachineNote([60.0, 60.0 * BenchCommand.SteadySpread]));
+        string? note = BenchCommand.UnsteadyMachineNote([75.1, 56.9]);
+        Assert.NotNull(note);
+        Assert.Contains("56.9 ms and 75.1 ms", note);
+        Assert.Contains("32% apart", note);
     }
 }
