@@ -531,12 +531,19 @@ public sealed unsafe class Gemm
     /// sums[r] = a_r · b0 and sums[10 + r] = a_r · b1 for up to ten rows a_r = a + r·rowStride, over k
     /// values: twenty 512-bit sums, the two weight vectors and one row vector fill 23 of 32 registers.
     /// </summary>
+    /// <param name="a">The first row; the others follow at <paramref name="rowStride"/>.</param>
+    /// <param name="rowStride">Floats between consecutive rows of <paramref name="a"/>.</param>
+    /// <param name="rows">Rows present (1-10); the missing ones repeat the last and their sums are not used.</param>
+    /// <param name="b0">The first weight vector, k values.</param>
+    /// <param name="b1">The second weight vector, k values.</param>
     /// <param name="ahead">
     /// Offset from b0 and b1 to the weight rows two pairs later, fetched into cache while these are
     /// summed: each pass reads a chunk of only ~3 KB from a row before jumping to the next pair, too
     /// short for the hardware prefetcher to ramp up (a 3136 x 1024 linear forward at batch 10 with the weight coming
     /// from L3, as in training: 1.08-1.11 -> 0.90-0.94 ms, old and new builds interleaved, 2 threads).
     /// </param>
+    /// <param name="k">Length of the dot products.</param>
+    /// <param name="sums">20 results, written.</param>
     private static void Dot10x2(float* a, nint rowStride, int rows, float* b0, float* b1, nint ahead, int k, float* sums)
     {
         float* a0 = a, a1 = Row(a, rowStride, 1, rows), a2 = Row(a, rowStride, 2, rows), a3 = Row(a, rowStride, 3, rows),

@@ -431,6 +431,7 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
     /// <param name="outputGradient">dY [N, oc, OH, OW]: the layer's, or a channel selection's kept channels.</param>
     /// <param name="oc">Channels of <paramref name="outputGradient"/>.</param>
     /// <param name="weight">The filters of those channels, [oc, C, KH, KW].</param>
+    /// <param name="g">The layer's geometry for this batch.</param>
     private void DirectInputGradient(ReadOnlySpan<float> outputGradient, int oc, ReadOnlySpan<float> weight, ConvGeometry g)
     {
         int c = g.C, kh = g.KH, kw = g.KW, reach = kh - 1 - g.Padding;

@@ -5,6 +5,9 @@ namespace MeProp.Models;
 
 /// <summary>One row of a <see cref="ModelSummary"/>: a layer, its output shape per example and its costs per example.</summary>
 /// <param name="Depth">0 for top-level layers, 1 inside a residual block, and so on.</param>
+/// <param name="Name">The layer's name in the model (dotted inside blocks: res1.conv1).</param>
+/// <param name="Type">The layer's class name (Conv2d, Linear, Residual, ...).</param>
+/// <param name="OutputShape">The layer's output shape for one example ([C, H, W] or [features]).</param>
 /// <param name="Parameters">Learnable scalars of the layer (of its children, for a block).</param>
 /// <param name="ForwardMacs">Multiply-adds of the forward pass per example (conv and linear layers; 0 for the rest).</param>
 /// <param name="BackwardMacs">Multiply-adds of the dense backward per example: dW and, unless the layer is the first, dx.</param>
