@@ -14,7 +14,12 @@ internal static class EvalCommand
         var checkpoint = new Option<string>("--checkpoint") { Description = "A .safetensors file written by 'meprop train', or a run directory (its best.safetensors)", Required = true };
         var data = CommonOptions.DataDirectory();
         var threads = CommonOptions.Threads();
-        var command = new Command("eval", "Report the test accuracy of a checkpoint") { checkpoint, data, threads };
+        var recompute = new Option<bool>("--recompute-batch-norm")
+        {
+            Description = "Recompute the batch norm layers' running statistics from the checkpoint's training images (after its dev split, " +
+                          "in batches of its training batch size; PyTorch's update_bn) and report the test accuracy before and after",
+        };
+        var command = new Command("eval", "Report the test accuracy of a checkpoint") { checkpoint, data, threads, recompute };
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
             string path = CheckpointPath(parse.GetValue(checkpoint)!);
@@ -27,6 +32,13 @@ internal static class EvalCommand
             model.SetExactSparsity(options.ExactSparsity);
             double accuracy = Trainer.Evaluate(model, test, options.EvalBatchSize);
             Console.WriteLine($"test accuracy {accuracy:F4} ({test.Count} images, {path})");
+            if (!parse.GetValue(recompute)) return 0;
+            var train = DatasetSplit.Create(mnist.Training, options.DevSize, options.MaxTrain).Train;
+            // A batch of one image has no variance per channel for [N, C] inputs; such runs use pairs.
+            int layers = BatchNormStatistics.Recompute(model, train, Math.Max(2, options.BatchSize));
+            if (layers == 0) throw new ArgumentException("--recompute-batch-norm: the network has no batch norm layer");
+            accuracy = Trainer.Evaluate(model, test, options.EvalBatchSize);
+            Console.WriteLine($"test accuracy {accuracy:F4} after recomputing {layers} batch norm layers' statistics from {train.Count} training images");
             return 0;
         }));
         return command;

@@ -131,7 +131,7 @@ public static class OnnxExporter
                     return Node("BatchNormalization", bn.Name,
                         [input, Weight(bn.Weight.Name, bn.Weight.Value.Span, bn.Weight.Value.Shape), Weight(bn.Bias.Name, bn.Bias.Value.Span, bn.Bias.Value.Shape),
                          Weight(bn.Name + ".running_mean", bn.RunningMean.Span, bn.RunningMean.Shape), Weight(bn.Name + ".running_var", bn.RunningVariance.Span, bn.RunningVariance.Shape)],
-                        Float("epsilon", bn.Epsilon), Float("momentum", 1f - bn.Momentum));
+                        Float("epsilon", bn.Epsilon), Float("momentum", 1f - (bn.Momentum ?? 0.1f))); // read only by training runtimes; cumulative (null) has no ONNX form
                 case Activation activation:
                     string op = activation.Kind switch
                     {

@@ -12,7 +12,9 @@ namespace MeProp.Layers;
 /// beta "name.bias" [C] (init 0).
 /// Training: mean and biased variance (divided by m) of the batch normalise, and the running estimates
 /// move as running = (1 - momentum)*running + momentum*batch_stat, with the unbiased variance
-/// (divided by m - 1) for running_var. Inference: the running estimates normalise.
+/// (divided by m - 1) for running_var; a null momentum averages the batches' statistics cumulatively
+/// (momentum 1/t at the t-th batch since <see cref="ResetRunningStatistics"/>), as PyTorch's momentum=None.
+/// Inference: the running estimates normalise.
 /// Backward (after a training Forward): dx = gamma/sqrt(var + eps) * (dy - mean(dy) - xhat*mean(dy*xhat)),
 /// dgamma += Σ dy*xhat, dbeta += Σ dy, the sums over a channel's m values in float64 (for H*W &gt; 1, of
 /// float32 vector partial sums over runs of at most 1024 values; see <see cref="Chunk"/>).
@@ -31,11 +33,10 @@ public sealed unsafe class BatchNorm : ILayer, IStatefulLayer
     private int _batch, _plane;
     private bool _backwardReady;
 
-    public BatchNorm(string name, int features, ComputeContext compute, float epsilon = 1e-5f, float momentum = 0.1f)
+    public BatchNorm(string name, int features, ComputeContext compute, float epsilon = 1e-5f, float? momentum = 0.1f)
     {
         if (features < 1) throw new ArgumentException($"{name}: feature count must be positive, got {features}");
         if (!(epsilon > 0f)) throw new ArgumentException($"{name}: epsilon must be positive, got {epsilon}");
-        if (!(momentum >= 0f && momentum <= 1f)) throw new ArgumentException($"{name}: momentum must be in [0, 1], got {momentum}");
         Name = name;
         Features = features;
         Epsilon = epsilon;
@@ -56,7 +57,16 @@ public sealed unsafe class BatchNorm : ILayer, IStatefulLayer
     /// <summary>Number of channels C (features of a [N, C] input).</summary>
     public int Features { get; }
     public float Epsilon { get; }
-    public float Momentum { get; }
+
+    /// <summary>Weight of each training batch's statistics in the running estimates, in [0, 1]; null for a cumulative average.</summary>
+    public float? Momentum
+    {
+        get => _momentum;
+        set => _momentum = value is null or (>= 0f and <= 1f) ? value
+            : throw new ArgumentException($"{Name}: momentum must be in [0, 1] or null, got {value}");
+    }
+
+    private float? _momentum;
 
     /// <summary>gamma [C], "name.weight".</summary>
     public Parameter Weight { get; }
@@ -72,6 +82,14 @@ public sealed unsafe class BatchNorm : ILayer, IStatefulLayer
 
     /// <summary>Number of training Forward calls so far (PyTorch's num_batches_tracked).</summary>
     public long NumBatchesTracked { get; private set; }
+
+    /// <summary>Running mean 0, running variance 1, batch count 0: the state of a new layer (PyTorch's reset_running_stats).</summary>
+    public void ResetRunningStatistics()
+    {
+        RunningMean.Span.Clear();
+        RunningVariance.Span.Fill(1f);
+        NumBatchesTracked = 0;
+    }
 
     public IReadOnlyList<Parameter> Parameters { get; }
     public bool ComputeInputGradient { get; set; } = true;
@@ -107,7 +125,8 @@ public sealed unsafe class BatchNorm : ILayer, IStatefulLayer
             {
                 X = x, Y = y, Normalized = xhat, Gamma = gamma, Beta = beta,
                 RunningMean = runningMean, RunningVar = runningVar, InverseStd = inverseStd,
-                Batch = batch, Channels = Features, Plane = plane, Epsilon = Epsilon, Momentum = Momentum,
+                Batch = batch, Channels = Features, Plane = plane, Epsilon = Epsilon,
+                Momentum = _momentum ?? 1.0 / (NumBatchesTracked + 1),
             };
             if (training) _compute.Pool.Run(TaskCount(Features, plane), &ForwardTrainingChannel, &job);
             else _compute.Pool.Run(TaskCount(Features, plane), &ForwardInferenceChannel, &job);

@@ -215,6 +215,38 @@ public class TrainCommandTests
     }
 
     [Fact]
+    public void EvalRecomputesBatchNormStatisticsFromTheRunsTrainingImages()
+    {
+        using var data = TinyData();
+        using var output = new TempDirectory();
+        string network = output.File("tiny-resnet.json");
+        File.WriteAllText(network, TinyResidualNetwork);
+        string run = output.File("run");
+        Assert.Equal(0, Run(Args(data.Path, run, "--model", network, "--epochs", "1")).Code);
+
+        var eval = Run("eval", "--checkpoint", run, "--data", data.Path, "--threads", "1", "--recompute-batch-norm");
+        Assert.True(eval.Code == 0, eval.Stderr);
+        // The same as the library gives: the 49 images after the 12 dev ones, in the run's batches of 7.
+        string path = Path.Combine(run, Trainer.BestCheckpoint);
+        var options = Checkpoint.ReadOptions(path);
+        var images = MeProp.Data.DataDirectory.Load(data.Path);
+        using var compute = new MeProp.Layers.ComputeContext(1);
+        var model = MeProp.Models.ModelBuilder.Build(options.ModelOptions, 1, 8, 8, 10, compute, options.Seed);
+        Checkpoint.Load(path, model, optimizer: null);
+        double before = Trainer.Evaluate(model, images.Test, options.EvalBatchSize);
+        Assert.Equal(4, BatchNormStatistics.Recompute(model, images.Training.Slice(12, 49), 7));
+        double after = Trainer.Evaluate(model, images.Test, options.EvalBatchSize);
+        Assert.Contains($"test accuracy {before:F4} (", eval.Stdout);
+        Assert.Contains($"test accuracy {after:F4} after recomputing 4 batch norm layers' statistics from 49 training images", eval.Stdout);
+
+        string mlp = output.File("mlp");
+        Assert.Equal(0, Run(Args(data.Path, mlp, "--model", "mlp", "--hidden-size", "8", "--epochs", "1")).Code);
+        var refused = Run("eval", "--checkpoint", mlp, "--data", data.Path, "--recompute-batch-norm");
+        Assert.NotEqual(0, refused.Code);
+        Assert.Contains("no batch norm layer", refused.Stderr);
+    }
+
+    [Fact]
     public void SummaryPrintsEveryLayerAndTheTotals()
     {
         using var output = new TempDirectory();

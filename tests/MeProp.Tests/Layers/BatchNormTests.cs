@@ -140,6 +140,40 @@ public class BatchNormTests
         Assert.Equal(2, bn.NumBatchesTracked);
     }
 
+    [Fact]
+    public void NullMomentum_AveragesTheBatchesSinceReset()
+    {
+        using var compute = new ComputeContext(2);
+        var rng = new Rng(12);
+        int[] shape = [3, 2, 2, 3];
+        var bn = MakeLayer(rng, 2, compute, 0.1f);
+        bn.Forward(Input(rng, shape, 4f, 2f), training: true);
+        bn.ResetRunningStatistics();
+        Assert.All(bn.RunningMean.Span.ToArray(), v => Assert.Equal(0f, v));
+        Assert.All(bn.RunningVariance.Span.ToArray(), v => Assert.Equal(1f, v));
+        Assert.Equal(0, bn.NumBatchesTracked);
+
+        bn.Momentum = null;
+        var batches = new[] { Input(rng, shape, 0.7f, 1.5f), Input(rng, shape, -2f, 0.5f), Input(rng, shape, 1f, 3f) };
+        foreach (var x in batches) bn.Forward(x, training: true);
+        var expectedMean = new double[2];
+        var expectedVar = new double[2];
+        foreach (var x in batches)
+        {
+            for (int c = 0; c < 2; c++)
+            {
+                var values = new List<double>();
+                for (int n = 0; n < 3; n++) for (int p = 0; p < 6; p++) values.Add(x.Span[(n * 2 + c) * 6 + p]);
+                double mean = values.Average();
+                expectedMean[c] += mean / batches.Length;
+                expectedVar[c] += values.Sum(v => (v - mean) * (v - mean)) / (values.Count - 1) / batches.Length;
+            }
+        }
+        TestData.AssertClose(expectedMean, ToDouble(bn.RunningMean.Span), 1e-6, 1e-6, "running_mean");
+        TestData.AssertClose(expectedVar, ToDouble(bn.RunningVariance.Span), 1e-6, 1e-6, "running_var");
+        Assert.Equal(3, bn.NumBatchesTracked);
+    }
+
     [Theory]
     [InlineData(new[] { 4, 3, 2, 5 })]
     [InlineData(new[] { 5, 3 })]
@@ -329,5 +363,8 @@ public class BatchNormTests
         Assert.Throws<ArgumentException>(() => new BatchNorm("bn2", 0, compute));
         Assert.Throws<ArgumentException>(() => new BatchNorm("bn2", 3, compute, epsilon: 0f));
         Assert.Throws<ArgumentException>(() => new BatchNorm("bn2", 3, compute, momentum: 1.5f));
+        Assert.Throws<ArgumentException>(() => bn.Momentum = -0.1f);
+        Assert.Throws<ArgumentException>(() => bn.Momentum = float.NaN);
+        Assert.Equal(0.1f, bn.Momentum);
     }
 }
