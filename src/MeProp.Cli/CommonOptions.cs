@@ -15,7 +15,7 @@ internal static class CommonOptions
 
     public static Option<string?> DataDirectory() => new("--data")
     {
-        Description = "Data directory: IDX files (train-images-idx3-ubyte, ...; plain or .gz), CIFAR-10/100 binary (or its .tar.gz), or an image folder (train/<class>/*.png, test/<class>/*.png). Absent or empty: MNIST is fetched into it. Default: $MEPROP_DATA or ~/.cache/meprop/mnist",
+        Description = "Data directory: IDX files (train-images-idx3-ubyte, ...; plain or .gz), CIFAR-10/100 binary (or its .tar.gz), or an image folder (train/<class>/*.png, test/<class>/*.png). Absent or empty: MNIST is fetched into it. Default: a run's own (recorded when it was trained) for --resume and eval, else $MEPROP_DATA or ~/.cache/meprop/mnist",
     };
 
     public static Option<string> Model() => new Option<string>("--model")
@@ -99,15 +99,28 @@ internal static class CommonOptions
     /// Without a directory, or with one that is absent or empty, MNIST is fetched and checksum-verified into it
     /// (or into the default cache); a directory holding something else is an error listing what was looked for.
     /// </summary>
-    public static ImageData LoadData(string? dataDirectory)
+    public static ImageData LoadData(string? dataDirectory) => MeProp.Data.DataDirectory.Load(ResolveDataDirectory(dataDirectory));
+
+    /// <summary>The directory <see cref="LoadData"/> reads: the one given, after fetching MNIST into it where it has to.</summary>
+    public static string ResolveDataDirectory(string? dataDirectory)
     {
         bool fetch = dataDirectory is null || !Directory.Exists(dataDirectory) || !Directory.EnumerateFileSystemEntries(dataDirectory).Any()
                      || (MeProp.Data.DataDirectory.Detect(dataDirectory) is null && MnistFiles.Names.Any(n => File.Exists(Path.Combine(dataDirectory, n))));
-        if (fetch)
-        {
-            var fetcher = KnownDataSet.Mnist.CreateFetcher(dataDirectory, message => Console.Error.WriteLine(message));
-            dataDirectory = fetcher.EnsureAsync().GetAwaiter().GetResult();
-        }
-        return MeProp.Data.DataDirectory.Load(dataDirectory!);
+        if (!fetch) return dataDirectory!;
+        var fetcher = KnownDataSet.Mnist.CreateFetcher(dataDirectory, message => Console.Error.WriteLine(message));
+        return fetcher.EnsureAsync().GetAwaiter().GetResult();
+    }
+
+    /// <summary>
+    /// The data directory of an existing run: the one given (--data), else the one its configuration
+    /// recorded, else MNIST's (runs that recorded none). A recorded directory that is gone is an error
+    /// rather than a fetch of MNIST into its place.
+    /// </summary>
+    public static string RunDataDirectory(string? given, TrainOptions stored)
+    {
+        if (given is not null || stored.Data is null) return ResolveDataDirectory(given);
+        if (!Directory.Exists(stored.Data.Directory))
+            throw new ArgumentException($"the run's data directory {stored.Data.Directory} does not exist; give the data with --data");
+        return stored.Data.Directory;
     }
 }

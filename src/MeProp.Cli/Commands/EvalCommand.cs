@@ -24,7 +24,7 @@ internal static class EvalCommand
         {
             string path = CheckpointPath(parse.GetValue(checkpoint)!);
             var options = Checkpoint.ReadOptions(path);
-            var mnist = CommonOptions.LoadData(parse.GetValue(data));
+            var mnist = MeProp.Data.DataDirectory.Load(CommonOptions.RunDataDirectory(parse.GetValue(data), options));
             using var compute = new ComputeContext(parse.GetValue(threads));
             var test = mnist.Test;
             var model = ModelBuilder.Build(options.ModelOptions, test.Channels, test.Height, test.Width, test.Classes, compute, options.Seed);

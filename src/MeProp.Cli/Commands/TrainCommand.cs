@@ -132,7 +132,14 @@ internal static class TrainCommand
                 int[] input = network?.Input is { Length: 3 } shape ? shape : [1, 28, 28];
                 Trainer.BuildModel(options, input[0], input[1], input[2], network?.Classes ?? MnistFiles.Classes, probe);
             }
-            var mnist = CommonOptions.LoadData(parse.GetValue(data));
+            // The images: a resumed run's own (its recorded directory unless --data moves it; the content must
+            // match what it was trained on), a new run's from --data, recorded for later resumes and evals.
+            string dataDirectory = checkpoint is null ? CommonOptions.ResolveDataDirectory(parse.GetValue(data)) : CommonOptions.RunDataDirectory(parse.GetValue(data), options);
+            var mnist = MeProp.Data.DataDirectory.Load(dataDirectory);
+            var source = DataSource.Of(dataDirectory, mnist);
+            if (options.Data is { } recorded && recorded.Fingerprint != source.Fingerprint)
+                throw new ArgumentException($"the images in {source.Directory} are not the ones the run was trained on (read from {recorded.Directory}); resume it on those");
+            options = options with { Data = source };
             var split = DatasetSplit.Create(mnist.Training, options.DevSize, options.MaxTrain);
             if (checkpoint is null)
                 options = options with { ModelOptions = options.ModelOptions with { Normalization = Normalization(parse, normalize, mean, std, split.Train), ClassNames = [.. mnist.ClassNames] } };
@@ -151,7 +158,7 @@ internal static class TrainCommand
                 }
                 Console.WriteLine($"resuming {checkpoint} after epoch {trainer.Progress.EpochsCompleted}");
             }
-            Console.WriteLine($"{options.ModelOptions.Model}: {trainer.Model.ParameterCount:N0} parameters; train {split.Train.Count}, dev {split.Dev?.Count ?? 0}, test {mnist.Test.Count} images; batch {options.BatchSize}, {options.Threads} threads");
+            Console.WriteLine($"{options.ModelOptions.Model}: {trainer.Model.ParameterCount:N0} parameters; train {split.Train.Count}, dev {split.Dev?.Count ?? 0}, test {mnist.Test.Count} images of {source.Directory}; batch {options.BatchSize}, {options.Threads} threads");
             var summary = trainer.Run(new ConsoleProgress());
             string dev = summary.DevAccuracy is double d ? $"{d:F4}" : "n/a";
             Console.WriteLine($"best epoch {summary.BestEpoch}: dev accuracy {dev}, test accuracy {summary.TestAccuracy:F4} (final {summary.FinalTestAccuracy:F4}), {summary.TrainSeconds:F1} s");

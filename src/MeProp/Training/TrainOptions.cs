@@ -82,6 +82,14 @@ public sealed record TrainOptions
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public double? MassFraction { get; init; }
 
+    /// <summary>
+    /// The data directory the run reads and a fingerprint of its images (the CLI records them so that
+    /// `--resume` and `meprop eval` read the same images); null where the caller hands the data sets over
+    /// itself, and in configurations written before it existed (then not written).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Data.DataSource? Data { get; init; }
+
     /// <summary>Whether meProp is on: a ratio for every chosen layer or ratios per layer.</summary>
     [JsonIgnore]
     public bool UsesMeProp => TopK is not null || LayerRatios is { Count: > 0 };

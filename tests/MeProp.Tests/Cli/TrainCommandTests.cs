@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MeProp.Training;
+using MeProp.Tests.Data;
 
 using static MeProp.Tests.Cli.CliHarness;
 
@@ -212,6 +213,55 @@ public class TrainCommandTests
         var eval = Run("eval", "--checkpoint", whole, "--data", data.Path);
         Assert.True(eval.Code == 0, eval.Stderr);
         Assert.Contains($"test accuracy {test:F4}", eval.Stdout);
+    }
+
+    [Fact]
+    public void ResumeAndEvalReadTheRunsOwnDataAndRefuseOtherImages()
+    {
+        using var data = TinyData();
+        using var output = new TempDirectory();
+        string whole = output.File("whole"), parts = output.File("parts");
+        Assert.Equal(0, Run(Args(data.Path, whole, "--model", "mlp", "--hidden-size", "8", "--epochs", "2")).Code);
+        Assert.Equal(0, Run(Args(data.Path, parts, "--model", "mlp", "--hidden-size", "8", "--epochs", "1")).Code);
+        using (var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(parts, Trainer.SummaryFile))))
+        {
+            var recorded = summary.RootElement.GetProperty("config").GetProperty("data");
+            Assert.Equal(Path.GetFullPath(data.Path), recorded.GetProperty("directory").GetString());
+            Assert.Matches("^[0-9a-f]{64}$", recorded.GetProperty("fingerprint").GetString());
+        }
+
+        // Other images under --data are refused, by what they hold, not by their path.
+        using (var other = new TempDirectory())
+        {
+            IdxTestFiles.WriteMnistLayout(other.Path, trainCount: 62, testCount: 23, height: 8, width: 8);
+            var refused = Run("train", "--resume", parts, "--epochs", "2", "--data", other.Path);
+            Assert.NotEqual(0, refused.Code);
+            Assert.Contains("not the ones the run was trained on", refused.Stderr);
+        }
+
+        // Without --data the run resumes on its own images, exactly as if it had not stopped.
+        var resumed = Run("train", "--resume", parts, "--epochs", "2");
+        Assert.True(resumed.Code == 0, resumed.Stderr);
+        Assert.Equal(MetricsWithoutTimes(whole), MetricsWithoutTimes(parts));
+        using (var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(whole, Trainer.SummaryFile))))
+        {
+            double test = summary.RootElement.GetProperty("test_accuracy").GetDouble();
+            var eval = Run("eval", "--checkpoint", whole);
+            Assert.True(eval.Code == 0, eval.Stderr);
+            Assert.Contains($"test accuracy {test:F4}", eval.Stdout);
+        }
+
+        // The same images elsewhere are accepted, and the run remembers where; a directory that is gone is an error.
+        using (var moved = new TempDirectory())
+        {
+            IdxTestFiles.WriteMnistLayout(moved.Path, trainCount: 61, testCount: 23, height: 8, width: 8);
+            var extended = Run("train", "--resume", parts, "--epochs", "3", "--data", moved.Path);
+            Assert.True(extended.Code == 0, extended.Stderr);
+            Assert.Equal(Path.GetFullPath(moved.Path), Checkpoint.ReadOptions(Path.Combine(parts, Trainer.LastCheckpoint)).Data!.Directory);
+        }
+        var gone = Run("train", "--resume", parts, "--epochs", "4");
+        Assert.NotEqual(0, gone.Code);
+        Assert.Contains("does not exist; give the data with --data", gone.Stderr);
     }
 
     [Fact]
