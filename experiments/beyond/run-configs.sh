@@ -23,7 +23,9 @@ for seed in $seeds; do
       echo "$name seed $seed: done"
     elif [ -f "$work/last.safetensors" ]; then
       echo "$name seed $seed: resuming"
-      $cli train --resume "$work" --epochs "$epochs"
+      # The data directory again: builds before commit 0b9fcb9 resume on MNIST when --data is not given.
+      data=$(sed -n 's/.*--data \([^ ]*\).*/\1/p' <<< "$options")
+      $cli train --resume "$work" --epochs "$epochs" ${data:+--data "$data"}
     else
       echo "$name seed $seed: training"
       rm -rf "$work"
