@@ -10,15 +10,18 @@ using MeProp.Training;
 namespace MeProp.Cli.Commands;
 
 /// <summary>
-/// `meprop stats`: trains N iterations and prints, for each conv/linear layer, the fraction of
-/// non-zero entries of dL/dy in the last iteration (before selection) and the fraction kept.
+/// `meprop stats`: trains N iterations and prints, for each conv/linear layer (inside blocks too), the
+/// fraction of non-zero entries of dL/dy in the last iteration (before selection), the fraction kept, and
+/// how far the weight gradient points along the weights: the mean over output channels of
+/// |cos(w_u, dL/dw_u)|. A layer followed by batch norm does not change the loss when a filter is scaled,
+/// so its true gradient is orthogonal to the filter (cosine 0 up to rounding); a selection that breaks
+/// this changes the filters' scale as it trains.
 /// </summary>
 internal static class StatsCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Network: paper-cnn or mlp", DefaultValueFactory = _ => "paper-cnn" };
-        model.AcceptOnlyFromAmong(ModelOptions.KnownModels);
+        var model = CommonOptions.Model();
         var activation = CommonOptions.Activation();
         var batchNorm = new Option<bool>("--batch-norm") { Description = "Built-in networks: batch normalization after each hidden conv and linear layer" };
         var iterations = new Option<int>("--iterations") { Description = "Training iterations; statistics are of the last one", DefaultValueFactory = _ => 1 };
@@ -26,21 +29,28 @@ internal static class StatsCommand
         var batch = new Option<int>("--batch-size") { Description = "Mini-batch size", DefaultValueFactory = _ => 10 };
         batch.Require(v => v >= 1, "--batch-size must be >= 1");
         var seed = new Option<ulong>("--seed") { Description = "Seed", DefaultValueFactory = _ => 1UL };
+        var devSize = new Option<int>("--dev-size") { Description = "Training images left out as the dev split (the first N), as in train", DefaultValueFactory = _ => 5000 };
+        devSize.Require(v => v >= 0, "--dev-size must be >= 0");
         var data = CommonOptions.DataDirectory();
         var threads = CommonOptions.Threads();
         var meProp = new MePropCliOptions();
         var command = new Command("stats", "Print per-layer density of dL/dy (before meProp selection) and the kept fraction after N iterations")
         {
-            model, activation, batchNorm, iterations, batch, seed, data, threads,
+            model, activation, batchNorm, iterations, batch, seed, devSize, data, threads,
         };
         meProp.AddTo(command);
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
             var options = meProp.Apply(parse, new TrainOptions
             {
-                ModelOptions = new ModelOptions { Model = parse.GetValue(model)!, Activation = CommonOptions.ParseActivation(parse.GetValue(activation)!), BatchNorm = parse.GetValue(batchNorm) },
+                ModelOptions = CommonOptions.ModelOptions(parse.GetValue(model)!) with
+                {
+                    Activation = CommonOptions.ParseActivation(parse.GetValue(activation)!),
+                    BatchNorm = parse.GetValue(batchNorm),
+                },
                 BatchSize = parse.GetValue(batch),
                 Seed = parse.GetValue(seed),
+                DevSize = parse.GetValue(devSize),
                 Threads = parse.GetValue(threads),
             });
             options.Validate();
@@ -48,7 +58,8 @@ internal static class StatsCommand
             var train = DatasetSplit.Create(mnist.Training, options.DevSize).Train;
             using var compute = new ComputeContext(options.Threads);
             var net = Trainer.BuildModel(options, train.Channels, train.Height, train.Width, train.Classes, compute);
-            var layers = net.Layers.OfType<IMePropLayer>().ToArray();
+            var layers = net.AllLayers.OfType<IMePropLayer>().ToArray();
+            var cosines = new double[layers.Length];
             foreach (var layer in layers) layer.Counters.MeasureDensity = true;
             var optimizer = new Adam(net.Parameters, compute.Pool, options.LearningRate);
             var loss = new SoftmaxCrossEntropy();
@@ -63,17 +74,44 @@ internal static class StatsCommand
                 int n = loader.FillBatch(i % loader.BatchCount, images, labels);
                 loss.Forward(net.Forward(images, training: true), labels.AsSpan(0, n));
                 net.Backward(loss.Gradient);
+                if (i == count - 1)
+                    for (int l = 0; l < layers.Length; l++) cosines[l] = MeanAbsoluteCosine(layers[l].Parameters.First(p => p.Name.EndsWith(".weight", StringComparison.Ordinal)));
                 optimizer.Update();
             }
             Console.WriteLine($"{options.ModelOptions.Model}, {options.ModelOptions.Activation.ToString().ToLowerInvariant()}{(options.ModelOptions.BatchNorm ? ", batch norm" : "")}, batch {options.BatchSize}, iteration {count}:");
-            Console.WriteLine($"{"layer",-8} {"dL/dy non-zero",15} {"kept",8}");
-            foreach (var layer in layers)
+            int width = Math.Max(8, layers.Max(l => l.Name.Length));
+            Console.WriteLine($"{"layer".PadRight(width)} {"dL/dy non-zero",15} {"kept",8} {"|cos(w, dL/dw)|",16}");
+            for (int l = 0; l < layers.Length; l++)
             {
-                var c = layer.Counters.Gradient;
-                Console.WriteLine($"{layer.Name,-8} {c.DensityBefore,15:P1} {c.KeptFraction,8:P1}");
+                var c = layers[l].Counters.Gradient;
+                Console.WriteLine($"{layers[l].Name.PadRight(width)} {c.DensityBefore,15:P1} {c.KeptFraction,8:P1} {cosines[l],16:F4}");
             }
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>Mean over the output channels u of |w_u · g_u| / (|w_u| |g_u|), w [OC, ...] and its gradient g; channels whose w or g is zero left out.</summary>
+    internal static double MeanAbsoluteCosine(Parameter weight)
+    {
+        int rows = weight.Value.Shape[0], length = weight.Value.Length / rows;
+        double sum = 0;
+        int counted = 0;
+        for (int u = 0; u < rows; u++)
+        {
+            var w = weight.Value.Span.Slice(u * length, length);
+            var g = weight.Gradient.Span.Slice(u * length, length);
+            double dot = 0, ww = 0, gg = 0;
+            for (int i = 0; i < length; i++)
+            {
+                dot += (double)w[i] * g[i];
+                ww += (double)w[i] * w[i];
+                gg += (double)g[i] * g[i];
+            }
+            if (ww == 0 || gg == 0) continue;
+            sum += Math.Abs(dot) / Math.Sqrt(ww * gg);
+            counted++;
+        }
+        return counted == 0 ? 0 : sum / counted;
     }
 }
