@@ -199,13 +199,13 @@ internal static class ReproductionReport
             : $"{Signed(mean)} [{Signed(mean - halfWidth)}, {Signed(mean + halfWidth)}] (n={pairs})";
     }
 
-    /// <summary>Paired difference of test accuracies in percentage points and its 95% half-width.</summary>
-    internal static (double Mean, double HalfWidth, int Pairs) PairedTest(ReproductionRow row, ReproductionRow dense)
+    /// <summary>Paired difference row - baseline of test accuracies in percentage points over their common seeds, and its 95% half-width.</summary>
+    internal static (double Mean, double HalfWidth, int Pairs) PairedTest(ReproductionRow row, ReproductionRow baseline)
     {
-        var common = row.Seeds.Intersect(dense.Seeds).ToList();
+        var common = row.Seeds.Intersect(baseline.Seeds).ToList();
         if (common.Count == 0) return (double.NaN, double.NaN, 0);
         var a = common.Select(s => 100 * row.TestAccuracy[row.Seeds.IndexOf(s)]).ToList();
-        var b = common.Select(s => 100 * dense.TestAccuracy[dense.Seeds.IndexOf(s)]).ToList();
+        var b = common.Select(s => 100 * baseline.TestAccuracy[baseline.Seeds.IndexOf(s)]).ToList();
         var (mean, halfWidth) = SeedStatistics.PairedDifference(a, b);
         return (mean, halfWidth, common.Count);
     }
@@ -241,6 +241,20 @@ internal static class ReproductionReport
                     : "";
                 lines.Add($"{row.Row}: {Signed(diff)} points, {verdict} (95% interval, {pairs} seeds){inRange}.");
             }
+        }
+        // The control's question is whether choosing by magnitude matters: compare it with the top-k row that
+        // keeps as many entries on the same kind of gradient (same k and decay), seed by seed.
+        foreach (var control in table.Where(r => r.Selection == "random" && r.Seeds.Count > 0))
+        {
+            var byMagnitude = table.FirstOrDefault(r => r.Selection == "per-channel" && r.TopK == control.TopK && r.Decay == control.Decay);
+            if (byMagnitude is null) continue;
+            var (diff, halfWidth, pairs) = PairedTest(control, byMagnitude);
+            if (pairs < 2) continue;
+            string verdict = diff + halfWidth < 0 ? "choosing by magnitude matters, not only the amount kept"
+                : diff - halfWidth > 0 ? "random choice does better than choosing by magnitude"
+                : "no difference the seeds can resolve: the amount kept, not the choice, explains the result";
+            lines.Add($"Control: {control.Row} − {byMagnitude.Row} (the same k per feature map, chosen at random rather than by magnitude): " +
+                      $"{Signed(diff)} [{Signed(diff - halfWidth)}, {Signed(diff + halfWidth)}] points (95%, {pairs} seeds); {verdict}.");
         }
         return string.Join("\n", lines.Select(l => "- " + l));
     }

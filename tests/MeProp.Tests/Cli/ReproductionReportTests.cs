@@ -97,6 +97,31 @@ public class ReproductionReportTests
     }
 
     [Fact]
+    public void ComparesTheRandomControlWithTopKOfTheSameAmount()
+    {
+        using var root = new TempDirectory();
+        var top5Decay0 = ReproductionGrid.All.Single(c => c.Name == "table2-top5-d0");
+        var random5 = ReproductionGrid.All.Single(c => c.Name == "table2-random5");
+        double[] byMagnitude = [0.992, 0.991, 0.993], random = [0.985, 0.986, 0.984];
+        for (int i = 0; i < 3; i++)
+        {
+            WriteRun(root.Path, top5Decay0, (ulong)i + 1, byMagnitude[i]);
+            WriteRun(root.Path, random5, (ulong)i + 1, random[i]);
+        }
+        // The other top-k rows must not be taken as the control's counterpart.
+        WriteRun(root.Path, Top5, 1, 0.999);
+        WriteRun(root.Path, Top5, 2, 0.999);
+        var rows = ReproductionReport.Collect(root.Path, [top5Decay0, Top5, random5], epochs: 3);
+        // Differences random - top5-d0: -0.7, -0.5, -0.9 points: mean -0.7, std 0.2,
+        // half-width 4.303 * 0.2 / sqrt(3) = 0.496868.
+        var (mean, halfWidth, pairs) = ReproductionReport.PairedTest(rows[2], rows[0]);
+        Assert.Equal((-0.7, 0.496868, 3), (Math.Round(mean, 6), Math.Round(halfWidth, 6), pairs));
+        string markdown = ReproductionReport.ToMarkdown(rows, "timing note");
+        Assert.Contains("Control: random5 − top5-d0 (the same k per feature map, chosen at random rather than by magnitude): " +
+                        "-0.70 [-1.20, -0.20] points (95%, 3 seeds); choosing by magnitude matters, not only the amount kept.", markdown);
+    }
+
+    [Fact]
     public void PairsOnlyCommonSeedsAndMarksPartialRuns()
     {
         using var root = new TempDirectory();
