@@ -15,7 +15,10 @@ namespace MeProp.Cli.Commands;
 /// how far the weight gradient points along the weights: the mean over output channels of
 /// |cos(w_u, dL/dw_u)|. A layer followed by batch norm does not change the loss when a filter is scaled,
 /// so its true gradient is orthogonal to the filter (cosine 0 up to rounding); a selection that breaks
-/// this changes the filters' scale as it trains.
+/// this changes the filters' scale as it trains. The last column compares each layer's weight gradient with
+/// the exact one on the same batch and weights (a second forward and a backward without selection): their
+/// cosine, 1 where the gradient is exact; layers without selection of their own fall below 1 when a selecting
+/// layer after them has passed back an approximate dL/dx. (With dropout the second forward draws new masks.)
 /// </summary>
 internal static class StatsCommand
 {
@@ -60,6 +63,9 @@ internal static class StatsCommand
             var net = Trainer.BuildModel(options, train.Channels, train.Height, train.Width, train.Classes, compute);
             var layers = net.AllLayers.OfType<IMePropLayer>().ToArray();
             var cosines = new double[layers.Length];
+            var fidelity = new double[layers.Length];
+            var density = new double[layers.Length];
+            var kept = new double[layers.Length];
             foreach (var layer in layers) layer.Counters.MeasureDensity = true;
             var optimizer = new Adam(net.Parameters, compute.Pool, options.LearningRate);
             var loss = new SoftmaxCrossEntropy();
@@ -74,21 +80,46 @@ internal static class StatsCommand
                 int n = loader.FillBatch(i % loader.BatchCount, images, labels);
                 loss.Forward(net.Forward(images, training: true), labels.AsSpan(0, n));
                 net.Backward(loss.Gradient);
-                if (i == count - 1)
-                    for (int l = 0; l < layers.Length; l++) cosines[l] = MeanAbsoluteCosine(layers[l].Parameters.First(p => p.Name.EndsWith(".weight", StringComparison.Ordinal)));
-                optimizer.Update();
+                if (i < count - 1)
+                {
+                    optimizer.Update();
+                    continue;
+                }
+                var weights = layers.Select(l => l.Parameters.First(p => p.Name.EndsWith(".weight", StringComparison.Ordinal))).ToArray();
+                for (int l = 0; l < layers.Length; l++)
+                {
+                    cosines[l] = MeanAbsoluteCosine(weights[l]);
+                    (density[l], kept[l]) = (layers[l].Counters.Gradient.DensityBefore, layers[l].Counters.Gradient.KeptFraction);
+                }
+                // The exact gradient on the same batch and weights; the loop ends here, so the selection stays off.
+                var selected = weights.Select(w => w.Gradient.Span.ToArray()).ToArray();
+                foreach (var layer in layers) layer.Sparsifier = null;
+                foreach (var parameter in net.Parameters) parameter.Gradient.Clear();
+                loss.Forward(net.Forward(images, training: true), labels.AsSpan(0, n));
+                net.Backward(loss.Gradient);
+                for (int l = 0; l < layers.Length; l++) fidelity[l] = Cosine(selected[l], weights[l].Gradient.Span);
             }
             Console.WriteLine($"{options.ModelOptions.Model}, {options.ModelOptions.Activation.ToString().ToLowerInvariant()}{(options.ModelOptions.BatchNorm ? ", batch norm" : "")}, batch {options.BatchSize}, iteration {count}:");
             int width = Math.Max(8, layers.Max(l => l.Name.Length));
-            Console.WriteLine($"{"layer".PadRight(width)} {"dL/dy non-zero",15} {"kept",8} {"|cos(w, dL/dw)|",16}");
+            Console.WriteLine($"{"layer".PadRight(width)} {"dL/dy non-zero",15} {"kept",8} {"|cos(w, dL/dw)|",16} {"cos(dL/dw, exact)",18}");
             for (int l = 0; l < layers.Length; l++)
-            {
-                var c = layers[l].Counters.Gradient;
-                Console.WriteLine($"{layers[l].Name.PadRight(width)} {c.DensityBefore,15:P1} {c.KeptFraction,8:P1} {cosines[l],16:F4}");
-            }
+                Console.WriteLine($"{layers[l].Name.PadRight(width)} {density[l],15:P1} {kept[l],8:P1} {cosines[l],16:F4} {fidelity[l],18:F4}");
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>a · b / (|a| |b|) in double; 0 when either is zero.</summary>
+    internal static double Cosine(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        double dot = 0, aa = 0, bb = 0;
+        for (int i = 0; i < a.Length; i++)
+        {
+            dot += (double)a[i] * b[i];
+            aa += (double)a[i] * a[i];
+            bb += (double)b[i] * b[i];
+        }
+        return aa == 0 || bb == 0 ? 0 : dot / Math.Sqrt(aa * bb);
     }
 
     /// <summary>Mean over the output channels u of |w_u · g_u| / (|w_u| |g_u|), w [OC, ...] and its gradient g; channels whose w or g is zero left out.</summary>

@@ -17,9 +17,15 @@ public class StatsCommandTests
           {"type": "globalavgpool"}, {"type": "linear", "out_features": 10}]}
         """;
 
-    /// <summary>The cosine column of the layer's row.</summary>
-    private static double Cosine(string stdout, string layer) =>
-        double.Parse(stdout.Split('\n').Single(line => line.StartsWith(layer + " ", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[^1],
+    /// <summary>The |cos(w, dL/dw)| column of the layer's row.</summary>
+    private static double Cosine(string stdout, string layer) => Column(stdout, layer, 2);
+
+    /// <summary>The cos(dL/dw, exact) column of the layer's row.</summary>
+    private static double Fidelity(string stdout, string layer) => Column(stdout, layer, 1);
+
+    /// <summary>The value <paramref name="fromEnd"/> columns from the end of the layer's row.</summary>
+    private static double Column(string stdout, string layer, int fromEnd) =>
+        double.Parse(stdout.Split('\n').Single(line => line.StartsWith(layer + " ", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[^fromEnd],
             System.Globalization.CultureInfo.InvariantCulture);
 
     [Fact]
@@ -44,6 +50,37 @@ public class StatsCommandTests
         var topK = Run([.. common, "--topk", "0.2", "--meprop-layers", "res1.conv1"]);
         Assert.True(topK.Code == 0, topK.Stderr);
         Assert.True(Cosine(topK.Stdout, "res1.conv1") > 0.05, topK.Stdout);
+    }
+
+    [Fact]
+    public void ComparesEachWeightGradientWithTheExactOne()
+    {
+        using var data = TinyData();
+        using var output = new TempDirectory();
+        string network = output.File("net.json");
+        File.WriteAllText(network, Network);
+        string[] common = ["stats", "--model", network, "--data", data.Path, "--batch-size", "8", "--dev-size", "12", "--iterations", "3", "--threads", "2"];
+
+        var dense = Run(common);
+        Assert.True(dense.Code == 0, dense.Stderr);
+        foreach (string layer in new[] { "conv1", "res1.conv1", "fc1" })
+            Assert.InRange(Fidelity(dense.Stdout, layer), 1 - 1e-6, 1 + 1e-6);
+
+        // Selection on res1.conv1: its own gradient and that of conv1 before it (which gets dL/dx through it)
+        // are approximate; fc1 after it, whose backward runs first, is exact.
+        var topK = Run([.. common, "--topk", "0.2", "--meprop-layers", "res1.conv1"]);
+        Assert.True(topK.Code == 0, topK.Stderr);
+        Assert.InRange(Fidelity(topK.Stdout, "res1.conv1"), 0.05, 0.99);
+        Assert.InRange(Fidelity(topK.Stdout, "conv1"), -1, 0.999);
+        Assert.InRange(Fidelity(topK.Stdout, "fc1"), 1 - 1e-6, 1 + 1e-6);
+    }
+
+    [Fact]
+    public void CosineIsComputedByHand()
+    {
+        // (1, 2, 2) . (2, 0, 1) = 4; norms 3 and sqrt(5).
+        Assert.Equal(4 / (3 * Math.Sqrt(5)), StatsCommand.Cosine([1, 2, 2], [2, 0, 1]), 1e-12);
+        Assert.Equal(0, StatsCommand.Cosine([0, 0], [1, 2]));
     }
 
     [Fact]
