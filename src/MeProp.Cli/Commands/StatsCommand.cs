@@ -63,7 +63,7 @@ internal static class StatsCommand
             var net = Trainer.BuildModel(options, train.Channels, train.Height, train.Width, train.Classes, compute);
             var layers = net.AllLayers.OfType<IMePropLayer>().ToArray();
             var cosines = new double[layers.Length];
-            var fidelity = new double[layers.Length];
+            var fidelity = Array.Empty<double>();
             var density = new double[layers.Length];
             var kept = new double[layers.Length];
             foreach (var layer in layers) layer.Counters.MeasureDensity = true;
@@ -91,13 +91,7 @@ internal static class StatsCommand
                     cosines[l] = MeanAbsoluteCosine(weights[l]);
                     (density[l], kept[l]) = (layers[l].Counters.Gradient.DensityBefore, layers[l].Counters.Gradient.KeptFraction);
                 }
-                // The exact gradient on the same batch and weights; the loop ends here, so the selection stays off.
-                var selected = weights.Select(w => w.Gradient.Span.ToArray()).ToArray();
-                foreach (var layer in layers) layer.Sparsifier = null;
-                foreach (var parameter in net.Parameters) parameter.Gradient.Clear();
-                loss.Forward(net.Forward(images, training: true), labels.AsSpan(0, n));
-                net.Backward(loss.Gradient);
-                for (int l = 0; l < layers.Length; l++) fidelity[l] = Cosine(selected[l], weights[l].Gradient.Span);
+                fidelity = ExactGradientCosines(net, layers, weights, loss, images, labels.AsSpan(0, n));
             }
             Console.WriteLine($"{options.ModelOptions.Model}, {options.ModelOptions.Activation.ToString().ToLowerInvariant()}{(options.ModelOptions.BatchNorm ? ", batch norm" : "")}, batch {options.BatchSize}, iteration {count}:");
             int width = Math.Max(8, layers.Max(l => l.Name.Length));
@@ -107,6 +101,22 @@ internal static class StatsCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>
+    /// Per layer, the cosine between the gradient of its weight (<paramref name="weights"/>) that the backward
+    /// just run left in it, with the selection, and the exact gradient on the same batch and weights, from a
+    /// second forward and a backward with every layer's selection switched off (it stays off).
+    /// </summary>
+    internal static double[] ExactGradientCosines(Sequential net, IMePropLayer[] layers, Parameter[] weights, SoftmaxCrossEntropy loss,
+        Tensor images, ReadOnlySpan<int> labels)
+    {
+        var selected = weights.Select(w => w.Gradient.Span.ToArray()).ToArray();
+        foreach (var layer in layers) layer.Sparsifier = null;
+        foreach (var parameter in net.Parameters) parameter.Gradient.Clear();
+        loss.Forward(net.Forward(images, training: true), labels);
+        net.Backward(loss.Gradient);
+        return weights.Select((w, l) => Cosine(selected[l], w.Gradient.Span)).ToArray();
     }
 
     /// <summary>a · b / (|a| |b|) in double; 0 when either is zero.</summary>

@@ -1,11 +1,15 @@
 using MeProp.Cli.Commands;
+using MeProp.Layers;
+using MeProp.Losses;
+using MeProp.Models;
+using MeProp.Sparsity;
 using MeProp.Tensors;
 
 using static MeProp.Tests.Cli.CliHarness;
 
 namespace MeProp.Tests.Cli;
 
-/// <summary>`meprop stats` on a network file: densities, kept fractions and the cosine between each layer's weights and their gradient.</summary>
+/// <summary>`meprop stats`: densities, kept fractions, the cosine between each layer's weights and their gradient, and between that gradient and the exact one.</summary>
 [Collection("Console")]
 public class StatsCommandTests
 {
@@ -73,6 +77,50 @@ public class StatsCommandTests
         Assert.InRange(Fidelity(topK.Stdout, "res1.conv1"), 0.05, 0.99);
         Assert.InRange(Fidelity(topK.Stdout, "conv1"), -1, 0.999);
         Assert.InRange(Fidelity(topK.Stdout, "fc1"), 1 - 1e-6, 1 + 1e-6);
+    }
+
+    [Fact]
+    public void ExactGradientCosinesCompareWithASeparateDenseBackward()
+    {
+        using var compute = new ComputeContext(1);
+        Sequential Model(bool withSelection)
+        {
+            var rng = new Rng(3);
+            var model = new Sequential(
+            [
+                new Conv2d("conv1", 1, 4, 3, 1, 1, compute, rng),
+                new Activation("act1", ActivationKind.Relu),
+                new Conv2d("conv2", 4, 4, 3, 2, 1, compute, rng),
+                new Flatten("flatten"),
+                new Linear("fc1", 64, 10, compute, rng),
+            ]);
+            if (withSelection) MePropSetup.Attach(model, 0.2, 0, DecayShape.Full, selection: null, layerNames: ["conv2"], seed: 1);
+            return model;
+        }
+        var images = new Tensor(5, 1, 8, 8);
+        var pixels = new Rng(7);
+        for (int i = 0; i < images.Length; i++) images.Span[i] = (float)pixels.NextDouble();
+        int[] labels = [0, 3, 9, 3, 1];
+        float[][] Gradients(Sequential model)
+        {
+            var loss = new SoftmaxCrossEntropy();
+            loss.Forward(model.Forward(images, training: true), labels);
+            model.Backward(loss.Gradient);
+            return model.AllLayers.OfType<IMePropLayer>().Select(l => l.Parameters[0].Gradient.Span.ToArray()).ToArray();
+        }
+        var selected = Gradients(Model(true));
+        var exact = Gradients(Model(false));
+
+        var measured = Model(true);
+        Gradients(measured);
+        var layers = measured.AllLayers.OfType<IMePropLayer>().ToArray();
+        var cosines = StatsCommand.ExactGradientCosines(measured, layers, layers.Select(l => l.Parameters[0]).ToArray(), new SoftmaxCrossEntropy(), images, labels);
+
+        for (int l = 0; l < layers.Length; l++)
+            Assert.Equal(StatsCommand.Cosine(selected[l], exact[l]), cosines[l], 1e-9);
+        Assert.True(cosines[0] < 0.999 && cosines[1] < 0.999, string.Join(", ", cosines)); // conv2 selects, conv1 gets its approximate dL/dx
+        Assert.Equal(1, cosines[2], 1e-9);                                                   // fc1 is behind no selection
+        Assert.All(layers, l => Assert.Null(l.Sparsifier));
     }
 
     [Fact]
