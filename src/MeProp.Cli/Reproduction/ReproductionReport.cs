@@ -19,6 +19,8 @@ internal sealed record ReproductionRow
     /// <summary>The epochs each run is to train.</summary>
     [JsonPropertyName("epochs")] public int Epochs { get; init; }
     [JsonPropertyName("seeds")] public List<ulong> Seeds { get; init; } = [];
+    /// <summary>The seeds every row is to have (the command's --seeds); a row may have more.</summary>
+    [JsonPropertyName("planned_seeds")] public List<ulong> PlannedSeeds { get; init; } = [];
     /// <summary>Epochs each seed has completed so far (equal to <see cref="Epochs"/> when finished).</summary>
     [JsonPropertyName("epochs_completed")] public List<int> EpochsCompleted { get; init; } = [];
     [JsonPropertyName("best_epoch")] public List<int> BestEpoch { get; init; } = [];
@@ -40,7 +42,8 @@ internal sealed record ReproductionRow
     /// </summary>
     [JsonPropertyName("nonzero_kept")] public Dictionary<string, double[]> NonZeroKept { get; init; } = [];
 
-    [JsonIgnore] public bool Partial => Seeds.Count == 0 || EpochsCompleted.Any(e => e < Epochs);
+    /// <summary>A planned seed is missing or a run has not finished its epochs.</summary>
+    [JsonIgnore] public bool Partial => Seeds.Count == 0 || !PlannedSeeds.All(Seeds.Contains) || EpochsCompleted.Any(e => e < Epochs);
 }
 
 /// <summary>
@@ -60,8 +63,11 @@ internal static class ReproductionReport
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
     };
 
-    /// <summary>Reads the runs of <paramref name="configs"/> under <paramref name="runsRoot"/>; seeds without a metrics file are left out.</summary>
-    public static List<ReproductionRow> Collect(string runsRoot, IEnumerable<ReproductionConfig> configs, int epochs)
+    /// <summary>
+    /// Reads the runs of <paramref name="configs"/> under <paramref name="runsRoot"/>; seeds without a metrics file are
+    /// left out. <paramref name="plannedSeeds"/> are the seeds every row is to have: a row without one of them is partial.
+    /// </summary>
+    public static List<ReproductionRow> Collect(string runsRoot, IEnumerable<ReproductionConfig> configs, int epochs, IReadOnlyList<ulong> plannedSeeds)
     {
         var rows = new List<ReproductionRow>();
         foreach (var config in configs)
@@ -84,6 +90,7 @@ internal static class ReproductionReport
                 BatchNorm = config.BatchNorm,
                 Epochs = epochs,
                 Seeds = seeds.Select(s => s.Seed).ToList(),
+                PlannedSeeds = plannedSeeds.ToList(),
                 EpochsCompleted = seeds.Select(s => s.Record.EpochsCompleted).ToList(),
                 BestEpoch = seeds.Select(s => s.Record.Best.Epoch).ToList(),
                 DevAccuracy = seeds.Select(s => s.Record.Best.DevAccuracy ?? double.NaN).ToList(),
@@ -144,10 +151,11 @@ internal static class ReproductionReport
             foreach (var row in table)
             {
                 string epochs = row.Seeds.Count == 0 ? "not started"
-                    : !row.Partial ? $"{row.Epochs}"
+                    : row.EpochsCompleted.All(e => e >= row.Epochs) ? $"{row.Epochs}"
                     : row.EpochsCompleted.Min() == row.EpochsCompleted.Max() ? $"{row.EpochsCompleted[0]} of {row.Epochs} (partial)"
                     : $"{row.EpochsCompleted.Min()}-{row.EpochsCompleted.Max()} of {row.Epochs} (partial)";
-                text.AppendLine($"| {row.Row} | {row.Seeds.Count} | {epochs} | {Mean(row.BestEpoch.Select(e => (double)e).ToList(), "F1")} | " +
+                string seedCount = row.PlannedSeeds.All(row.Seeds.Contains) ? $"{row.Seeds.Count}" : $"{row.Seeds.Count(row.PlannedSeeds.Contains)} of {row.PlannedSeeds.Count}";
+                text.AppendLine($"| {row.Row} | {seedCount} | {epochs} | {Mean(row.BestEpoch.Select(e => (double)e).ToList(), "F1")} | " +
                                 $"{Percent(row.DevAccuracy)} | {Percent(row.TestAccuracy)} | {Range(row.TestAccuracy)} | " +
                                 $"{(row == dense || dense is null ? "" : Difference(row, dense))} | {Paper(row.Paper)} | " +
                                 $"{(row.MeanEpochSeconds is double s ? s.ToString("F1", CultureInfo.InvariantCulture) : "")} |");

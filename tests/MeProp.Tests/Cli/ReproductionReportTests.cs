@@ -48,7 +48,7 @@ public class ReproductionReportTests
             }, Json.Line));
             File.WriteAllLines(Path.Combine(directory, Trainer.MetricsFile), lines);
         }
-        var row = ReproductionReport.Collect(root.Path, [Top5], epochs: 2).Single();
+        var row = ReproductionReport.Collect(root.Path, [Top5], epochs: 2, plannedSeeds: [1, 2]).Single();
         // Seed 2 has twice the density and twice the work: the same shares used, 0.5 then 1.
         Assert.Equal([0.5, 1.0], row.NonZeroKept["conv2"]);
         Assert.Equal([0.06, 0.015], row.GradientDensity["conv2"]);
@@ -66,7 +66,7 @@ public class ReproductionReportTests
             WriteRun(root.Path, Dense, (ulong)i + 1, dense[i]);
             WriteRun(root.Path, Top5, (ulong)i + 1, top5[i]);
         }
-        var rows = ReproductionReport.Collect(root.Path, [Dense, Top5], epochs: 3);
+        var rows = ReproductionReport.Collect(root.Path, [Dense, Top5], epochs: 3, plannedSeeds: [1, 2, 3]);
 
         var denseRow = rows[0];
         Assert.Equal([1UL, 2, 3], denseRow.Seeds);
@@ -111,7 +111,7 @@ public class ReproductionReportTests
         // The other top-k rows must not be taken as the control's counterpart.
         WriteRun(root.Path, Top5, 1, 0.999);
         WriteRun(root.Path, Top5, 2, 0.999);
-        var rows = ReproductionReport.Collect(root.Path, [top5Decay0, Top5, random5], epochs: 3);
+        var rows = ReproductionReport.Collect(root.Path, [top5Decay0, Top5, random5], epochs: 3, plannedSeeds: [1, 2, 3]);
         // Differences random - top5-d0: -0.7, -0.5, -0.9 points: mean -0.7, std 0.2,
         // half-width 4.303 * 0.2 / sqrt(3) = 0.496868.
         var (mean, halfWidth, pairs) = ReproductionReport.PairedTest(rows[2], rows[0]);
@@ -129,7 +129,7 @@ public class ReproductionReportTests
         WriteRun(root.Path, Dense, 2, 0.992);
         WriteRun(root.Path, Top5, 2, 0.995);
         WriteRun(root.Path, Top5, 7, 0.980, epochs: 2);
-        var rows = ReproductionReport.Collect(root.Path, [Dense, Top5], epochs: 3);
+        var rows = ReproductionReport.Collect(root.Path, [Dense, Top5], epochs: 3, plannedSeeds: [1, 2]);
         Assert.Equal([2UL, 7], rows[1].Seeds);
         Assert.Equal([3, 2], rows[1].EpochsCompleted);
         Assert.True(rows[1].Partial);
@@ -143,11 +143,30 @@ public class ReproductionReportTests
     }
 
     [Fact]
+    public void ARowWithoutAllPlannedSeedsIsPartial()
+    {
+        using var root = new TempDirectory();
+        WriteRun(root.Path, Dense, 1, 0.990);
+        WriteRun(root.Path, Dense, 3, 0.991);
+        WriteRun(root.Path, Top5, 1, 0.992);
+        WriteRun(root.Path, Top5, 2, 0.993);
+        WriteRun(root.Path, Top5, 3, 0.994);
+        WriteRun(root.Path, Top5, 4, 0.995); // an extra seed does not make a row partial, nor count as a planned one
+        var rows = ReproductionReport.Collect(root.Path, [Dense, Top5], epochs: 3, plannedSeeds: [1, 2, 3]);
+        Assert.True(rows[0].Partial);
+        Assert.False(rows[1].Partial);
+        string markdown = ReproductionReport.ToMarkdown(rows, "timing note");
+        Assert.Contains("| dense | 2 of 3 | 3 |", markdown);
+        Assert.Contains("| top5-d0.6 | 4 | 3 |", markdown);
+        Assert.Contains("Partial: dense (fewer seeds or epochs than planned)", markdown);
+    }
+
+    [Fact]
     public void ResultsJsonHasOneRowPerConfigurationWithThePapersFigures()
     {
         using var root = new TempDirectory();
         WriteRun(root.Path, Dense, 1, 0.990);
-        var rows = ReproductionReport.Collect(root.Path, ReproductionGrid.All, epochs: 30);
+        var rows = ReproductionReport.Collect(root.Path, ReproductionGrid.All, epochs: 30, plannedSeeds: [1, 2, 3]);
         Assert.Equal(16, rows.Count);
         using var json = JsonDocument.Parse(ReproductionReport.ToJson(rows));
         var first = json.RootElement[0];
@@ -161,8 +180,8 @@ public class ReproductionReportTests
         Assert.Equal(JsonValueKind.Null, random.GetProperty("paper").ValueKind);
         Assert.Equal(0, random.GetProperty("seeds").GetArrayLength());
         string markdown = ReproductionReport.ToMarkdown(rows, "timing note");
-        Assert.Contains("| random5 | 0 | not started |", markdown);
-        Assert.Contains("| dense | 1 | 3 of 30 (partial) |", markdown);
+        Assert.Contains("| random5 | 0 of 3 | not started |", markdown);
+        Assert.Contains("| dense | 1 of 3 | 3 of 30 (partial) |", markdown);
     }
 
     [Fact]
