@@ -63,7 +63,7 @@ internal static class ReproduceCommand
                 .ToList();
             void Report()
             {
-                var results = ReproductionReport.Collect(runsRoot, configs, epochCount, parse.GetValue(seeds)!);
+                var results = ReproductionReport.Collect(runsRoot, configs, epochCount, parse.GetValue(seeds)!, parse.GetValue(headlineSeeds)!);
                 Directory.CreateDirectory(root);
                 AtomicFile.WriteAllText(Path.Combine(root, ReproductionReport.JsonFile), ReproductionReport.ToJson(results));
                 AtomicFile.WriteAllText(Path.Combine(root, ReproductionReport.MarkdownFile), ReproductionReport.ToMarkdown(results, TimingNote));

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using MeProp.Data;
 using MeProp.Layers;
 using MeProp.Losses;
@@ -34,12 +35,15 @@ internal static class StatsCommand
         var seed = new Option<ulong>("--seed") { Description = "Seed", DefaultValueFactory = _ => 1UL };
         var devSize = new Option<int>("--dev-size") { Description = "Training images left out as the dev split (the first N), as in train", DefaultValueFactory = _ => 5000 };
         devSize.Require(v => v >= 0, "--dev-size must be >= 0");
+        var maxTrain = new Option<int?>("--max-train") { Description = "Use only the first N training images (after the dev split), as in train" };
+        maxTrain.Require(v => v is null or >= 1, "--max-train must be >= 1");
+        var normalize = new Option<bool>("--normalize") { Description = "Normalise the input per channel with the mean and std of the training split, as train --normalize" };
         var data = CommonOptions.DataDirectory();
         var threads = CommonOptions.Threads();
         var meProp = new MePropCliOptions();
         var command = new Command("stats", "Print per-layer density of dL/dy (before meProp selection) and the kept fraction after N iterations")
         {
-            model, activation, batchNorm, iterations, batch, seed, devSize, data, threads,
+            model, activation, batchNorm, iterations, batch, seed, devSize, maxTrain, normalize, data, threads,
         };
         meProp.AddTo(command);
         command.SetAction(parse => CommonOptions.Run(parse, () =>
@@ -54,11 +58,17 @@ internal static class StatsCommand
                 BatchSize = parse.GetValue(batch),
                 Seed = parse.GetValue(seed),
                 DevSize = parse.GetValue(devSize),
+                MaxTrain = parse.GetValue(maxTrain),
                 Threads = parse.GetValue(threads),
             });
             options.Validate();
             var mnist = CommonOptions.LoadData(parse.GetValue(data));
-            var train = DatasetSplit.Create(mnist.Training, options.DevSize).Train;
+            var train = DatasetSplit.Create(mnist.Training, options.DevSize, options.MaxTrain).Train;
+            if (parse.GetValue(normalize))
+            {
+                var (mean, std) = train.ChannelStatistics();
+                options = options with { ModelOptions = options.ModelOptions with { Normalization = new InputNormalization(mean, std) } };
+            }
             using var compute = new ComputeContext(options.Threads);
             var net = Trainer.BuildModel(options, train.Channels, train.Height, train.Width, train.Classes, compute);
             var layers = net.AllLayers.OfType<IMePropLayer>().ToArray();
@@ -93,7 +103,10 @@ internal static class StatsCommand
                 }
                 fidelity = ExactGradientCosines(net, layers, weights, loss, images, labels.AsSpan(0, n));
             }
-            Console.WriteLine($"{options.ModelOptions.Model}, {options.ModelOptions.Activation.ToString().ToLowerInvariant()}{(options.ModelOptions.BatchNorm ? ", batch norm" : "")}, batch {options.BatchSize}, iteration {count}:");
+            string normalised = options.ModelOptions.Normalization is { } input
+                ? $", input normalised by mean {string.Join(",", input.Mean.Select(v => v.ToString("F4", CultureInfo.InvariantCulture)))} std {string.Join(",", input.Std.Select(v => v.ToString("F4", CultureInfo.InvariantCulture)))}"
+                : "";
+            Console.WriteLine($"{options.ModelOptions.Model}, {options.ModelOptions.Activation.ToString().ToLowerInvariant()}{(options.ModelOptions.BatchNorm ? ", batch norm" : "")}{normalised}, batch {options.BatchSize}, iteration {count}:");
             int width = Math.Max(8, layers.Max(l => l.Name.Length));
             Console.WriteLine($"{"layer".PadRight(width)} {"dL/dy non-zero",15} {"kept",8} {"|cos(w, dL/dw)|",16} {"cos(dL/dw, exact)",18}");
             for (int l = 0; l < layers.Length; l++)
@@ -119,7 +132,7 @@ internal static class StatsCommand
         return weights.Select((w, l) => Cosine(selected[l], w.Gradient.Span)).ToArray();
     }
 
-    /// <summary>a · b / (|a| |b|) in double; 0 when either is zero.</summary>
+    /// <summary>a · b / (|a| |b|) in double; NaN when either is zero (no direction to compare).</summary>
     internal static double Cosine(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         double dot = 0, aa = 0, bb = 0;
@@ -129,7 +142,7 @@ internal static class StatsCommand
             aa += (double)a[i] * a[i];
             bb += (double)b[i] * b[i];
         }
-        return aa == 0 || bb == 0 ? 0 : dot / Math.Sqrt(aa * bb);
+        return aa == 0 || bb == 0 ? double.NaN : dot / Math.Sqrt(aa * bb);
     }
 
     /// <summary>Mean over the output channels u of |w_u · g_u| / (|w_u| |g_u|), w [OC, ...] and its gradient g; channels whose w or g is zero left out.</summary>

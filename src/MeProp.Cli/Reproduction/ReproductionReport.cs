@@ -19,7 +19,7 @@ internal sealed record ReproductionRow
     /// <summary>The epochs each run is to train.</summary>
     [JsonPropertyName("epochs")] public int Epochs { get; init; }
     [JsonPropertyName("seeds")] public List<ulong> Seeds { get; init; } = [];
-    /// <summary>The seeds every row is to have (the command's --seeds); a row may have more.</summary>
+    /// <summary>The seeds this row is to have (the command's --seeds, and --headline-seeds for the headline rows).</summary>
     [JsonPropertyName("planned_seeds")] public List<ulong> PlannedSeeds { get; init; } = [];
     /// <summary>Epochs each seed has completed so far (equal to <see cref="Epochs"/> when finished).</summary>
     [JsonPropertyName("epochs_completed")] public List<int> EpochsCompleted { get; init; } = [];
@@ -65,9 +65,11 @@ internal static class ReproductionReport
 
     /// <summary>
     /// Reads the runs of <paramref name="configs"/> under <paramref name="runsRoot"/>; seeds without a metrics file are
-    /// left out. <paramref name="plannedSeeds"/> are the seeds every row is to have: a row without one of them is partial.
+    /// left out. <paramref name="plannedSeeds"/> are the seeds every row is to have, <paramref name="headlineSeeds"/> the
+    /// extra ones of the headline rows: a row without one of its planned seeds is partial.
     /// </summary>
-    public static List<ReproductionRow> Collect(string runsRoot, IEnumerable<ReproductionConfig> configs, int epochs, IReadOnlyList<ulong> plannedSeeds)
+    public static List<ReproductionRow> Collect(string runsRoot, IEnumerable<ReproductionConfig> configs, int epochs, IReadOnlyList<ulong> plannedSeeds,
+        IReadOnlyList<ulong>? headlineSeeds = null)
     {
         var rows = new List<ReproductionRow>();
         foreach (var config in configs)
@@ -90,7 +92,7 @@ internal static class ReproductionReport
                 BatchNorm = config.BatchNorm,
                 Epochs = epochs,
                 Seeds = seeds.Select(s => s.Seed).ToList(),
-                PlannedSeeds = plannedSeeds.ToList(),
+                PlannedSeeds = config.IsHeadline ? plannedSeeds.Union(headlineSeeds ?? []).ToList() : plannedSeeds.ToList(),
                 EpochsCompleted = seeds.Select(s => s.Record.EpochsCompleted).ToList(),
                 BestEpoch = seeds.Select(s => s.Record.Best.Epoch).ToList(),
                 DevAccuracy = seeds.Select(s => s.Record.Best.DevAccuracy ?? double.NaN).ToList(),
@@ -154,7 +156,7 @@ internal static class ReproductionReport
                     : row.EpochsCompleted.All(e => e >= row.Epochs) ? $"{row.Epochs}"
                     : row.EpochsCompleted.Min() == row.EpochsCompleted.Max() ? $"{row.EpochsCompleted[0]} of {row.Epochs} (partial)"
                     : $"{row.EpochsCompleted.Min()}-{row.EpochsCompleted.Max()} of {row.Epochs} (partial)";
-                string seedCount = row.PlannedSeeds.All(row.Seeds.Contains) ? $"{row.Seeds.Count}" : $"{row.Seeds.Count(row.PlannedSeeds.Contains)} of {row.PlannedSeeds.Count}";
+                string seedCount = row.PlannedSeeds.All(row.Seeds.Contains) ? $"{row.Seeds.Count}" : $"{row.Seeds.Count} of {row.Seeds.Union(row.PlannedSeeds).Count()}";
                 text.AppendLine($"| {row.Row} | {seedCount} | {epochs} | {Mean(row.BestEpoch.Select(e => (double)e).ToList(), "F1")} | " +
                                 $"{Percent(row.DevAccuracy)} | {Percent(row.TestAccuracy)} | {Range(row.TestAccuracy)} | " +
                                 $"{(row == dense || dense is null ? "" : Difference(row, dense))} | {Paper(row.Paper)} | " +
@@ -260,7 +262,7 @@ internal static class ReproductionReport
             if (pairs < 2) continue;
             string verdict = diff + halfWidth < 0 ? "choosing by magnitude matters, not only the amount kept"
                 : diff - halfWidth > 0 ? "random choice does better than choosing by magnitude"
-                : "no difference the seeds can resolve: the amount kept, not the choice, explains the result";
+                : "no difference the seeds can resolve (the interval holds zero)";
             lines.Add($"Control: {control.Row} − {byMagnitude.Row} (the same k per feature map, chosen at random rather than by magnitude): " +
                       $"{Signed(diff)} [{Signed(diff - halfWidth)}, {Signed(diff + halfWidth)}] points (95%, {pairs} seeds); {verdict}.");
         }

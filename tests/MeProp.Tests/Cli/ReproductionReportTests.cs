@@ -111,10 +111,11 @@ public class ReproductionReportTests
         // The other top-k rows must not be taken as the control's counterpart.
         WriteRun(root.Path, Top5, 1, 0.999);
         WriteRun(root.Path, Top5, 2, 0.999);
-        var rows = ReproductionReport.Collect(root.Path, [top5Decay0, Top5, random5], epochs: 3, plannedSeeds: [1, 2, 3]);
+        // top5-d0.6 comes first, so that only the decay tells the counterpart.
+        var rows = ReproductionReport.Collect(root.Path, [Top5, top5Decay0, random5], epochs: 3, plannedSeeds: [1, 2, 3]);
         // Differences random - top5-d0: -0.7, -0.5, -0.9 points: mean -0.7, std 0.2,
         // half-width 4.303 * 0.2 / sqrt(3) = 0.496868.
-        var (mean, halfWidth, pairs) = ReproductionReport.PairedTest(rows[2], rows[0]);
+        var (mean, halfWidth, pairs) = ReproductionReport.PairedTest(rows[2], rows[1]);
         Assert.Equal((-0.7, 0.496868, 3), (Math.Round(mean, 6), Math.Round(halfWidth, 6), pairs));
         string markdown = ReproductionReport.ToMarkdown(rows, "timing note");
         Assert.Contains("Control: random5 − top5-d0 (the same k per feature map, chosen at random rather than by magnitude): " +
@@ -159,6 +160,24 @@ public class ReproductionReportTests
         Assert.Contains("| dense | 2 of 3 | 3 |", markdown);
         Assert.Contains("| top5-d0.6 | 4 | 3 |", markdown);
         Assert.Contains("Partial: dense (fewer seeds or epochs than planned)", markdown);
+    }
+
+    [Fact]
+    public void HeadlineRowsPlanTheirExtraSeeds()
+    {
+        using var root = new TempDirectory();
+        var top8 = ReproductionGrid.All.Single(c => c.Name == "table2-top8-d0");
+        foreach (ulong seed in new ulong[] { 1, 2, 3 })
+        {
+            WriteRun(root.Path, Dense, seed, 0.990);
+            WriteRun(root.Path, top8, seed, 0.990);
+        }
+        var rows = ReproductionReport.Collect(root.Path, [Dense, top8], epochs: 3, plannedSeeds: [1, 2, 3], headlineSeeds: [4, 5]);
+        Assert.Equal([1UL, 2, 3, 4, 5], rows[0].PlannedSeeds);
+        Assert.True(rows[0].Partial);
+        Assert.Equal([1UL, 2, 3], rows[1].PlannedSeeds);
+        Assert.False(rows[1].Partial);
+        Assert.Contains("| dense | 3 of 5 | 3 |", ReproductionReport.ToMarkdown(rows, "timing note"));
     }
 
     [Fact]

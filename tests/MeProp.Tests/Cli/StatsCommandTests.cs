@@ -124,11 +124,30 @@ public class StatsCommandTests
     }
 
     [Fact]
+    public void NormalisesByTheStatisticsOfTheTrainingImagesItUses()
+    {
+        using var data = TinyData();
+        var training = MeProp.Data.DataDirectory.Load(data.Path).Training;
+        string Statistics(int? maxTrain)
+        {
+            var (mean, std) = MeProp.Data.DatasetSplit.Create(training, 12, maxTrain).Train.ChannelStatistics();
+            return $"input normalised by mean {mean[0].ToString("F4", System.Globalization.CultureInfo.InvariantCulture)} std {std[0].ToString("F4", System.Globalization.CultureInfo.InvariantCulture)},";
+        }
+        Assert.NotEqual(Statistics(20), Statistics(null)); // so that the check below sees --max-train
+
+        var result = Run(["stats", "--model", "paper-cnn", "--data", data.Path, "--batch-size", "8", "--dev-size", "12", "--max-train", "20", "--normalize", "--threads", "1"]);
+        Assert.True(result.Code == 0, result.Stderr);
+        Assert.Contains(Statistics(20), result.Stdout);
+        var plain = Run(["stats", "--model", "paper-cnn", "--data", data.Path, "--batch-size", "8", "--dev-size", "12", "--threads", "1"]);
+        Assert.DoesNotContain("normalised", plain.Stdout);
+    }
+
+    [Fact]
     public void CosineIsComputedByHand()
     {
         // (1, 2, 2) . (2, 0, 1) = 4; norms 3 and sqrt(5).
         Assert.Equal(4 / (3 * Math.Sqrt(5)), StatsCommand.Cosine([1, 2, 2], [2, 0, 1]), 1e-12);
-        Assert.Equal(0, StatsCommand.Cosine([0, 0], [1, 2]));
+        Assert.True(double.IsNaN(StatsCommand.Cosine([0, 0], [1, 2])));
     }
 
     [Fact]
