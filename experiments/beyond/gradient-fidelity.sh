@@ -2,8 +2,9 @@
 # How close top-k's weight gradients are to the exact ones: `meprop stats` after 20 training steps (seed 1,
 # Adam 1e-3) with top-k 5% d0.6, per layer the cosine between the weight gradient the selection gave and the
 # exact one on the same batch and weights. The paper's network on MNIST (batch 10, with and without batch
-# norm), and ResNet-20 on Fashion-MNIST (batch 32) with top-k on all 20 meProp layers, on the 6 convs of its
-# first stage only, and on all 20 at initialisation (one step). Writes resnet20-fashion/gradient-fidelity.md.
+# norm), and ResNet-20 on Fashion-MNIST as the study trains it (10,000 images, normalised, batch 32) with top-k
+# on all 20 meProp layers, on the 6 convs of its first stage only, and on all 20 at initialisation (one step).
+# Writes resnet20-fashion/gradient-fidelity.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cli=${MEPROP:-dotnet src/MeProp.Cli/bin/Release/net10.0/MeProp.Cli.dll}
@@ -11,7 +12,7 @@ fashion=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 stage1="res1.conv1,res1.conv2,res2.conv1,res2.conv2,res3.conv1,res3.conv2"
 all="$stage1,res4.conv1,res4.conv2,res4.shortcut.conv1,res5.conv1,res5.conv2,res6.conv1,res6.conv2,res7.conv1,res7.conv2,res7.shortcut.conv1,res8.conv1,res8.conv2,res9.conv1,res9.conv2"
 paper="stats --batch-size 10 --threads 2 --topk 0.05 --decay 0.6"
-resnet="stats --model examples/networks/resnet20-fashion.json --data $fashion --batch-size 32 --threads 2 --topk 0.05 --decay 0.6"
+resnet="stats --model examples/networks/resnet20-fashion.json --data $fashion --normalize --max-train 10000 --batch-size 32 --threads 2 --topk 0.05 --decay 0.6"
 out=experiments/beyond/resnet20-fashion/gradient-fidelity.md
 {
   echo "# How close top-k's weight gradients are to the exact ones"
@@ -34,5 +35,6 @@ out=experiments/beyond/resnet20-fashion/gradient-fidelity.md
     $cli ${config#*|}
     echo '```'
   done
-} > "$out"
+} > "$out.tmp"
+mv "$out.tmp" "$out"
 echo "wrote $out"

@@ -13,15 +13,15 @@ out=experiments/beyond/resnet20-fashion/radial-projection
 work=${MEPROP_CACHE:-$HOME/.cache/meprop}/radial-projection
 fashion=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 epochs=5
-commit=$(git rev-parse --short HEAD)
 layers="res1.conv1,res1.conv2,res2.conv1,res2.conv2,res3.conv1,res3.conv2,res4.conv1,res4.conv2,res4.shortcut.conv1,res5.conv1,res5.conv2,res6.conv1,res6.conv2,res7.conv1,res7.conv2,res7.shortcut.conv1,res8.conv1,res8.conv2,res9.conv1,res9.conv2"
 common="--model examples/networks/resnet20-fashion.json --data $fashion --normalize --max-train 10000 --batch-size 32 --threads 1 --meprop-layers $layers --topk 0.05 --decay 0.6 --epochs $epochs"
 
 mkdir -p "$work"
-if [ ! -d "$work/source" ]; then
-  git worktree add --detach "$work/source" HEAD
-  git -C "$work/source" apply "$root/$out/project-radial.patch"
-fi
+[ -d "$work/source" ] || git worktree add --detach "$work/source" HEAD
+# A clean worktree has not had the patch yet (or lost it): apply it, or fail.
+git -C "$work/source" diff --quiet && git -C "$work/source" apply "$root/$out/project-radial.patch"
+git -C "$work/source" diff --quiet && { echo "project-radial.patch did not apply" >&2; exit 1; }
+commit=$(git -C "$work/source" rev-parse --short HEAD)
 dotnet build "$work/source/src/MeProp.Cli" -c Release -v q -nologo
 cli="dotnet $work/source/src/MeProp.Cli/bin/Release/net10.0/MeProp.Cli.dll"
 
