@@ -32,51 +32,45 @@ public class StatsCommandTests
         double.Parse(stdout.Split('\n').Single(line => line.StartsWith(layer + " ", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[^fromEnd],
             System.Globalization.CultureInfo.InvariantCulture);
 
-    [Fact]
-    public void ABatchNormedLayersGradientIsOrthogonalToItsFiltersUnlessTopKBreaksIt()
+    /// <summary>`meprop stats` on <see cref="Network"/> over tiny data (batch 8, 3 iterations) with <paramref name="options"/>; its output.</summary>
+    private static string Stats(params string[] options)
     {
         using var data = TinyData();
         using var output = new TempDirectory();
         string network = output.File("net.json");
         File.WriteAllText(network, Network);
-        string[] common = ["stats", "--model", network, "--data", data.Path, "--batch-size", "8", "--dev-size", "12", "--iterations", "3", "--threads", "2"];
+        var result = Run(["stats", "--model", network, "--data", data.Path, "--batch-size", "8", "--dev-size", "12", "--iterations", "3", "--threads", "2", .. options]);
+        Assert.True(result.Code == 0, result.Stderr);
+        return result.Stdout;
+    }
 
+    [Fact]
+    public void ABatchNormedLayersGradientIsOrthogonalToItsFiltersUnlessTopKBreaksIt()
+    {
         // conv1 reads the raw pixels, all positive: the cancellation in its dL/dw leaves float32 rounding of ~0.3% there.
-        var dense = Run(common);
-        Assert.True(dense.Code == 0, dense.Stderr);
-        Assert.InRange(Cosine(dense.Stdout, "conv1"), 0, 0.01);
-        Assert.InRange(Cosine(dense.Stdout, "res1.conv1"), 0, 1e-3);
+        string dense = Stats();
+        Assert.InRange(Cosine(dense, "conv1"), 0, 0.01);
+        Assert.InRange(Cosine(dense, "res1.conv1"), 0, 1e-3);
 
         // Whole channels keep the orthogonality; 20% of each channel's entries do not.
-        var channels = Run([.. common, "--topk", "0.5", "--selection", "channel", "--meprop-layers", "res1.conv1"]);
-        Assert.True(channels.Code == 0, channels.Stderr);
-        Assert.InRange(Cosine(channels.Stdout, "res1.conv1"), 0, 1e-3);
-        var topK = Run([.. common, "--topk", "0.2", "--meprop-layers", "res1.conv1"]);
-        Assert.True(topK.Code == 0, topK.Stderr);
-        Assert.True(Cosine(topK.Stdout, "res1.conv1") > 0.05, topK.Stdout);
+        Assert.InRange(Cosine(Stats("--topk", "0.5", "--selection", "channel", "--meprop-layers", "res1.conv1"), "res1.conv1"), 0, 1e-3);
+        string topK = Stats("--topk", "0.2", "--meprop-layers", "res1.conv1");
+        Assert.True(Cosine(topK, "res1.conv1") > 0.05, topK);
     }
 
     [Fact]
     public void ComparesEachWeightGradientWithTheExactOne()
     {
-        using var data = TinyData();
-        using var output = new TempDirectory();
-        string network = output.File("net.json");
-        File.WriteAllText(network, Network);
-        string[] common = ["stats", "--model", network, "--data", data.Path, "--batch-size", "8", "--dev-size", "12", "--iterations", "3", "--threads", "2"];
-
-        var dense = Run(common);
-        Assert.True(dense.Code == 0, dense.Stderr);
+        string dense = Stats();
         foreach (string layer in new[] { "conv1", "res1.conv1", "fc1" })
-            Assert.InRange(Fidelity(dense.Stdout, layer), 1 - 1e-6, 1 + 1e-6);
+            Assert.InRange(Fidelity(dense, layer), 1 - 1e-6, 1 + 1e-6);
 
         // Selection on res1.conv1: its own gradient and that of conv1 before it (which gets dL/dx through it)
         // are approximate; fc1 after it, whose backward runs first, is exact.
-        var topK = Run([.. common, "--topk", "0.2", "--meprop-layers", "res1.conv1"]);
-        Assert.True(topK.Code == 0, topK.Stderr);
-        Assert.InRange(Fidelity(topK.Stdout, "res1.conv1"), 0.05, 0.99);
-        Assert.InRange(Fidelity(topK.Stdout, "conv1"), -1, 0.999);
-        Assert.InRange(Fidelity(topK.Stdout, "fc1"), 1 - 1e-6, 1 + 1e-6);
+        string topK = Stats("--topk", "0.2", "--meprop-layers", "res1.conv1");
+        Assert.InRange(Fidelity(topK, "res1.conv1"), 0.05, 0.99);
+        Assert.InRange(Fidelity(topK, "conv1"), -1, 0.999);
+        Assert.InRange(Fidelity(topK, "fc1"), 1 - 1e-6, 1 + 1e-6);
     }
 
     [Fact]
