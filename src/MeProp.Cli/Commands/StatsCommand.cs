@@ -153,17 +153,9 @@ internal static class StatsCommand
         int counted = 0;
         for (int u = 0; u < rows; u++)
         {
-            var w = weight.Value.Span.Slice(u * length, length);
-            var g = weight.Gradient.Span.Slice(u * length, length);
-            double dot = 0, ww = 0, gg = 0;
-            for (int i = 0; i < length; i++)
-            {
-                dot += (double)w[i] * g[i];
-                ww += (double)w[i] * w[i];
-                gg += (double)g[i] * g[i];
-            }
-            if (ww == 0 || gg == 0) continue;
-            sum += Math.Abs(dot) / Math.Sqrt(ww * gg);
+            double cosine = Cosine(weight.Value.Span.Slice(u * length, length), weight.Gradient.Span.Slice(u * length, length));
+            if (double.IsNaN(cosine)) continue;
+            sum += Math.Abs(cosine);
             counted++;
         }
         return counted == 0 ? 0 : sum / counted;
