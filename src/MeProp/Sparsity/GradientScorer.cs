@@ -114,10 +114,13 @@ internal static unsafe class GradientScorer
                 nonZeroLanes += Vector512.Min(magnitude.AsUInt32(), Vector512<uint>.One) & fresh.AsUInt32();
                 if (running != null)
                 {
+                    // The lanes already done hold this step's average: they keep it, in the average and
+                    // in the scores (updating them again would apply the decay twice).
                     var old = Vector512.Load(running + start);
                     magnitude = Vector512.FusedMultiplyAdd(vDecay, old, vKeep * magnitude);
                     magnitude = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(magnitude, vTiny), magnitude, Vector512<float>.Zero);
-                    Vector512.Store(Vector512.ConditionalSelect(fresh.AsSingle(), magnitude, old), running + start);
+                    magnitude = Vector512.ConditionalSelect(fresh.AsSingle(), magnitude, old);
+                    Vector512.Store(magnitude, running + start);
                 }
                 if (scores != null) Vector512.Store(magnitude, scores + start);
                 if (candidates != null)

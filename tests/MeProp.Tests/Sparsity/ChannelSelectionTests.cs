@@ -91,11 +91,14 @@ public class ChannelSelectionTests
     }
 
     [Theory]
-    [InlineData(DecayShape.Full)]
-    [InlineData(DecayShape.ChannelPosition)]
-    public void WithDecayRanksOnTheRunningAverage(DecayShape shape)
+    [InlineData(DecayShape.Full, 13)]
+    [InlineData(DecayShape.ChannelPosition, 13)]
+    // Rows of 25 and 49: a vector and a tail that overlaps it (its lanes must be scored once).
+    [InlineData(DecayShape.Full, 25)]
+    [InlineData(DecayShape.Full, 49)]
+    public void WithDecayRanksOnTheRunningAverage(DecayShape shape, int plane)
     {
-        int n = 4, units = 9, plane = 13;
+        int n = 4, units = 9;
         var rng = new Rng(77);
         using var pool = new WorkerPool(3);
         var s = Channel(0.4, decay: 0.5, shape);

@@ -374,6 +374,8 @@ public class GradientSparsifierTests
     // Rows of 25 and 49: a vector and a tail that overlaps it (its lanes must be updated once).
     [InlineData(SelectionPolicy.PerChannel, 0.9, false, 25)]
     [InlineData(SelectionPolicy.PerChannel, 0.6, false, 49)]
+    [InlineData(SelectionPolicy.PerExampleChannel, 0.9, false, 25)]
+    [InlineData(SelectionPolicy.PerExampleChannel, 0.6, false, 49)]
     public void ConvFullRunningAverageSelectsOnHandComputedRun(SelectionPolicy policy, double decay, bool dyadic, int plane)
     {
         int n = 3, units = 4;
