@@ -16,13 +16,15 @@ public sealed unsafe class WorkerPool : IDisposable
     private static readonly long SpinTicks = Stopwatch.Frequency / 2000; // 0.5 ms of spinning before blocking
 
     private readonly Thread[] _threads;
-    private readonly ManualResetEventSlim _wake = new(false, spinCount: 0);
+    /// <summary>Sleeping workers wait on this monitor for a new generation (or the pool's end).</summary>
+    private readonly object _sleep = new();
     private delegate*<void*, int, void> _body;
     private void* _args;
     private int _taskCount;
     private int _generation;
     private int _pending;
     private int _sleepers;
+    private long _naps;
     private volatile bool _stopping;
     private Exception? _failure;
 
@@ -60,9 +62,8 @@ public sealed unsafe class WorkerPool : IDisposable
         _taskCount = taskCount;
         _failure = null;
         _pending = _threads.Length;
-        _wake.Reset();
         Interlocked.Increment(ref _generation);
-        if (Volatile.Read(ref _sleepers) > 0) _wake.Set();
+        if (Volatile.Read(ref _sleepers) > 0) WakeSleepers();
         Exception? own = null;
         try
         {
@@ -138,10 +139,17 @@ public sealed unsafe class WorkerPool : IDisposable
                     PauseBriefly(++spins);
                     continue;
                 }
-                // Announce the sleep, then look once more, so a Run that started meanwhile is not missed.
-                Interlocked.Increment(ref _sleepers);
-                if (Volatile.Read(ref _generation) == seen && !_stopping) _wake.Wait();
-                Interlocked.Decrement(ref _sleepers);
+                // Announce the sleep, then look again under the monitor: a Run that advanced the generation
+                // before the announcement is seen here; one after it finds a sleeper and pulses the monitor,
+                // which it can only enter once this thread waits. The wait ends on a new generation only,
+                // so an idle pool's workers stay asleep.
+                lock (_sleep)
+                {
+                    Interlocked.Increment(ref _sleepers);
+                    Interlocked.Increment(ref _naps);
+                    while (Volatile.Read(ref _generation) == seen && !_stopping) Monitor.Wait(_sleep);
+                    Interlocked.Decrement(ref _sleepers);
+                }
                 spinStart = Stopwatch.GetTimestamp();
                 spins = 0;
             }
@@ -159,11 +167,18 @@ public sealed unsafe class WorkerPool : IDisposable
         }
     }
 
+    private void WakeSleepers()
+    {
+        lock (_sleep) Monitor.PulseAll(_sleep);
+    }
+
+    /// <summary>How many times a worker has gone to sleep (tests: an idle pool sleeps, it does not spin).</summary>
+    internal long Naps => Volatile.Read(ref _naps);
+
     public void Dispose()
     {
         _stopping = true;
-        _wake.Set();
+        WakeSleepers();
         foreach (var t in _threads) t.Join();
-        _wake.Dispose();
     }
 }

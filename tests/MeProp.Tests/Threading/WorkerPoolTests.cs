@@ -50,4 +50,34 @@ public unsafe class WorkerPoolTests
             Assert.All(workers, w => Assert.InRange(w, 0, threads - 1));
         }
     }
+
+    private static void CountTask(void* args, int task) => Interlocked.Increment(ref ((int*)args)[task]);
+
+    private static void WaitFor(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the pool's workers did not go to sleep within 10 s");
+            Thread.Sleep(5);
+        }
+    }
+
+    [Fact]
+    public void AnIdlePoolsWorkersSleepAfterARunThatWokeThem()
+    {
+        using var pool = new WorkerPool(3);
+        var counts = new int[8];
+        WaitFor(() => pool.Naps >= 2);
+        // Both workers are asleep: this run wakes them. Once they sleep again, an idle pool must leave
+        // them asleep (a wake signal left standing would send them round spin and sleep, using the cores).
+        fixed (int* c = counts) pool.Run(counts.Length, &CountTask, c);
+        Assert.All(counts, n => Assert.Equal(1, n));
+        WaitFor(() => pool.Naps >= 4);
+        long naps = pool.Naps;
+        Thread.Sleep(100);
+        Assert.Equal(naps, pool.Naps);
+        fixed (int* c = counts) pool.Run(counts.Length, &CountTask, c);
+        Assert.All(counts, n => Assert.Equal(2, n));
+    }
 }
