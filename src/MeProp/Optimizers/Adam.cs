@@ -28,6 +28,10 @@ public sealed unsafe class Adam : IOptimizer, IGradientReadyHook
     private readonly Tensor[] _m, _v;
     private readonly Dictionary<Parameter, int> _index;
     private readonly bool[] _claimed;
+    /// <summary>Updated in this step's backward by the hook: a second backward in the step cannot be applied.</summary>
+    private readonly bool[] _updatedInBackward;
+    /// <summary>A backward outside a step left a gradient in it that the fused product would not read.</summary>
+    private readonly bool[] _gradientFromOutsideStep;
     private readonly WorkerPool _pool;
     private AdamStep _step;
     /// <summary>Partial dX of the fused linear backward, shared by the layers (they run one at a time).</summary>
@@ -46,6 +50,8 @@ public sealed unsafe class Adam : IOptimizer, IGradientReadyHook
         _v = parameters.Select(p => new Tensor(p.Value.ShapeArray())).ToArray();
         _index = parameters.Select((p, i) => (p, i)).ToDictionary(x => x.p, x => x.i);
         _claimed = new bool[parameters.Count];
+        _updatedInBackward = new bool[parameters.Count];
+        _gradientFromOutsideStep = new bool[parameters.Count];
     }
 
     public float LearningRate { get; }
@@ -63,7 +69,9 @@ public sealed unsafe class Adam : IOptimizer, IGradientReadyHook
     /// a dense linear layer's weight at batches up to <see cref="FusedLinearAdam.BatchLimit"/> is
     /// updated inside its backward product (<see cref="FusedLinearAdam"/>: dW never goes to memory), and a
     /// gradient the layer reports final (a linear layer's bias) is applied at once. The results are those
-    /// of the plain backward and <see cref="Update"/>, bit for bit.
+    /// of the plain backward and <see cref="Update"/>, bit for bit. A step then takes one backward: a second
+    /// one (gradient accumulation) throws, as the first has been applied already; accumulate with this off.
+    /// A gradient left by a backward outside a step is added to the step's as usual (that weight is not fused).
     /// </summary>
     public bool FuseIntoBackward
     {
@@ -131,6 +139,7 @@ public sealed unsafe class Adam : IOptimizer, IGradientReadyHook
         for (int i = 0; i < _parameters.Count; i++)
             if (!_claimed[i]) UpdateParameter(i);
         Array.Clear(_claimed);
+        Array.Clear(_updatedInBackward);
         StepInProgress = false;
     }
 
@@ -143,13 +152,16 @@ public sealed unsafe class Adam : IOptimizer, IGradientReadyHook
             var job = new Job { P = pp, G = pg, M = pm, V = pv, Length = p.Value.Length, Step = _step };
             _pool.Run((job.Length + Chunk - 1) / Chunk, &UpdateChunk, &job);
         }
+        _gradientFromOutsideStep[i] = false;
     }
 
     /// <summary>Within a step: updates the parameter now, as FinishStep would, and leaves it out of FinishStep.</summary>
     void IGradientReadyHook.GradientReady(Parameter parameter)
     {
-        if (!StepInProgress || !_index.TryGetValue(parameter, out int i) || _claimed[i]) return;
-        _claimed[i] = true;
+        if (!StepInProgress || !_index.TryGetValue(parameter, out int i)) return;
+        if (_updatedInBackward[i]) throw SecondBackward(parameter);
+        if (_claimed[i]) return;
+        _claimed[i] = _updatedInBackward[i] = true;
         UpdateParameter(i);
     }
 
@@ -159,16 +171,26 @@ public sealed unsafe class Adam : IOptimizer, IGradientReadyHook
     /// </summary>
     bool IGradientReadyHook.TryFuseLinearBackward(Parameter weight, ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> input, int batch, Span<float> inputGradient)
     {
-        if (!StepInProgress || batch > FusedLinearAdam.BatchLimit || weight.Value.Rank != 2
-            || !_index.TryGetValue(weight, out int i) || _claimed[i]) return false;
+        if (!_index.TryGetValue(weight, out int i)) return false;
+        if (!StepInProgress)
+        {
+            // The layer adds this backward's product to the gradient, which the fused product cannot read.
+            _gradientFromOutsideStep[i] = true;
+            return false;
+        }
+        if (_updatedInBackward[i]) throw SecondBackward(weight);
+        if (batch > FusedLinearAdam.BatchLimit || weight.Value.Rank != 2 || _claimed[i] || _gradientFromOutsideStep[i]) return false;
         int outFeatures = weight.Value.Dim(0), inFeatures = weight.Value.Dim(1);
-        _claimed[i] = true;
+        _claimed[i] = _updatedInBackward[i] = true;
         long scratch = FusedLinearAdam.ScratchLength(batch, outFeatures, inFeatures, !inputGradient.IsEmpty);
         if (_fusedScratch.Length < scratch) _fusedScratch = GC.AllocateUninitializedArray<float>(checked((int)scratch));
         FusedLinearAdam.Run(outputGradient, input, batch, outFeatures, inFeatures, weight.Value.Span, _m[i].Span, _v[i].Span,
             _step, inputGradient, _fusedScratch, _pool);
         return true;
     }
+
+    private static InvalidOperationException SecondBackward(Parameter parameter) =>
+        new($"Adam: {parameter.Name} was updated in this step's backward already (FuseIntoBackward); a step takes one backward, accumulate gradients with FuseIntoBackward off");
 
     private struct Job
     {

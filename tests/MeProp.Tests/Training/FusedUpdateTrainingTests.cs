@@ -89,4 +89,48 @@ public class FusedUpdateTrainingTests
             Assert.True(plain.Parameters[i].Gradient.Span.SequenceEqual(fused.Parameters[i].Gradient.Span), $"{plain.Parameters[i].Name} gradient differs");
         }
     }
+
+    /// <summary>
+    /// A gradient left by a backward outside the step is part of the step's gradient, as with the plain
+    /// update (that weight is then not fused, the product could not read it); a second backward inside a
+    /// fused step throws, as the first one's update has been applied.
+    /// </summary>
+    [Fact]
+    public void AGradientFromOutsideTheStepCountsAndASecondBackwardInTheStepThrows()
+    {
+        using var compute = new ComputeContext(2);
+        var rng = new Rng(11);
+        var plain = new Linear("fc", 37, 300, compute, new Rng(3));
+        var fused = new Linear("fc", 37, 300, compute, new Rng(3));
+        var plainAdam = new Adam(plain.Parameters, compute.Pool);
+        var fusedAdam = new Adam(fused.Parameters, compute.Pool) { FuseIntoBackward = true };
+        var x1 = TestData.UniformTensor(rng, 5, 37);
+        var x2 = TestData.UniformTensor(rng, 5, 37);
+        var dy1 = TestData.UniformTensor(rng, 5, 300);
+        var dy2 = TestData.UniformTensor(rng, 5, 300);
+
+        plain.Forward(x1, training: true);
+        plain.Backward(dy1);
+        plain.Forward(x2, training: true);
+        plain.Backward(dy2);
+        plainAdam.Update();
+
+        fused.Forward(x1, training: true);
+        fused.Backward(dy1);
+        fusedAdam.BeginStep();
+        fused.Forward(x2, training: true);
+        fused.Backward(dy2);
+        fusedAdam.FinishStep();
+        for (int i = 0; i < plain.Parameters.Count; i++)
+            Assert.True(plain.Parameters[i].Value.Span.SequenceEqual(fused.Parameters[i].Value.Span), $"{plain.Parameters[i].Name} differs");
+
+        // The next step is fused again (the outside gradient was applied and cleared), and takes one backward.
+        fusedAdam.BeginStep();
+        fused.Forward(x1, training: true);
+        fused.Backward(dy1);
+        Assert.True(fused.Weight.Gradient.Span.IndexOfAnyExcept(0f) < 0, "the weight's update was not fused");
+        fused.Forward(x2, training: true);
+        var error = Assert.Throws<InvalidOperationException>(() => fused.Backward(dy2));
+        Assert.Contains("fc.weight was updated in this step's backward already", error.Message);
+    }
 }
