@@ -113,11 +113,14 @@ internal static class CommonOptions
 
     /// <summary>
     /// The data directory of an existing run: the one given (--data), else the one its configuration
-    /// recorded, else MNIST's (runs that recorded none). A recorded directory that is gone is an error
-    /// rather than a fetch of MNIST into its place.
+    /// recorded, else MNIST's (runs that recorded none, which is said on stderr: a network trained on other
+    /// images of MNIST's shape would otherwise be read on MNIST without a word). A recorded directory that is
+    /// gone is an error rather than a fetch of MNIST into its place.
     /// </summary>
     public static string RunDataDirectory(string? given, TrainOptions stored)
     {
+        if (given is null && stored.Data is null)
+            Console.Error.WriteLine("note: the run records no data directory (a library run without TrainOptions.Data, or one older than the record); reading MNIST: give --data for other images");
         if (given is not null || stored.Data is null) return ResolveDataDirectory(given);
         if (!Directory.Exists(stored.Data.Directory))
             throw new ArgumentException($"the run's data directory {stored.Data.Directory} does not exist; give the data with --data");

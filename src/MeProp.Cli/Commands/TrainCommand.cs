@@ -143,6 +143,14 @@ internal static class TrainCommand
             var split = DatasetSplit.Create(mnist.Training, options.DevSize, options.MaxTrain);
             if (checkpoint is null)
                 options = options with { ModelOptions = options.ModelOptions with { Normalization = Normalization(parse, normalize, mean, std, split.Train), ClassNames = [.. mnist.ClassNames] } };
+            else if (new Option[] { normalize, mean, std }.Any(o => parse.GetResult(o) is { Implicit: false }))
+            {
+                // The normalisation is part of the resumed run's network; asking for the same one is no change.
+                var asked = Normalization(parse, normalize, mean, std, split.Train);
+                var trained = options.ModelOptions.Normalization;
+                if (!SameNormalization(asked, trained))
+                    throw new ArgumentException($"the input normalisation asked for ({NormalizationText(asked)}) differs from the resumed run's ({NormalizationText(trained)}); a resumed run keeps its configuration (start a new run to change it)");
+            }
             var mode = checkpoint is not null ? RunDirectoryMode.Resume : parse.GetValue(overwrite) ? RunDirectoryMode.Overwrite : RunDirectoryMode.New;
             using var runDirectory = outDirectory is null ? null : ClaimRunDirectory(outDirectory, mode);
             if (runDirectory?.MovedAside is string aside) Console.WriteLine($"moved the earlier content of {outDirectory} to {aside}");
@@ -208,6 +216,14 @@ internal static class TrainCommand
         if (computedStd.Any(v => !(v > 0))) throw new ArgumentException("--normalize: a channel of the training images is constant (std 0)");
         return new InputNormalization(computedMean, computedStd);
     }
+
+    private static bool SameNormalization(InputNormalization? a, InputNormalization? b) =>
+        a is null || b is null ? a is null && b is null : a.Mean.AsSpan().SequenceEqual(b.Mean) && a.Std.AsSpan().SequenceEqual(b.Std);
+
+    private static string NormalizationText(InputNormalization? normalization) =>
+        normalization is null ? "none" : $"mean {Floats(normalization.Mean)} std {Floats(normalization.Std)}";
+
+    private static string Floats(float[] values) => string.Join(",", values.Select(v => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
 
     private static Option<float[]?> FloatList(string name, string description) => new(name)
     {

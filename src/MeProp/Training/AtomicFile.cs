@@ -5,8 +5,15 @@ public static class AtomicFile
 {
     public static void WriteAllText(string path, string text)
     {
-        string temporary = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
+        string temporary = TemporaryPath(path, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
         File.WriteAllText(temporary, text);
         File.Move(temporary, path, overwrite: true);
     }
+
+    /// <summary>
+    /// The temporary file a write of <paramref name="path"/> goes through: ".NAME.UNIQUE.tmp" beside it, the
+    /// pattern <see cref="RunDirectory.Claim"/> clears from a run directory a killed run left.
+    /// </summary>
+    internal static string TemporaryPath(string path, string unique) =>
+        Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.{unique}.tmp");
 }

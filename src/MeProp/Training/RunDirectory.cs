@@ -68,6 +68,7 @@ public sealed class RunDirectory : IDisposable
         {
             throw new RunDirectoryInUseException($"{full}: another process is training in this directory");
         }
+        // What a killed run's atomic writes left (AtomicFile.TemporaryPath).
         foreach (string leftover in Directory.GetFiles(full, ".*.tmp")) File.Delete(leftover);
         return new RunDirectory(full, runLock, movedAside);
     }

@@ -102,8 +102,7 @@ public sealed class SafeTensorsFile
         RequireLittleEndian();
         byte[] header = BuildHeader();
         string fullPath = Path.GetFullPath(path);
-        string temporary = Path.Combine(Path.GetDirectoryName(fullPath)!,
-            "." + Path.GetFileName(fullPath) + ".tmp-" + Guid.NewGuid().ToString("N"));
+        string temporary = AtomicFile.TemporaryPath(fullPath, Guid.NewGuid().ToString("N"));
         try
         {
             using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))

@@ -88,7 +88,7 @@ public class RunSafetyTests
         string metrics = Path.Combine(torn, Trainer.MetricsFile);
         string line = File.ReadAllLines(metrics)[0];
         File.AppendAllText(metrics, line[..(line.Length / 2)]);
-        string leftover = Path.Combine(torn, ".last.safetensors.999999.tmp");
+        string leftover = AtomicFile.TemporaryPath(Path.Combine(torn, Trainer.LastCheckpoint), Guid.NewGuid().ToString("N"));
         File.WriteAllBytes(leftover, new byte[1000]);
 
         var resumed = Run("train", "--resume", torn, "--epochs", "2", "--data", data.Path);
@@ -189,6 +189,28 @@ public class RunSafetyTests
         Assert.Equal(0, nothing.Code);
         Assert.Contains("nothing to train", nothing.Stdout);
         Assert.Equal(2, File.ReadAllLines(output.File(Trainer.MetricsFile)).Length);
+    }
+
+    [Fact]
+    public void ResumeRefusesAnotherInputNormalisationAndAcceptsTheRunsOwn()
+    {
+        using var data = TinyData();
+        using var plain = new TempDirectory();
+        using var normalised = new TempDirectory();
+        Assert.Equal(0, Run(Train(data.Path, plain.Path, "--epochs", "1")).Code);
+        Assert.Equal(0, Run(Train(data.Path, normalised.Path, "--epochs", "1", "--mean", "0.25", "--std", "0.5")).Code);
+
+        Assert.Contains("(mean 0.25 std 0.5) differs from the resumed run's (none)",
+            AssertOneLineError(Run("train", "--resume", plain.Path, "--epochs", "2", "--mean", "0.25", "--std", "0.5", "--data", data.Path), 1));
+        Assert.Contains("differs from the resumed run's (none)",
+            AssertOneLineError(Run("train", "--resume", plain.Path, "--epochs", "2", "--normalize", "--data", data.Path), 1));
+        Assert.Contains("(mean 0.5 std 0.5) differs from the resumed run's (mean 0.25 std 0.5)",
+            AssertOneLineError(Run("train", "--resume", normalised.Path, "--epochs", "2", "--mean", "0.5", "--std", "0.5", "--data", data.Path), 1));
+        Assert.Single(File.ReadAllLines(plain.File(Trainer.MetricsFile)));
+
+        var same = Run("train", "--resume", normalised.Path, "--epochs", "2", "--mean", "0.25", "--std", "0.5", "--data", data.Path);
+        Assert.True(same.Code == 0, same.Stderr);
+        Assert.Equal(2, File.ReadAllLines(normalised.File(Trainer.MetricsFile)).Length);
     }
 
     [Fact]
