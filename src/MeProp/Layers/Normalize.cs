@@ -12,7 +12,7 @@ public sealed class Normalize : ILayer
 {
     private readonly Tensor _output = new(0);
     private readonly Tensor _inputGradient = new(0);
-    private readonly float[] _inverseStd;
+    private readonly float[] _mean, _std, _inverseStd;
 
     public Normalize(string name, IReadOnlyList<float> mean, IReadOnlyList<float> std)
     {
@@ -23,14 +23,16 @@ public sealed class Normalize : ILayer
         if (mean.Any(m => !float.IsFinite(m)))
             throw new ArgumentException($"{name}: every mean must be finite, got [{string.Join(", ", mean)}]");
         Name = name;
-        Mean = mean.ToArray();
-        Std = std.ToArray();
-        _inverseStd = Std.Select(s => 1f / s).ToArray();
+        _mean = mean.ToArray();
+        _std = std.ToArray();
+        _inverseStd = _std.Select(s => 1f / s).ToArray();
     }
 
     public string Name { get; }
-    public float[] Mean { get; }
-    public float[] Std { get; }
+    /// <summary>Per channel, fixed at construction (read-only: the forward keeps 1/std).</summary>
+    public ReadOnlySpan<float> Mean => _mean;
+    /// <summary>Per channel, fixed at construction.</summary>
+    public ReadOnlySpan<float> Std => _std;
     public IReadOnlyList<Parameter> Parameters => [];
     public bool ComputeInputGradient { get; set; } = true;
 
@@ -69,7 +71,7 @@ public sealed class Normalize : ILayer
                 var target = to.Slice(at, plane);
                 if (subtractMean)
                 {
-                    TensorPrimitives.Subtract(source, Mean[c], target);
+                    TensorPrimitives.Subtract(source, _mean[c], target);
                     TensorPrimitives.Multiply(target, _inverseStd[c], target);
                 }
                 else TensorPrimitives.Multiply(source, _inverseStd[c], target);
