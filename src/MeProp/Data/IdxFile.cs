@@ -77,11 +77,12 @@ public static class IdxFile
                 sizes[d] = BinaryPrimitives.ReadInt32BigEndian(word);
                 if (sizes[d] < 0)
                     throw Error(path, $"dimension {d + 1} of {dimensionCount} is negative ({sizes[d]}) in the header");
-                byteCount *= sizes[d];
+                // Held at most one past the limit, so that no product of the sizes wraps around.
+                byteCount = Math.Min(byteCount * sizes[d], Array.MaxLength + 1L);
             }
-            string header = $"header says {string.Join("x", sizes)} = {byteCount} {contentName}";
             if (byteCount > Array.MaxLength)
-                throw Error(path, $"{header}, more than one array can hold");
+                throw Error(path, $"header says {string.Join("x", sizes)} {contentName}, more than one array can hold");
+            string header = $"header says {string.Join("x", sizes)} = {byteCount} {contentName}";
 
             var data = new byte[byteCount];
             int dataBytes = stream.ReadAtLeast(data, data.Length, throwOnEndOfStream: false);

@@ -147,6 +147,21 @@ public sealed class IdxFileTests : IDisposable
         AssertOneLineError(path, () => IdxFile.ReadImages(path), "dimension 2 of 3 is negative (-2)");
     }
 
+    [Theory]
+    [InlineData(1 << 21, 1 << 21, 1 << 22)]   // 2^64 bytes: a product kept in 64 bits would wrap to 0
+    [InlineData(int.MaxValue, int.MaxValue, int.MaxValue)]
+    [InlineData(1 << 16, 1 << 8, 1 << 7)]   // 2^31 bytes, one past what an array holds
+    public void ReadImages_SizesBeyondAnArray_AreAnError(int count, int height, int width)
+    {
+        byte[] file = IdxTestFiles.Images(1, 2, 2, (_, _) => 0);
+        BinaryPrimitives.WriteInt32BigEndian(file.AsSpan(4), count);
+        BinaryPrimitives.WriteInt32BigEndian(file.AsSpan(8), height);
+        BinaryPrimitives.WriteInt32BigEndian(file.AsSpan(12), width);
+        string path = Write("images", file);
+
+        AssertOneLineError(path, () => IdxFile.ReadImages(path), $"header says {count}x{height}x{width} bytes of pixels, more than one array can hold");
+    }
+
     [Fact]
     public void ReadImages_ZeroWidth_IsAnError()
     {
