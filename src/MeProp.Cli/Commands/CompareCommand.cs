@@ -68,6 +68,7 @@ internal static class CompareCommand
             string root = parse.GetValue(output)!;
             Directory.CreateDirectory(root);
             var records = parsed.Select(g => g.Directories.Select(Read).ToList()).ToList();
+            RequireSeedsPaired(parsed);
             var rows = Rows(parsed, records, parse.GetValue(timesFrom));
             AtomicFile.WriteAllText(Path.Combine(root, "results.json"), JsonSerializer.Serialize(rows, Json.Options) + "\n");
             AtomicFile.WriteAllText(Path.Combine(root, "results.md"), Markdown(parse.GetValue(title)!, rows, parse.GetValue(timing), parse.GetValue(timesFrom)));
@@ -98,6 +99,34 @@ internal static class CompareCommand
         var record = RunRecord.Read(directory);
         if (record.EpochsCompleted == 0) throw new ArgumentException($"{directory}: {Trainer.MetricsFile} has no completed epoch yet");
         return record;
+    }
+
+    /// <summary>The seed a run recorded (summary.json's config.seed), or null where it recorded none.</summary>
+    internal static ulong? RecordedSeed(string directory)
+    {
+        string path = Path.Combine(directory, Trainer.SummaryFile);
+        if (!File.Exists(path)) return null;
+        try
+        {
+            using var summary = JsonDocument.Parse(File.ReadAllText(path));
+            return summary.RootElement.TryGetProperty("config", out var config) && config.TryGetProperty("seed", out var seed)
+                   && seed.TryGetUInt64(out ulong value) ? value : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Runs are paired by position: where both runs of a pair recorded their seed, it must be the same.</summary>
+    private static void RequireSeedsPaired(IReadOnlyList<ComparisonGroup> groups)
+    {
+        var baseline = groups[0].Directories.Select(RecordedSeed).ToList();
+        foreach (var group in groups.Skip(1))
+            for (int i = 0; i < Math.Min(group.Directories.Count, baseline.Count); i++)
+                if (RecordedSeed(group.Directories[i]) is ulong seed && baseline[i] is ulong baselineSeed && seed != baselineSeed)
+                    throw new ArgumentException($"--group {group.Name}: run {i + 1} ({group.Directories[i]}) has seed {seed}, the baseline's run {i + 1} " +
+                                                $"({groups[0].Directories[i]}) seed {baselineSeed}; runs are paired by position: give them in the same seed order");
     }
 
     internal static List<ComparisonRow> Rows(IReadOnlyList<ComparisonGroup> groups, IReadOnlyList<IReadOnlyList<RunRecord>> records, int timesFromEpoch = 1)

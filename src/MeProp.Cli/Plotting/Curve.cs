@@ -6,7 +6,7 @@ namespace MeProp.Cli.Plotting;
 /// <summary>How a metric's values sit on the y-axis.</summary>
 internal enum ValueScale
 {
-    /// <summary>Percent, from a little below the lowest mean after the first epoch up to 100.</summary>
+    /// <summary>Percent, from a little below the lowest value after the first epoch (bands included) up to 100.</summary>
     Percent,
     /// <summary>Logarithmic, whole decades.</summary>
     Logarithmic,

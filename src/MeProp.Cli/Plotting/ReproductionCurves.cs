@@ -23,16 +23,29 @@ internal static class ReproductionCurves
             // A configuration without runs stays in the list with an empty curve: it is left out of the
             // charts, and the others keep the colours they have in the other table.
             var runs = table.Select(pair => (Config: pair.First, Seeds: pair.Second.Seeds
-                    .Select(seed => RunRecord.Read(Path.Combine(runsRoot, new ReproductionRun(pair.First, seed).RelativePath)))
+                    .Select(seed => RunRecord.Read(Path.Combine(runsRoot, new ReproductionRun(pair.First, seed).RelativePath)).Truncated(pair.Second.Epochs))
                     .ToList()))
                 .ToList();
             string batchNorm = table.Key == 3 ? "with" : "without";
             foreach (var metric in Metric.All)
             {
-                var curves = runs.Select(r => Curve.Summarise($"{r.Config.Row} ({r.Seeds.Count} {(r.Seeds.Count == 1 ? "seed" : "seeds")})", r.Seeds, metric)).ToList();
+                var curves = runs.Select(r => Curve.Summarise($"{r.Config.Row} ({SeedsText(r.Seeds)})", r.Seeds, metric)).ToList();
                 string title = $"Table {table.Key}, {batchNorm} batch norm: {metric.Title.ToLowerInvariant()}, mean over seeds (band: min to max)";
                 TrainingCurves.Write(metric, curves, title, Path.Combine(resultsRoot, $"table{table.Key}-{metric.Name}"));
             }
         }
+    }
+
+    /// <summary>
+    /// "3 seeds", or where some runs are shorter, how many the mean holds past the shortest ("2 seeds, 1 past
+    /// epoch 9"): each epoch's mean is over the runs that reached it.
+    /// </summary>
+    internal static string SeedsText(IReadOnlyList<RunRecord> runs)
+    {
+        string text = $"{runs.Count} {(runs.Count == 1 ? "seed" : "seeds")}";
+        if (runs.Count < 2) return text;
+        int shortest = runs.Min(r => r.EpochsCompleted);
+        int longer = runs.Count(r => r.EpochsCompleted > shortest);
+        return longer == 0 ? text : $"{text}, {longer} past epoch {shortest}";
     }
 }

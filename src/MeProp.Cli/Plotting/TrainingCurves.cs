@@ -11,7 +11,8 @@ namespace MeProp.Cli.Plotting;
 /// </summary>
 internal static class TrainingCurves
 {
-    private const int Width = 900;
+    // Wide enough for a title over the data area beside a legend of long labels ("random5 (2 seeds, 1 past epoch 12)").
+    private const int Width = 1000;
     private const int Height = 500;
     private const double BandOpacity = 0.2;
 
@@ -34,7 +35,8 @@ internal static class TrainingCurves
     {
         var plot = Draw(metric, curves, title);
         string png = pathWithoutExtension + ".png", svg = pathWithoutExtension + ".svg";
-        WriteAtomically(png, plot.GetImageBytes(Width, Height, ImageFormat.Png));
+        // Readers (a viewer, a commit during a reproduction) see the old or the new image, never a torn one.
+        AtomicFile.WriteAllBytes(png, plot.GetImageBytes(Width, Height, ImageFormat.Png));
         AtomicFile.WriteAllText(svg, plot.GetSvgXml(Width, Height));
         return [png, svg];
     }
@@ -67,6 +69,7 @@ internal static class TrainingCurves
         }
 
         plot.Title(title);
+        plot.Axes.Title.Label.FontSize = 14;
         plot.XLabel("epoch");
         plot.YLabel(metric.AxisLabel);
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
@@ -83,13 +86,13 @@ internal static class TrainingCurves
     }
 
     /// <summary>
-    /// From a little below the lowest mean after epoch 1 to 100%: accuracies on MNIST sit at 98-99.5% after
-    /// the first epoch, and an axis down to the first epoch's value would flatten them into one line.
+    /// From a little below the lowest value after epoch 1 (bands included) to 100%: accuracies on MNIST sit at
+    /// 98-99.5% after the first epoch, and an axis down to the first epoch's value would flatten them into one line.
     /// </summary>
     private static void SetPercentAxis(Plot plot, List<Curve> curves)
     {
-        var later = curves.SelectMany(c => c.Epochs.Zip(c.Mean)).Where(p => p.First > 1).Select(p => p.Second).ToList();
-        double lowest = later.Count > 0 ? later.Min() : curves.Min(c => c.Mean.Min());
+        var later = curves.SelectMany(c => c.Epochs.Zip(c.Low)).Where(p => p.First > 1).Select(p => p.Second).ToList();
+        double lowest = later.Count > 0 ? later.Min() : curves.Min(c => c.Low.Min());
         double margin = Math.Max(0.1 * (100 - lowest), 0.05);
         plot.Axes.SetLimitsY(Math.Max(0, lowest - margin), 100);
     }
@@ -125,13 +128,5 @@ internal static class TrainingCurves
         // A little room beyond the end ticks, so that they are inside the axis and get their labels.
         double margin = 0.02 * (Math.Log10(top) - Math.Log10(bottom));
         plot.Axes.SetLimitsY(Math.Log10(bottom) - margin, Math.Log10(top) + margin);
-    }
-
-    /// <summary>Readers (a viewer, a commit during a reproduction) see the old or the new image, never a torn one.</summary>
-    private static void WriteAtomically(string path, byte[] bytes)
-    {
-        string temporary = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
-        File.WriteAllBytes(temporary, bytes);
-        File.Move(temporary, path, overwrite: true);
     }
 }

@@ -5,7 +5,8 @@ namespace MeProp.Cli.Reproduction;
 
 /// <summary>
 /// What a run directory's metrics.jsonl says under the paper's protocol: the best epoch is the first one
-/// with the highest dev accuracy (as <see cref="Trainer"/> picks it), its test accuracy is the result.
+/// with the highest dev accuracy, or without a dev split the last one (as <see cref="Trainer"/> picks it);
+/// its test accuracy is the result.
 /// </summary>
 internal sealed record RunRecord(IReadOnlyList<EpochMetrics> Epochs)
 {
@@ -16,15 +17,16 @@ internal sealed record RunRecord(IReadOnlyList<EpochMetrics> Epochs)
         get
         {
             var best = Epochs[0];
-            foreach (var epoch in Epochs)
-                if ((epoch.DevAccuracy ?? double.NegativeInfinity) > (best.DevAccuracy ?? double.NegativeInfinity)) best = epoch;
+            foreach (var epoch in Epochs.Skip(1))
+                if (epoch.DevAccuracy is not double dev || best.DevAccuracy is not double bestDev || dev > bestDev) best = epoch;
             return best;
         }
     }
 
     public EpochMetrics Last => Epochs[^1];
 
-    public double MeanEpochSeconds => Epochs.Average(e => e.EpochSeconds);
+    /// <summary>The first <paramref name="epochs"/> epochs (a run trained further is read as if it had stopped there).</summary>
+    public RunRecord Truncated(int epochs) => Epochs.Count <= epochs ? this : new RunRecord(Epochs.Take(epochs).ToList());
 
     /// <summary>Reads DIRECTORY/metrics.jsonl; no file gives a record with no epochs.</summary>
     public static RunRecord Read(string directory)

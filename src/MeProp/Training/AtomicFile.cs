@@ -10,6 +10,13 @@ public static class AtomicFile
         File.Move(temporary, path, overwrite: true);
     }
 
+    public static void WriteAllBytes(string path, byte[] bytes)
+    {
+        string temporary = TemporaryPath(path, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        File.WriteAllBytes(temporary, bytes);
+        File.Move(temporary, path, overwrite: true);
+    }
+
     /// <summary>
     /// The temporary file a write of <paramref name="path"/> goes through: ".NAME.UNIQUE.tmp" beside it, the
     /// pattern <see cref="RunDirectory.Claim"/> clears from a run directory a killed run left.

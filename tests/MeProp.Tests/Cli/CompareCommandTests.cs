@@ -93,4 +93,20 @@ public class CompareCommandTests
         Assert.Equal(1, malformed.Code);
         Assert.Contains("NAME=RUN_DIR", malformed.Stderr);
     }
+
+    [Fact]
+    public void RunsPairedWithDifferentRecordedSeedsAreRefused()
+    {
+        using var root = new TempDirectory();
+        string[] dense = [WriteRun(root.Path, "dense-1", 0.9, 1), WriteRun(root.Path, "dense-2", 0.9, 1)];
+        string[] sparse = [WriteRun(root.Path, "sparse-1", 0.9, 1), WriteRun(root.Path, "sparse-2", 0.9, 1)];
+        foreach (var (directory, seed) in new[] { (dense[0], 1), (dense[1], 2), (sparse[0], 1), (sparse[1], 2) })
+            File.WriteAllText(Path.Combine(directory, Trainer.SummaryFile), $"{{\"config\": {{\"seed\": {seed}}}, \"best_epoch\": 2}}");
+        var swapped = CliHarness.Run("compare", "--group", $"dense={dense[0]},{dense[1]}", "--group", $"sparse={sparse[1]},{sparse[0]}", "--out", Path.Combine(root.Path, "out"));
+        Assert.Equal(1, swapped.Code);
+        Assert.Contains("--group sparse: run 1", swapped.Stderr);
+        Assert.Contains("has seed 2, the baseline's run 1", swapped.Stderr);
+        var paired = CliHarness.Run("compare", "--group", $"dense={dense[0]},{dense[1]}", "--group", $"sparse={sparse[0]},{sparse[1]}", "--out", Path.Combine(root.Path, "out"));
+        Assert.True(paired.Code == 0, paired.Stderr);
+    }
 }

@@ -39,12 +39,12 @@ public class PlotTests
         return RunRecord.Read(WriteRun(directory.Path, firstLoss, devAccuracy));
     }
 
-    /// <summary>A PNG of the chart's size (900 x 500 in its header) with more in it than a blank image.</summary>
+    /// <summary>A PNG of the chart's size (1000 x 500 in its header) with more in it than a blank image.</summary>
     private static void AssertChartPng(string path)
     {
         byte[] bytes = File.ReadAllBytes(path);
         Assert.Equal(PngSignature, bytes[..8]);
-        Assert.Equal(900, BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(16)));
+        Assert.Equal(1000, BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(16)));
         Assert.Equal(500, BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(20)));
         Assert.InRange(bytes.Length, 5_000, 2_000_000);
     }
@@ -146,6 +146,14 @@ public class PlotTests
     }
 
     [Fact]
+    public void ALegendSaysHowManySeedsTheMeanHoldsPastTheShortestRun()
+    {
+        Assert.Equal("1 seed", ReproductionCurves.SeedsText([Record(0.4, 0.97)]));
+        Assert.Equal("2 seeds", ReproductionCurves.SeedsText([Record(0.4, 0.97, 0.98), Record(0.2, 0.95, 0.96)]));
+        Assert.Equal("3 seeds, 2 past epoch 1", ReproductionCurves.SeedsText([Record(0.4, 0.97, 0.98, 0.99), Record(0.2, 0.95, 0.96), Record(0.6, 0.90)]));
+    }
+
+    [Fact]
     public void CurveLeavesOutEpochsWithoutAValue()
     {
         var dev = Curve.Summarise("run", [Record(0.3, null, 0.98, null)], Metric.DevAccuracy);
@@ -177,7 +185,7 @@ public class PlotTests
             var texts = ChartSvgTexts(Path.Combine(results.Path, name + ".svg"));
             if (TrainingCurves.HasFonts)
             {
-                Assert.Contains("dense (2 seeds)", texts);
+                Assert.Contains("dense (2 seeds, 1 past epoch 2)", texts);
                 Assert.Contains("top5-d0.6 (1 seed)", texts);
                 Assert.DoesNotContain(texts, t => t.StartsWith("top8"));
             }

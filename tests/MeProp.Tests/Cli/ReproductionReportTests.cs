@@ -97,6 +97,61 @@ public class ReproductionReportTests
     }
 
     [Fact]
+    public void TheTitleSaysPartialUntilEveryRunIsIn()
+    {
+        using var root = new TempDirectory();
+        WriteRun(root.Path, Dense, 1, 0.990);
+        WriteRun(root.Path, Top5, 1, 0.991, epochs: 2);
+        var partial = ReproductionReport.Collect(root.Path, [Dense, Top5], epochs: 3, plannedSeeds: [1]);
+        Assert.StartsWith("# meProp-CNN on MNIST: a reproduction of Tables 2 and 3 (partial: runs unfinished)\n",
+            ReproductionReport.ToMarkdown(partial, "timing").ReplaceLineEndings("\n"));
+        WriteRun(root.Path, Top5, 1, 0.991);
+        var finished = ReproductionReport.Collect(root.Path, [Dense, Top5], epochs: 3, plannedSeeds: [1]);
+        Assert.StartsWith("# meProp-CNN on MNIST: a reproduction of Tables 2 and 3\n",
+            ReproductionReport.ToMarkdown(finished, "timing").ReplaceLineEndings("\n"));
+    }
+
+    [Fact]
+    public void RunsLongerThanTheEpochsAskedForAreReadAsFarAsThem()
+    {
+        using var root = new TempDirectory();
+        // Dev peaks at epoch 2 (0.995); epoch 4 beats it, but a report over 3 epochs must not see it.
+        WriteRun(root.Path, Dense, 1, 0.990, epochs: 3);
+        string metrics = Path.Combine(root.Path, Dense.Name, "seed-1", Trainer.MetricsFile);
+        File.AppendAllLines(metrics, [JsonSerializer.Serialize(new EpochMetrics { Epoch = 4, TrainLoss = 0.1, DevAccuracy = 0.999, TestAccuracy = 0.7, EpochSeconds = 40 }, Json.Line)]);
+        var row = ReproductionReport.Collect(root.Path, [Dense], epochs: 3, plannedSeeds: [1]).Single();
+        Assert.Equal([3], row.EpochsCompleted);
+        Assert.Equal([2], row.BestEpoch);
+        Assert.Equal([0.5], row.FinalTestAccuracy);
+        Assert.Equal(20.0, row.MeanEpochSeconds!.Value, 12);
+        Assert.Equal([4], ReproductionReport.Collect(root.Path, [Dense], epochs: 4, plannedSeeds: [1]).Single().BestEpoch);
+    }
+
+    [Fact]
+    public void WithoutADevSplitTheLastEpochIsTheBestAsTheTrainerTakesIt()
+    {
+        using var root = new TempDirectory();
+        string directory = Path.Combine(root.Path, Dense.Name, "seed-1");
+        Directory.CreateDirectory(directory);
+        File.WriteAllLines(Path.Combine(directory, Trainer.MetricsFile), Enumerable.Range(1, 3).Select(e =>
+            JsonSerializer.Serialize(new EpochMetrics { Epoch = e, TrainLoss = 1.0 / e, TestAccuracy = 0.9 + e / 100.0, EpochSeconds = 1 }, Json.Line)));
+        var rows = ReproductionReport.Collect(root.Path, [Dense], epochs: 3, plannedSeeds: [1]);
+        Assert.Equal([3], rows[0].BestEpoch);
+        Assert.Equal([0.93], rows[0].TestAccuracy);
+        Assert.Contains("\"dev_accuracy\": [\n      \"NaN\"\n    ]", ReproductionReport.ToJson(rows).ReplaceLineEndings("\n"));
+        Assert.Contains("| dense | 1 | 3 | 3.0 | — | 93.00 |", ReproductionReport.ToMarkdown(rows, "timing"));
+    }
+
+    [Theory]
+    [InlineData(0.9906, "below")]
+    [InlineData(0.990651, "within")]   // 99.0651 shows as 99.07, the range's end as the paper gives it
+    [InlineData(0.9917, "within")]
+    [InlineData(0.9927, "within")]
+    [InlineData(0.9928, "above")]
+    public void APositionAgainstThePapersRangeIsBelowWithinOrAbove(double mean, string position) =>
+        Assert.Equal(position, ReproductionReport.RangePosition(mean, [0.9907, 0.9927]));
+
+    [Fact]
     public void ComparesTheRandomControlWithTopKOfTheSameAmount()
     {
         using var root = new TempDirectory();
