@@ -38,6 +38,11 @@ internal sealed class MePropCliOptions
         Description = "Adaptive k (TinyProp's idea): each pool keeps the fewest of its top-k entries, largest |dL/dy| first, that hold this fraction of the pool's |dL/dy| mass; --topk becomes the most kept. Per-channel and per-example selection",
     };
 
+    public readonly Option<bool> ZeroMean = new("--topk-zero-mean")
+    {
+        Description = "Shift each unit's kept dL/dy values (an output channel's over the batch) to mean zero, as batch norm's exact gradient has them: for layers that batch norm follows",
+    };
+
     public readonly Option<string?> Layers = new("--meprop-layers")
     {
         Description = "Comma-separated layers to sparsify (default: the conv layers, as the paper; fc1 may be added; never the output layer)",
@@ -59,6 +64,7 @@ internal sealed class MePropCliOptions
         command.Options.Add(DecayShape);
         command.Options.Add(Selection);
         command.Options.Add(MassFraction);
+        command.Options.Add(ZeroMean);
         command.Options.Add(Layers);
     }
 
@@ -71,8 +77,8 @@ internal sealed class MePropCliOptions
     /// </summary>
     public TrainOptions Apply(ParseResult parse, TrainOptions options, bool resuming = false)
     {
-        if (!resuming && parse.GetValue(TopK) is null && (parse.GetValue(Decay) != 0 || parse.GetValue(Selection) is not null || parse.GetValue(Layers) is not null || parse.GetValue(MassFraction) is not null))
-            throw new ArgumentException("--decay, --selection, --topk-mass and --meprop-layers need --topk (without it training is dense)");
+        if (!resuming && parse.GetValue(TopK) is null && (parse.GetValue(Decay) != 0 || parse.GetValue(Selection) is not null || parse.GetValue(Layers) is not null || parse.GetValue(MassFraction) is not null || parse.GetValue(ZeroMean)))
+            throw new ArgumentException("--decay, --selection, --topk-mass, --topk-zero-mean and --meprop-layers need --topk (without it training is dense)");
         return WithMeProp(parse, options);
     }
 
@@ -85,6 +91,7 @@ internal sealed class MePropCliOptions
         Selection = parse.GetValue(Selection) is string s ? Enum.GetValues<SelectionPolicy>().First(p => MePropSetup.Cli(p) == s) : null,
         MePropLayers = parse.GetValue(Layers)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
         MassFraction = parse.GetValue(MassFraction),
+        ZeroMean = parse.GetValue(ZeroMean),
     };
 }
 

@@ -66,7 +66,7 @@ internal static class TrainCommand
             (hiddenLayers, t => t.ModelOptions.HiddenLayers), (batchNorm, t => t.ModelOptions.BatchNorm), (batch, t => t.BatchSize),
             (lr, t => t.LearningRate), (optimizer, t => t.Optimizer), (momentum, t => t.Momentum), (seed, t => t.Seed),
             (devSize, t => t.DevSize), (maxTrain, t => t.MaxTrain), (mePropOptions.TopK, MePropCliOptions.TopKText), (mePropOptions.Decay, t => t.Decay),
-            (mePropOptions.DecayShape, t => t.DecayShape), (mePropOptions.Selection, t => t.Selection), (mePropOptions.Layers, t => t.MePropLayers), (mePropOptions.MassFraction, t => t.MassFraction),
+            (mePropOptions.DecayShape, t => t.DecayShape), (mePropOptions.Selection, t => t.Selection), (mePropOptions.Layers, t => t.MePropLayers), (mePropOptions.MassFraction, t => t.MassFraction), (mePropOptions.ZeroMean, t => t.ZeroMean),
             (augmentCrop, t => t.AugmentPadding), (augmentFlip, t => t.AugmentFlip), (exactSparsity, t => t.ExactSparsity.ToString().ToLowerInvariant()),
             (topKSchedule, ScheduleText), (denseWarmup, t => t.TopKSchedule?.DenseWarmup ?? 0), (denseEvery, t => t.TopKSchedule?.DenseEvery ?? 0));
         command.SetAction(parse => CommonOptions.Run(parse, () =>

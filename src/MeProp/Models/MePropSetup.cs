@@ -24,9 +24,13 @@ public static class MePropSetup
         SelectionPolicy? selection, IReadOnlyList<string>? layerNames, ulong seed) =>
         Attach(model, ratio, layerRatios, decay, shape, selection, layerNames, seed, massFraction: null);
 
-    /// <summary>As the overload above, with an adaptive k on every meProp layer (<see cref="MePropOptions.MassFraction"/>) when <paramref name="massFraction"/> is given.</summary>
+    /// <summary>
+    /// As the overload above, with an adaptive k on every meProp layer (<see cref="MePropOptions.MassFraction"/>) when
+    /// <paramref name="massFraction"/> is given, and the kept values of each unit shifted to mean zero
+    /// (<see cref="MePropOptions.ZeroMean"/>) when <paramref name="zeroMean"/>.
+    /// </summary>
     public static void Attach(Sequential model, double? ratio, IReadOnlyDictionary<string, double>? layerRatios, double decay, DecayShape shape,
-        SelectionPolicy? selection, IReadOnlyList<string>? layerNames, ulong seed, double? massFraction)
+        SelectionPolicy? selection, IReadOnlyList<string>? layerNames, ulong seed, double? massFraction, bool zeroMean = false)
     {
         if (ratio is null && layerRatios is not { Count: > 0 }) throw new ArgumentException("meProp needs a ratio, for every meProp layer or per layer");
         IReadOnlyList<string> names;
@@ -61,7 +65,7 @@ public static class MePropSetup
                 : conv ? SelectionPolicy.PerChannel : SelectionPolicy.PerExample;
             double layerRatio = layerRatios is not null && layerRatios.TryGetValue(layer.Name, out double r) ? r
                 : ratio ?? throw new ArgumentException($"meProp layer '{layer.Name}' has no top-k ratio (give it one, or a ratio for every layer)");
-            var options = new MePropOptions { Ratio = layerRatio, Decay = decay, DecayShape = shape, Selection = policy, MassFraction = massFraction };
+            var options = new MePropOptions { Ratio = layerRatio, Decay = decay, DecayShape = shape, Selection = policy, MassFraction = massFraction, ZeroMean = zeroMean };
             layer.Sparsifier = new GradientSparsifier(layer.Name, options, conv, seed + 7919 * ++stream);
         }
     }

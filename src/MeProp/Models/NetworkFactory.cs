@@ -58,7 +58,7 @@ public static class NetworkFactory
                 "channel-position" => DecayShape.ChannelPosition,
                 var other => throw new ModelSpecException($"{name}: meprop decay_shape '{other}' is not full or channel-position"),
             };
-            var options = new MePropOptions { Ratio = spec.Ratio, Decay = spec.Decay, DecayShape = shape, Selection = selection, MassFraction = spec.MassFraction };
+            var options = new MePropOptions { Ratio = spec.Ratio, Decay = spec.Decay, DecayShape = shape, Selection = selection, MassFraction = spec.MassFraction, ZeroMean = spec.ZeroMean };
             try { layer.Sparsifier = new GradientSparsifier(name, options, conv, seed + 7919 * ++stream); }
             catch (ArgumentException e) when (e is not ModelSpecException)
             {

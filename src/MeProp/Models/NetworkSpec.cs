@@ -99,7 +99,8 @@ public sealed record LayerSpec
 /// A layer's meProp settings in a network file, <c>"meprop": {"ratio": 0.05, "decay": 0.6, "selection": "per-channel"}</c>:
 /// ratio in (0, 1], decay in [0, 1) (default 0), selection as on the command line (default per-channel
 /// for conv2d, per-example for linear), decay_shape "full" (default) or "channel-position", and
-/// mass_fraction for an adaptive k (<see cref="Sparsity.MePropOptions.MassFraction"/>). The command
+/// mass_fraction for an adaptive k (<see cref="Sparsity.MePropOptions.MassFraction"/>), zero_mean to shift the
+/// kept values of each unit to mean zero (<see cref="Sparsity.MePropOptions.ZeroMean"/>). The command
 /// line's --topk replaces them on the layers it chooses.
 /// </summary>
 public sealed record LayerMePropSpec
@@ -115,6 +116,9 @@ public sealed record LayerMePropSpec
     [JsonPropertyName("mass_fraction")]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public double? MassFraction { get; init; }
+    [JsonPropertyName("zero_mean")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool ZeroMean { get; init; }
 }
 
 /// <summary>A network description that cannot be built: a bad field, a missing one, or shapes that do not fit.</summary>

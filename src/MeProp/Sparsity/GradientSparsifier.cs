@@ -133,9 +133,25 @@ public sealed unsafe class GradientSparsifier
         long selected = 0;
         for (int u = 0; u < units; u++) selected += _scratch.SelectedByUnit[u];
         var result = _scratch.Result;
+        if (Options.ZeroMean) ShiftToZeroMean(result);
         result.Selected = selected;
         result.NonZeroBefore = nonZero;
         return result;
+    }
+
+    /// <summary>Each unit's stored values minus their mean (summed in double): they then sum to zero up to rounding.</summary>
+    private static void ShiftToZeroMean(SparseGradient gradient)
+    {
+        for (int u = 0; u < gradient.Units; u++)
+        {
+            int count = gradient.Counts[u];
+            if (count == 0) continue;
+            var values = gradient.Values.AsSpan(u * gradient.Capacity, count);
+            double sum = 0;
+            foreach (float v in values) sum += v;
+            float mean = (float)(sum / count);
+            for (int i = 0; i < values.Length; i++) values[i] -= mean;
+        }
     }
 
     private void PrepareRunning(int n, int units, int plane, bool channelPosition)

@@ -51,6 +51,16 @@ public sealed record MePropOptions
     /// </summary>
     public double? MassFraction { get; init; }
 
+    /// <summary>
+    /// Shift each unit's kept values (an output channel's or feature's, over the whole batch) so that their mean
+    /// is zero, before dW and dx are computed from them. For layers that batch norm follows: its exact dL/dy has
+    /// mean zero over each unit, and kept values that do not would add to the weight gradient their sum times
+    /// the unit's mean input, a component of one sign step after step that the exact gradient lacks (with it,
+    /// per-feature-map top-k trains ResNet-20 on every layer; experiments/beyond/centred-topk.sh). No effect
+    /// on channel selection, which keeps whole units.
+    /// </summary>
+    public bool ZeroMean { get; init; }
+
     /// <summary>Throws an ArgumentException naming the bad value.</summary>
     public void Validate()
     {

@@ -83,6 +83,14 @@ public sealed record TrainOptions
     public double? MassFraction { get; init; }
 
     /// <summary>
+    /// Every meProp layer's kept values shifted to mean zero per unit (`--topk-zero-mean`,
+    /// <see cref="MePropOptions.ZeroMean"/>), for layers that batch norm follows. Written only when set, so
+    /// configurations without it read and write as before.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool ZeroMean { get; init; }
+
+    /// <summary>
     /// The data directory the run reads and a fingerprint of its images (the CLI records them so that
     /// `--resume` and `meprop eval` read the same images); null where the caller hands the data sets over
     /// itself, and in configurations written before it existed (then not written).
@@ -117,7 +125,7 @@ public sealed record TrainOptions
                 if (!(ratio > 0 && ratio <= 1)) throw new ArgumentException($"the top-k ratio of layer '{layer}' must be in (0, 1], got {ratio}");
         TopKSchedule?.Validate();
         if (MassFraction is double f && !(f > 0 && f <= 1)) throw new ArgumentException($"MassFraction must be in (0, 1], got {f}");
-        if (!UsesMeProp && (Decay != 0 || Selection is not null || MePropLayers is not null || MassFraction is not null))
-            throw new ArgumentException("Decay, Selection, MePropLayers and MassFraction need TopK (meProp is off without it)");
+        if (!UsesMeProp && (Decay != 0 || Selection is not null || MePropLayers is not null || MassFraction is not null || ZeroMean))
+            throw new ArgumentException("Decay, Selection, MePropLayers, MassFraction and ZeroMean need TopK (meProp is off without it)");
     }
 }

@@ -115,7 +115,7 @@ public sealed class Trainer
     {
         var model = ModelBuilder.Build(options.ModelOptions, channels, height, width, classes, compute, options.Seed);
         if (options.UsesMeProp)
-            MePropSetup.Attach(model, options.TopK, options.LayerRatios, options.Decay, options.DecayShape, options.Selection, options.MePropLayers, options.Seed, options.MassFraction);
+            MePropSetup.Attach(model, options.TopK, options.LayerRatios, options.Decay, options.DecayShape, options.Selection, options.MePropLayers, options.Seed, options.MassFraction, options.ZeroMean);
         return model;
     }
 

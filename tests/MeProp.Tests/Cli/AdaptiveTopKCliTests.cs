@@ -39,4 +39,26 @@ public class AdaptiveTopKCliTests
         Assert.Contains("need --topk", AssertOneLineError(Run("train", "--data", data.Path, "--topk-mass", "0.5", "--epochs", "1"), 1));
         Assert.Contains("per-channel or per-example", AssertOneLineError(Run(Args(data.Path, Path.Combine(adaptive.Path, "x"), "--topk", "0.3", "--topk-mass", "0.5", "--selection", "channel")), 1));
     }
+
+    [Fact]
+    public void ZeroMeanIsStoredWithTheRunAndKeptOnResume()
+    {
+        using var data = TinyData();
+        using var plain = new TempDirectory();
+        using var shifted = new TempDirectory();
+        Assert.Equal(0, Run(Args(data.Path, plain.Path, "--epochs", "1", "--topk", "0.3", "--batch-norm")).Code);
+        var result = Run(Args(data.Path, shifted.Path, "--epochs", "1", "--topk", "0.3", "--batch-norm", "--topk-zero-mean"));
+        Assert.True(result.Code == 0, result.Stderr);
+        Assert.True(Checkpoint.ReadOptions(shifted.File(Trainer.LastCheckpoint)).ZeroMean);
+        Assert.False(Checkpoint.ReadOptions(plain.File(Trainer.LastCheckpoint)).ZeroMean);
+        Assert.DoesNotContain("zero_mean", File.ReadAllText(plain.File(Trainer.SummaryFile)));
+        // The shift changes the training (the same seed, the same entries kept, other values).
+        Assert.NotEqual(File.ReadAllLines(plain.File(Trainer.MetricsFile))[0].Split(',')[1], File.ReadAllLines(shifted.File(Trainer.MetricsFile))[0].Split(',')[1]);
+
+        Assert.Contains("--topk-zero-mean true differs from the resumed run's false",
+            AssertOneLineError(Run("train", "--resume", plain.Path, "--epochs", "2", "--topk-zero-mean", "--data", data.Path), 1));
+        var same = Run("train", "--resume", shifted.Path, "--epochs", "2", "--topk-zero-mean", "--data", data.Path);
+        Assert.True(same.Code == 0, same.Stderr);
+        Assert.Contains("need --topk", AssertOneLineError(Run("train", "--data", data.Path, "--topk-zero-mean", "--epochs", "1"), 1));
+    }
 }

@@ -21,7 +21,7 @@ public class NetworkMePropTests
           {"type": "maxpool", "kernel_size": 2},
           {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": "same", "meprop": {"ratio": 0.25, "decay": 0.6, "selection": "channel"}},
           {"type": "relu"}, {"type": "flatten"},
-          {"type": "linear", "out_features": 16, "meprop": {"ratio": 0.5}}, {"type": "relu"},
+          {"type": "linear", "out_features": 16, "meprop": {"ratio": 0.5, "zero_mean": true}}, {"type": "relu"},
           {"type": "linear", "out_features": 10}]}
         """;
 
@@ -37,11 +37,12 @@ public class NetworkMePropTests
         var model = Build(Network);
         Assert.Null(((IMePropLayer)model.Layer("conv1")).Sparsifier);
         Assert.Equal(new MePropOptions { Ratio = 0.25, Decay = 0.6, Selection = SelectionPolicy.Channel }, ((IMePropLayer)model.Layer("conv2")).Sparsifier!.Options);
-        Assert.Equal(new MePropOptions { Ratio = 0.5, Selection = SelectionPolicy.PerExample }, ((IMePropLayer)model.Layer("fc1")).Sparsifier!.Options);
+        Assert.Equal(new MePropOptions { Ratio = 0.5, Selection = SelectionPolicy.PerExample, ZeroMean = true }, ((IMePropLayer)model.Layer("fc1")).Sparsifier!.Options);
         Assert.Null(((IMePropLayer)model.Layer("fc2")).Sparsifier);
         // Written back only where set.
         string json = model.Spec!.ToJson();
         Assert.Equal(2, json.Split("\"meprop\"").Length - 1);
+        Assert.Equal(1, json.Split("\"zero_mean\": true").Length - 1);
         Assert.Equal(json, NetworkSpec.Parse(json, "again").ToJson());
     }
 

@@ -357,6 +357,40 @@ public class GradientSparsifierTests
         Assert.All(hits, h => Assert.InRange(h, 1050, 1350));
     }
 
+    [Theory]
+    [InlineData(SelectionPolicy.PerChannel, true, 0.6)]
+    [InlineData(SelectionPolicy.PerExampleChannel, true, 0.0)]
+    [InlineData(SelectionPolicy.Random, true, 0.0)]
+    [InlineData(SelectionPolicy.PerExample, false, 0.6)]
+    [InlineData(SelectionPolicy.Unified, false, 0.0)]
+    public void ZeroMeanShiftsEachUnitsKeptValuesByTheirMean(SelectionPolicy policy, bool convolutional, double decay)
+    {
+        int n = 3, units = 5, plane = convolutional ? 25 : 1;
+        var rng = new Rng(21);
+        using var pool = new WorkerPool(2);
+        var options = new MePropOptions { Ratio = 0.3, Decay = decay, Selection = policy };
+        var plain = new GradientSparsifier("layer", options, convolutional, seed: 4);
+        var shifted = new GradientSparsifier("layer", options with { ZeroMean = true }, convolutional, seed: 4);
+        for (int step = 0; step < 2; step++)
+        {
+            var dy = TestData.Uniform(rng, n * units * plane);
+            var expected = ByUnit(plain.Sparsify(dy, n, units, plane, pool));
+            var actual = ByUnit(shifted.Sparsify(dy, n, units, plane, pool));
+            bool moved = false;
+            for (int u = 0; u < units; u++)
+            {
+                // The same entries, each moved by the unit's mean (summed in double, as the sparsifier does).
+                Assert.Equal(expected[u].Select(e => e.Position), actual[u].Select(e => e.Position));
+                if (expected[u].Count == 0) continue;
+                float mean = (float)(expected[u].Sum(e => (double)e.Value) / expected[u].Count);
+                Assert.Equal(expected[u].Select(e => e.Value - mean), actual[u].Select(e => e.Value));
+                Assert.InRange(actual[u].Sum(e => (double)e.Value), -1e-5, 1e-5);
+                moved |= Math.Abs(mean) > 1e-3;
+            }
+            Assert.True(moved, "every unit's kept values already had mean ~0: the test proves nothing");
+        }
+    }
+
     // ---- running average (paper eq. 15) ----
 
     /// <summary>run = d·run + (1-d)·|g| in float32, as the formula is written.</summary>
