@@ -10,7 +10,6 @@
 # Resumable; writes the runs' metrics and results.md under resnet20-fashion/centred-topk/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-root=$PWD
 out=experiments/beyond/resnet20-fashion/centred-topk
 work=${MEPROP_CACHE:-$HOME/.cache/meprop}/centred-topk
 fashion=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
@@ -19,13 +18,8 @@ layers="res1.conv1,res1.conv2,res2.conv1,res2.conv2,res3.conv1,res3.conv2,res4.c
 data="--model examples/networks/resnet20-fashion.json --data $fashion --normalize --max-train 10000 --batch-size 32 --threads 1 --meprop-layers $layers --topk 0.05 --decay 0.6"
 
 mkdir -p "$work"
-[ -d "$work/source" ] || git worktree add --detach "$work/source" HEAD
-# A clean worktree has not had the patch yet (or lost it): apply it, or fail.
-git -C "$work/source" diff --quiet && git -C "$work/source" apply "$root/$out/centre-kept.patch"
-git -C "$work/source" diff --quiet && { echo "centre-kept.patch did not apply" >&2; exit 1; }
+cli=$(experiments/beyond/patched-cli.sh "$work" "$out/centre-kept.patch")
 commit=$(git -C "$work/source" rev-parse --short HEAD)
-dotnet build "$work/source/src/MeProp.Cli" -c Release -v q -nologo
-cli="dotnet $work/source/src/MeProp.Cli/bin/Release/net10.0/MeProp.Cli.dll"
 
 for seed in 1 2 3; do
   for config in topk5-d0.6 topk5-d0.6-centred; do
