@@ -56,8 +56,8 @@ public sealed record MePropOptions
     /// is zero, before dW and dx are computed from them. For layers that batch norm follows: its exact dL/dy has
     /// mean zero over each unit, and kept values that do not would add to the weight gradient their sum times
     /// the unit's mean input, a component of one sign step after step that the exact gradient lacks (with it,
-    /// per-feature-map top-k trains ResNet-20 on every layer; experiments/beyond/centred-topk.sh). No effect
-    /// on channel selection, which keeps whole units.
+    /// per-feature-map top-k trains ResNet-20 on every layer; experiments/beyond/centred-topk.sh). Not with
+    /// channel selection, which keeps whole units with the values the layer's gradient has.
     /// </summary>
     public bool ZeroMean { get; init; }
 
@@ -66,6 +66,8 @@ public sealed record MePropOptions
     {
         if (!(Ratio > 0 && Ratio <= 1)) throw new ArgumentException($"top-k ratio must be in (0, 1], got {Ratio}");
         if (!(Decay >= 0 && Decay < 1)) throw new ArgumentException($"decay must be in [0, 1), got {Decay}");
+        if (ZeroMean && Selection == SelectionPolicy.Channel)
+            throw new ArgumentException("zero mean shifts the entries a selection keeps of a unit; channel selection keeps whole units, which it leaves as they are");
         if (MassFraction is double f)
         {
             if (!(f > 0 && f <= 1)) throw new ArgumentException($"mass fraction must be in (0, 1], got {f}");

@@ -60,5 +60,7 @@ public class AdaptiveTopKCliTests
         var same = Run("train", "--resume", shifted.Path, "--epochs", "2", "--topk-zero-mean", "--data", data.Path);
         Assert.True(same.Code == 0, same.Stderr);
         Assert.Contains("need --topk", AssertOneLineError(Run("train", "--data", data.Path, "--topk-zero-mean", "--epochs", "1"), 1));
+        Assert.Contains("channel selection keeps whole units",
+            AssertOneLineError(Run(Args(data.Path, Path.Combine(shifted.Path, "x"), "--topk", "0.3", "--topk-zero-mean", "--selection", "channel")), 1));
     }
 }
