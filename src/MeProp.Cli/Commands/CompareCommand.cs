@@ -101,11 +101,19 @@ internal static class CompareCommand
         return record;
     }
 
-    /// <summary>The seed a run recorded (summary.json's config.seed), or null where it recorded none.</summary>
+    /// <summary>
+    /// The seed a run recorded: summary.json's config.seed, or while it trains (no summary yet) its last
+    /// checkpoint's configuration; null where it recorded none.
+    /// </summary>
     internal static ulong? RecordedSeed(string directory)
     {
         string path = Path.Combine(directory, Trainer.SummaryFile);
-        if (!File.Exists(path)) return null;
+        if (!File.Exists(path))
+        {
+            string checkpoint = Path.Combine(directory, Trainer.LastCheckpoint);
+            try { return File.Exists(checkpoint) ? Checkpoint.ReadOptions(checkpoint).Seed : null; }
+            catch (CheckpointFormatException) { return null; }
+        }
         try
         {
             using var summary = JsonDocument.Parse(File.ReadAllText(path));

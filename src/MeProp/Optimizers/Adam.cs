@@ -78,9 +78,17 @@ public sealed unsafe class Adam : IOptimizer, IGradientReadyHook
         get => _parameters.Count > 0 && _parameters.All(p => p.GradientHook == this);
         set
         {
-            foreach (var p in _parameters)
-                if (value) p.GradientHook = this;
+            for (int i = 0; i < _parameters.Count; i++)
+            {
+                var p = _parameters[i];
+                if (value)
+                {
+                    p.GradientHook = this;
+                    // A gradient already there (a backward before the hook was set) is one the fused product would not read.
+                    if (p.Gradient.Span.IndexOfAnyExcept(0f) >= 0) _gradientFromOutsideStep[i] = true;
+                }
                 else if (p.GradientHook == this) p.GradientHook = null;
+            }
         }
     }
 

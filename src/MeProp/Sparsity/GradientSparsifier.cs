@@ -133,7 +133,8 @@ public sealed unsafe class GradientSparsifier
         long selected = 0;
         for (int u = 0; u < units; u++) selected += _scratch.SelectedByUnit[u];
         var result = _scratch.Result;
-        if (Options.ZeroMean) ShiftToZeroMean(result);
+        // At ratio 1 every entry is kept and the backward must be the dense one (dense epochs of a schedule too).
+        if (Options.ZeroMean && Options.Ratio < 1) ShiftToZeroMean(result);
         result.Selected = selected;
         result.NonZeroBefore = nonZero;
         return result;

@@ -52,12 +52,14 @@ public sealed record MePropOptions
     public double? MassFraction { get; init; }
 
     /// <summary>
-    /// Shift each unit's kept values (an output channel's or feature's, over the whole batch) so that their mean
-    /// is zero, before dW and dx are computed from them. For layers that batch norm follows: its exact dL/dy has
-    /// mean zero over each unit, and kept values that do not would add to the weight gradient their sum times
-    /// the unit's mean input, a component of one sign step after step that the exact gradient lacks (with it,
-    /// per-feature-map top-k trains ResNet-20 on every layer; experiments/beyond/centred-topk.sh). Not with
-    /// channel selection, which keeps whole units with the values the layer's gradient has.
+    /// Shift each unit's kept non-zero values (an output channel's or feature's, over the whole batch) so that
+    /// their mean is zero, before dW and dx are computed from them; kept entries whose dL/dy is zero stay zero.
+    /// For layers that batch norm follows: its exact dL/dy has mean zero over each unit, and kept values that
+    /// do not would add to the weight gradient their sum times the unit's mean input, a component of one sign
+    /// step after step that the exact gradient lacks (with it, per-feature-map top-k trains ResNet-20 on every
+    /// layer; experiments/beyond/centred-topk.sh). The layer's bias gradient, their sum, is then zero, as it is
+    /// exactly under batch norm: elsewhere the bias would not train. No shift at ratio 1 (the dense backward).
+    /// Not with channel selection, which keeps whole units with the values the layer's gradient has.
     /// </summary>
     public bool ZeroMean { get; init; }
 

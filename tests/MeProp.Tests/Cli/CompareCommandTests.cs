@@ -1,4 +1,5 @@
 using System.Text.Json;
+using MeProp.Cli.Commands;
 using MeProp.Training;
 
 namespace MeProp.Tests.Cli;
@@ -108,5 +109,24 @@ public class CompareCommandTests
         Assert.Contains("has seed 2, the baseline's run 1", swapped.Stderr);
         var paired = CliHarness.Run("compare", "--group", $"dense={dense[0]},{dense[1]}", "--group", $"sparse={sparse[0]},{sparse[1]}", "--out", Path.Combine(root.Path, "out"));
         Assert.True(paired.Code == 0, paired.Stderr);
+    }
+
+    [Fact]
+    public void AnUnfinishedRunsSeedIsReadFromItsCheckpoint()
+    {
+        using var data = CliHarness.TinyData();
+        using var root = new TempDirectory();
+        string[] runs = [Path.Combine(root.Path, "seed-1"), Path.Combine(root.Path, "seed-2")];
+        for (int i = 0; i < 2; i++)
+        {
+            var trained = CliHarness.Run("train", "--data", data.Path, "--out", runs[i], "--model", "mlp", "--hidden-size", "8", "--dev-size", "12",
+                "--batch-size", "7", "--threads", "1", "--epochs", "1", "--seed", $"{i + 1}");
+            Assert.True(trained.Code == 0, trained.Stderr);
+            File.Delete(Path.Combine(runs[i], Trainer.SummaryFile));   // as while it trains
+        }
+        Assert.Equal(2UL, CompareCommand.RecordedSeed(runs[1]));
+        var swapped = CliHarness.Run("compare", "--group", $"a={runs[0]}", "--group", $"b={runs[1]}", "--out", Path.Combine(root.Path, "out"));
+        Assert.Equal(1, swapped.Code);
+        Assert.Contains("has seed 2, the baseline's run 1", swapped.Stderr);
     }
 }

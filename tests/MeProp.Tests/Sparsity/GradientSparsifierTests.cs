@@ -391,6 +391,19 @@ public class GradientSparsifierTests
         }
     }
 
+    [Fact]
+    public void ZeroMeanLeavesRatioOneDense()
+    {
+        int n = 3, units = 4, plane = 25;
+        using var pool = new WorkerPool(2);
+        var dy = TestData.Uniform(new Rng(22), n * units * plane);
+        var options = new MePropOptions { Ratio = 1, Selection = SelectionPolicy.PerChannel };
+        var plain = ByUnit(new GradientSparsifier("conv", options, convolutional: true, seed: 1).Sparsify(dy, n, units, plane, pool));
+        var shifted = ByUnit(new GradientSparsifier("conv", options with { ZeroMean = true }, convolutional: true, seed: 1).Sparsify(dy, n, units, plane, pool));
+        for (int u = 0; u < units; u++) Assert.Equal(plain[u], shifted[u]);
+        Assert.True(Math.Abs(plain[0].Average(e => e.Value)) > 1e-3, "the unit's values already had mean ~0: the test proves nothing");
+    }
+
     // ---- running average (paper eq. 15) ----
 
     /// <summary>run = d·run + (1-d)·|g| in float32, as the formula is written.</summary>

@@ -102,8 +102,10 @@ public class FusedUpdateTrainingTests
         var rng = new Rng(11);
         var plain = new Linear("fc", 37, 300, compute, new Rng(3));
         var fused = new Linear("fc", 37, 300, compute, new Rng(3));
+        var late = new Linear("fc", 37, 300, compute, new Rng(3));
         var plainAdam = new Adam(plain.Parameters, compute.Pool);
         var fusedAdam = new Adam(fused.Parameters, compute.Pool) { FuseIntoBackward = true };
+        var lateAdam = new Adam(late.Parameters, compute.Pool);
         var x1 = TestData.UniformTensor(rng, 5, 37);
         var x2 = TestData.UniformTensor(rng, 5, 37);
         var dy1 = TestData.UniformTensor(rng, 5, 300);
@@ -121,8 +123,19 @@ public class FusedUpdateTrainingTests
         fused.Forward(x2, training: true);
         fused.Backward(dy2);
         fusedAdam.FinishStep();
+        // The same with the hook set only after the first backward (a gradient check, then training).
+        late.Forward(x1, training: true);
+        late.Backward(dy1);
+        lateAdam.FuseIntoBackward = true;
+        lateAdam.BeginStep();
+        late.Forward(x2, training: true);
+        late.Backward(dy2);
+        lateAdam.FinishStep();
         for (int i = 0; i < plain.Parameters.Count; i++)
+        {
             Assert.True(plain.Parameters[i].Value.Span.SequenceEqual(fused.Parameters[i].Value.Span), $"{plain.Parameters[i].Name} differs");
+            Assert.True(plain.Parameters[i].Value.Span.SequenceEqual(late.Parameters[i].Value.Span), $"{plain.Parameters[i].Name} differs (hook set late)");
+        }
 
         // The next step is fused again (the outside gradient was applied and cleared), and takes one backward.
         fusedAdam.BeginStep();
