@@ -3,18 +3,27 @@ namespace MeProp.Training;
 /// <summary>Writes a file so that readers see either the old or the new content, never a torn one.</summary>
 public static class AtomicFile
 {
-    public static void WriteAllText(string path, string text)
-    {
-        string temporary = TemporaryPath(path, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        File.WriteAllText(temporary, text);
-        File.Move(temporary, path, overwrite: true);
-    }
+    public static void WriteAllText(string path, string text) => WriteAllBytes(path, new System.Text.UTF8Encoding(false).GetBytes(text));
 
     public static void WriteAllBytes(string path, byte[] bytes)
     {
         string temporary = TemporaryPath(path, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        File.WriteAllBytes(temporary, bytes);
-        File.Move(temporary, path, overwrite: true);
+        try
+        {
+            using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
+            {
+                stream.Write(bytes);
+                // On disk before the rename: after a power loss the file is then the old one or the new one, not an empty one.
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temporary, path, overwrite: true);
+        }
+        catch
+        {
+            // Best effort (a run directory's claim clears what is left); the write's own error is the one to report.
+            try { File.Delete(temporary); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            throw;
+        }
     }
 
     /// <summary>

@@ -54,26 +54,35 @@ public sealed class RunDirectory : IDisposable
                 throw new RunDirectoryInUseException($"{full}: the directory is not empty (it holds {Describe(full)}); a new run needs an empty or absent directory");
             if (mode == RunDirectoryMode.Overwrite)
             {
-                movedAside = FreeName(full);
-                Directory.Move(full, movedAside);
+                // The earlier run's lock is taken before the move: a directory is renamed even while a process
+                // holds a file in it, and that process would go on writing under the new run's name.
+                using (TakeLock(full))
+                {
+                    movedAside = FreeName(full);
+                    Directory.Move(full, movedAside);
+                }
             }
         }
         Directory.CreateDirectory(full);
-        FileStream runLock;
-        try
-        {
-            runLock = new FileStream(System.IO.Path.Combine(full, LockFile), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-        }
-        catch (IOException) when (File.Exists(System.IO.Path.Combine(full, LockFile)))
-        {
-            throw new RunDirectoryInUseException($"{full}: another process is training in this directory");
-        }
+        var runLock = TakeLock(full);
         // What a killed run's atomic writes left (AtomicFile.TemporaryPath).
         foreach (string leftover in Directory.GetFiles(full, ".*.tmp")) File.Delete(leftover);
         return new RunDirectory(full, runLock, movedAside);
     }
 
     public void Dispose() => _lock.Dispose();
+
+    private static FileStream TakeLock(string directory)
+    {
+        try
+        {
+            return new FileStream(System.IO.Path.Combine(directory, LockFile), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException) when (File.Exists(System.IO.Path.Combine(directory, LockFile)))
+        {
+            throw new RunDirectoryInUseException($"{directory}: another process is training in this directory");
+        }
+    }
 
     private static bool HoldsAnything(string directory) =>
         Directory.EnumerateFileSystemEntries(directory).Any(entry => System.IO.Path.GetFileName(entry) != LockFile);

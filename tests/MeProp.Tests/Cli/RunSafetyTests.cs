@@ -50,6 +50,32 @@ public class RunSafetyTests
     }
 
     [Fact]
+    public void AnAtomicWriteThatFailsLeavesNoTemporary()
+    {
+        using var root = new TempDirectory();
+        string target = root.File("summary.json");
+        AtomicFile.WriteAllText(target, "old");
+        Directory.CreateDirectory(root.File("taken"));
+        Assert.ThrowsAny<IOException>(() => AtomicFile.WriteAllText(root.File("taken"), "new"));
+        AtomicFile.WriteAllText(target, "new");
+        Assert.Equal("new", File.ReadAllText(target));
+        Assert.Equal(["summary.json", "taken"], Directory.EnumerateFileSystemEntries(root.Path).Select(Path.GetFileName).Order());
+    }
+
+    [Fact]
+    public void OverwriteDoesNotMoveADirectoryAnotherProcessHolds()
+    {
+        using var root = new TempDirectory();
+        string run = root.File("r");
+        using var held = RunDirectory.Claim(run, RunDirectoryMode.New);
+        File.WriteAllText(Path.Combine(run, Trainer.MetricsFile), "{}\n");
+        var error = Assert.Throws<RunDirectoryInUseException>(() => RunDirectory.Claim(run, RunDirectoryMode.Overwrite));
+        Assert.Contains("another process", error.Message);
+        Assert.True(File.Exists(Path.Combine(run, Trainer.MetricsFile)));
+        Assert.False(Directory.Exists(run + ".old-1"));
+    }
+
+    [Fact]
     public void ACrashBetweenMetricsAndCheckpointLosesNoEpoch()
     {
         using var data = TinyData();
