@@ -41,10 +41,20 @@ internal static class PredictCommand
             }
             else
             {
-                shape = options.ModelOptions.Network?.Input is { Length: 3 } input ? input : [1, 28, 28];
+                int[]? networkShape = options.ModelOptions.Network?.Input switch { { Length: 3 } input => input, [_] => null, _ => [1, 28, 28] };
+                shape = networkShape ?? [];
                 foreach (string file in files)
                 {
                     var (width, height, _) = ImageFiles.Info(file);
+                    if (networkShape is null && shape.Length == 0)
+                    {
+                        // A network with input [features] takes images flattened: the first file's size says their shape.
+                        int features = options.ModelOptions.Network!.Input[0];
+                        int channels = features / (width * height);
+                        if (channels is not (1 or 3) || channels * width * height != features)
+                            throw new ArgumentException($"{file}: {width}x{height} pixels, the network takes {features} values per image (1 or 3 channels of its pixels)");
+                        shape = [channels, height, width];
+                    }
                     if (width != shape[2] || height != shape[1])
                         throw new ArgumentException($"{file}: {width}x{height} pixels, the network takes {shape[2]}x{shape[1]}");
                     var pixels = new float[shape[0] * shape[1] * shape[2]];

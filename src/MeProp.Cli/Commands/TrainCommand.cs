@@ -129,7 +129,7 @@ internal static class TrainCommand
             using (var probe = new ComputeContext(1))
             {
                 var network = options.ModelOptions.Network;
-                int[] input = network?.Input is { Length: 3 } shape ? shape : [1, 28, 28];
+                int[] input = network?.Input switch { { Length: 3 } shape => shape, [int features] => [1, 1, features], _ => [1, 28, 28] };
                 Trainer.BuildModel(options, input[0], input[1], input[2], network?.Classes ?? MnistFiles.Classes, probe);
             }
             // The images: a resumed run's own (its recorded directory unless --data moves it; the content must

@@ -14,6 +14,8 @@ public sealed class Sequential
     private readonly ILayer[] _layers;
     private readonly long[] _backwardTicks;
     private readonly long[] _forwardTicks;
+    /// <summary>The last batch of images seen flattened (<see cref="AsNetworkInput"/>), kept while its storage and size stay.</summary>
+    private Tensor? _flatInput;
 
     public Sequential(IEnumerable<ILayer> layers)
     {
@@ -63,14 +65,19 @@ public sealed class Sequential
     /// <summary>The output shape for an input of the given shape (batch first), layer by layer.</summary>
     public int[] OutputShape(ReadOnlySpan<int> inputShape)
     {
-        int[] shape = inputShape.ToArray();
+        int[] shape = Spec?.Input is [int features] && inputShape.Length > 2 ? [inputShape[0], features] : inputShape.ToArray();
         foreach (var layer in _layers) shape = layer.OutputShape(shape);
         return shape;
     }
 
+    /// <summary>
+    /// Runs every layer on <paramref name="input"/>: [N, ...] as the first layer takes it. A network described
+    /// with input [features] also takes images [N, C, H, W] with C·H·W = features, read flattened (CHW
+    /// order) as a flatten layer in front would read them, so data loaders need not know the network.
+    /// </summary>
     public Tensor Forward(Tensor input, bool training)
     {
-        var x = input;
+        var x = AsNetworkInput(input);
         for (int i = 0; i < _layers.Length; i++)
         {
             long start = Stopwatch.GetTimestamp();
@@ -78,6 +85,16 @@ public sealed class Sequential
             _forwardTicks[i] += Stopwatch.GetTimestamp() - start;
         }
         return x;
+    }
+
+    private Tensor AsNetworkInput(Tensor input)
+    {
+        if (Spec?.Input is not [int features] || input.Rank <= 2) return input;
+        int n = input.Dim(0);
+        if (input.Length != (long)n * features)
+            throw new ArgumentException($"the network's input is [{features}] per example, got a batch {input.ShapeText}");
+        if (_flatInput is null || !_flatInput.SharesStorageWith(input) || _flatInput.Dim(0) != n) _flatInput = input.View(n, features);
+        return _flatInput;
     }
 
     /// <summary>Back-propagates dL/d(output) through every layer, adding into the parameter gradients.</summary>

@@ -92,4 +92,40 @@ public class NetworkMePropTests
         var eval = Run("eval", "--checkpoint", whole, "--data", data.Path);
         Assert.True(eval.Code == 0, eval.Stderr);
     }
+
+    [Fact]
+    public void ANetworkWithFlatInputTrainsEvaluatesAndPredictsOnImages()
+    {
+        const string flat = """
+            {"input": [64], "classes": 10, "layers": [
+              {"type": "linear", "out_features": 16, "meprop": {"ratio": 0.5}}, {"type": "relu"},
+              {"type": "linear", "out_features": 10}]}
+            """;
+        using var compute = new ComputeContext(1);
+        var model = NetworkFactory.Build(NetworkSpec.Parse(flat, "flat.json"), compute, 1);
+        var images = new MeProp.Tensors.Tensor(3, 1, 8, 8);
+        var random = new Random(4);
+        for (int i = 0; i < images.Length; i++) images.Span[i] = (float)random.NextDouble();
+        var flattened = images.Clone().Reshape(3, 64);
+        Assert.Equal(model.Forward(flattened, training: false).Span.ToArray(), model.Forward(images, training: false).Span.ToArray());
+        Assert.Equal([3, 10], model.OutputShape(images.Shape));
+        Assert.Throws<ArgumentException>(() => model.Forward(new MeProp.Tensors.Tensor(3, 1, 8, 7), training: false));
+
+        using var data = TinyData();
+        using var output = new TempDirectory();
+        string network = output.File("flat.json"), run = output.File("run");
+        File.WriteAllText(network, flat);
+        var trained = Run("train", "--data", data.Path, "--out", run, "--dev-size", "12", "--batch-size", "7", "--threads", "1", "--model", network, "--epochs", "1");
+        Assert.True(trained.Code == 0, trained.Stderr);
+        var eval = Run("eval", "--checkpoint", run, "--data", data.Path);
+        Assert.True(eval.Code == 0, eval.Stderr);
+        var predicted = Run("predict", "--checkpoint", run, "--data", data.Path, "--count", "2", "--json");
+        Assert.True(predicted.Code == 0, predicted.Stderr);
+        string good = output.File("digit.png"), bad = output.File("big.png");
+        using (var stream = File.Create(good)) new StbImageWriteSharp.ImageWriter().WritePng(new byte[64], 8, 8, StbImageWriteSharp.ColorComponents.Grey, stream);
+        using (var stream = File.Create(bad)) new StbImageWriteSharp.ImageWriter().WritePng(new byte[100], 10, 10, StbImageWriteSharp.ColorComponents.Grey, stream);
+        var file = Run("predict", "--checkpoint", run, good);
+        Assert.True(file.Code == 0, file.Stderr);
+        Assert.Contains("big.png: 10x10 pixels, the network takes 64 values per image", AssertOneLineError(Run("predict", "--checkpoint", run, bad), 1));
+    }
 }
