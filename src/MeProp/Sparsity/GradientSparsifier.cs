@@ -98,10 +98,12 @@ public sealed unsafe class GradientSparsifier
     public IEnumerable<(string Key, string Value)> StateMetadata(string layer) =>
         [(layer + ".meprop.rng", string.Join(",", _rng.GetState()))];
 
+    /// <summary>Restores <see cref="StateMetadata"/>; a checkpoint without it is not of a run with meProp on this layer.</summary>
     public void RestoreMetadata(string layer, IReadOnlyDictionary<string, string> metadata)
     {
-        if (metadata.TryGetValue(layer + ".meprop.rng", out var text))
-            _rng.SetState(text.Split(',').Select(ulong.Parse).ToArray());
+        if (!metadata.TryGetValue(layer + ".meprop.rng", out var text))
+            throw new ArgumentException($"checkpoint has no '{layer}.meprop.rng' state: it is not of a run with meProp on {layer}");
+        _rng.SetState(text.Split(',').Select(ulong.Parse).ToArray());
     }
 
     /// <summary>Selects the kept entries of dy [N, U, P]; the result stays valid until the next call.</summary>

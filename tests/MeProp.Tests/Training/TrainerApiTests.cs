@@ -39,5 +39,20 @@ public class TrainerApiTests
         Checkpoint.Load(output.File(Trainer.LastCheckpoint), rebuilt, optimizer: null);
         foreach (var (a, b) in model.Parameters.Zip(rebuilt.Parameters))
             Assert.True(a.Value.Span.SequenceEqual(b.Value.Span), $"{a.Name} differs");
+
+        // The recorded network has no meProp attached by hand: resuming it as it is would train dense.
+        string last = output.File(Trainer.LastCheckpoint);
+        var dense = Assert.Throws<CheckpointFormatException>(() => Checkpoint.Load(last, rebuilt, new Adam(rebuilt.Parameters, compute.Pool, learningRate: 3e-3f)));
+        Assert.Contains("meProp on layer 'features'", dense.Message);
+        ((Conv2d)rebuilt.Layer("features")).Sparsifier = new GradientSparsifier("features", new MePropOptions { Ratio = 0.25, Decay = 0.6 }, convolutional: true, seed: 3);
+        Assert.Equal(2, Checkpoint.Load(last, rebuilt, new Adam(rebuilt.Parameters, compute.Pool, learningRate: 3e-3f))!.EpochsCompleted);
+
+        // A full checkpoint without a meProp layer's generator state is not of that run.
+        var file = SafeTensorsFile.Load(last);
+        file.Metadata.Remove("features.meprop.rng");
+        string withoutRng = output.File("without-rng.safetensors");
+        file.Save(withoutRng);
+        var missing = Assert.Throws<CheckpointFormatException>(() => Checkpoint.Load(withoutRng, rebuilt, optimizer: null));
+        Assert.Contains("features.meprop.rng", missing.Message);
     }
 }
