@@ -43,8 +43,8 @@ public sealed class BatchLoader
     public int BatchCount { get; }
 
     /// <summary>
-    /// Sets the order for <paramref name="epoch"/> (0-based): a fresh permutation when shuffling, index order
-    /// otherwise. Must be called before the first <see cref="FillBatch"/> when shuffling.
+    /// Sets the order for <paramref name="epoch"/> (the trainer counts epochs from 1): a fresh permutation when
+    /// shuffling, index order otherwise. Must be called before the first <see cref="FillBatch"/> when shuffling.
     /// </summary>
     public void StartEpoch(int epoch)
     {
@@ -57,11 +57,11 @@ public sealed class BatchLoader
 
     /// <summary>
     /// Copies batch <paramref name="batch"/> of the current epoch: reshapes <paramref name="images"/> to
-    /// [n, 1, H, W] (its storage grows only if too small) and writes n labels to the start of
+    /// [n, C, H, W] (its storage grows only if too small) and writes n labels to the start of
     /// <paramref name="labels"/>. Returns n, which is <see cref="BatchSize"/> except perhaps for the last batch.
     /// </summary>
     /// <param name="batch">0 up to <see cref="BatchCount"/> - 1.</param>
-    /// <param name="images">Receives the images, [n, 1, H, W].</param>
+    /// <param name="images">Receives the images, [n, C, H, W].</param>
     /// <param name="labels">Receives the labels; at least <see cref="BatchSize"/> long.</param>
     public int FillBatch(int batch, Tensor images, Span<int> labels)
     {

@@ -84,6 +84,7 @@ public static class NetworkFactory
         var layers = new List<ILayer>();
         foreach (var spec in specs)
         {
+            if (spec is null) throw new ModelSpecException($"{prefix}layers: an entry is null, not a layer");
             string kind = Kind(spec.Type);
             int count = counters[kind] = counters.GetValueOrDefault(kind) + 1;
             // "flatten" and "normalize" stay unnumbered for the first one, as PyTorch models usually call them.

@@ -185,6 +185,8 @@ public sealed class SafeTensorsFile
             ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(lengthBytes);
             if (headerLength > (ulong)(fileLength - 8))
                 throw Error(path, $"header length {headerLength} is more than the {fileLength - 8} bytes after it");
+            if (headerLength > (ulong)Array.MaxLength)
+                throw Error(path, $"header length {headerLength} is more than one array holds");
             var header = new byte[headerLength];
             stream.ReadExactly(header);
             long dataLength = fileLength - 8 - (long)headerLength;
@@ -289,6 +291,7 @@ public sealed class SafeTensorsFile
 
         if (!value.TryGetProperty("data_offsets", out JsonElement offsets) || offsets.ValueKind != JsonValueKind.Array
             || offsets.GetArrayLength() != 2
+            || offsets[0].ValueKind != JsonValueKind.Number || offsets[1].ValueKind != JsonValueKind.Number
             || !offsets[0].TryGetInt64(out long begin) || !offsets[1].TryGetInt64(out long end))
             throw Error(path, $"tensor '{name}' has no \"data_offsets\" array of two integers");
         if (begin < 0 || end < begin || end > dataLength)

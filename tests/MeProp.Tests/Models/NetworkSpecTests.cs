@@ -81,6 +81,8 @@ public class NetworkSpecTests
     [InlineData("""{"type": "residual", "layers": [{"type": "conv2d", "out_channels": 2, "kernel_size": 1}]}""", "res1: the block's layers give [2, 6, 6] but its identity shortcut gives [1, 6, 6]")]
     [InlineData("""{"type": "flatten"}, {"type": "linear", "out_features": 7}""", "the network ends in [7] per example, but classes is 10")]
     [InlineData("""{"type": "dropout", "p": 1.5}""", "dropout1: p must be in [0, 1)")]
+    [InlineData("""{"type": "flatten"}, null""", "an entry is null")]
+    [InlineData("""{"type": "residual", "layers": [null]}""", "res1.layers: an entry is null")]
     public void BadLayersFailWithTheLayersName(string layers, string expected)
     {
         string json = $$"""{"input": [1, 6, 6], "classes": 10, "layers": [{{layers}}]}""";

@@ -171,6 +171,7 @@ public sealed class SafeTensorsFileTests : IDisposable
         { """{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}""", "tensor 'a' is F32 of shape [3] = 12 bytes, but data_offsets [0, 8] hold 8", 8, null },
         { """{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}}""", "tensor 'a' has shape [-1]: dimension 0 is not an int32 >= 0", 0, null },
         { """{"a":{"dtype":"F32","shape":[1]}}""", "tensor 'a' has no \"data_offsets\" array of two integers", 4, null },
+        { """{"a":{"dtype":"F32","shape":[1],"data_offsets":["0","4"]}}""", "tensor 'a' has no \"data_offsets\" array of two integers", 4, null },
         { """{"a":{"shape":[1],"data_offsets":[0,4]}}""", "tensor 'a' has no string \"dtype\"", 4, null },
         { """{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}""", "data section has a gap: tensor 'a' starts at 4, the previous one ends at 0", 8, null },
         { """{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}""", "tensor 'b' at [4, 8] overlaps the previous tensor, which ends at 8", 8, null },
