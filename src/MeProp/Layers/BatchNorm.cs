@@ -56,6 +56,12 @@ public sealed unsafe class BatchNorm : ILayer, IStatefulLayer
 
     /// <summary>Number of channels C (features of a [N, C] input).</summary>
     public int Features { get; }
+
+    /// <summary>
+    /// Values per channel in one example (H*W; 1 for [N, C]) where the network's shapes fix it (a network
+    /// built from its description sets it), else null. At 1 a training batch needs two examples or more.
+    /// </summary>
+    public int? ValuesPerExample { get; init; }
     public float Epsilon { get; }
 
     /// <summary>Weight of each training batch's statistics in the running estimates, in [0, 1]; null for a cumulative average.</summary>

@@ -132,7 +132,7 @@ public static class NetworkFactory
                 break;
             case "batchnorm":
                 Allow(spec, name);
-                layer = new BatchNorm(name, shape[0], compute);
+                layer = new BatchNorm(name, shape[0], compute) { ValuesPerExample = Tensor.ElementCount(shape.AsSpan(1)) };
                 break;
             case "relu" or "sigmoid" or "tanh":
                 Allow(spec, name);

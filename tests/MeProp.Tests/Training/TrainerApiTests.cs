@@ -55,4 +55,27 @@ public class TrainerApiTests
         var missing = Assert.Throws<CheckpointFormatException>(() => Checkpoint.Load(withoutRng, rebuilt, optimizer: null));
         Assert.Contains("features.meprop.rng", missing.Message);
     }
+
+    [Fact]
+    public void ALastBatchOfOneImageIsRefusedUpFrontWhereBatchNormHasOnlyTheBatch()
+    {
+        using var data = new TempDirectory();
+        IdxTestFiles.WriteMnistLayout(data.Path, trainCount: 40, testCount: 15, height: 8, width: 8);
+        var mnist = MnistFiles.Load(data.Path);
+        var split = DatasetSplit.Create(mnist.Training, devSize: 10); // 30 training images
+        using var compute = new ComputeContext(1);
+        Trainer For(NetworkBuilder network, int batchSize)
+        {
+            var model = network.Build(classes: 10, compute, seed: 1);
+            return new Trainer(model, new Adam(model.Parameters, compute.Pool), new TrainOptions { Epochs = 1, BatchSize = batchSize, Threads = 1, DevSize = 10 }, compute, split, mnist.Test, null);
+        }
+        NetworkBuilder Flat() => new NetworkBuilder(1, 8, 8).Flatten().Linear(12).BatchNorm(name: "features").ReLU().Linear(10);
+        NetworkBuilder Convolutional() => new NetworkBuilder(1, 8, 8).Conv2d(4, 3, padding: 1).BatchNorm().ReLU().Flatten().Linear(10);
+
+        var error = Assert.Throws<ArgumentException>(() => For(Flat(), 29));
+        Assert.Contains("features", error.Message);
+        Assert.Contains("last batch", error.Message);
+        Assert.Equal(1, For(Flat(), 7).Run().EpochsCompleted);          // last batch of 2
+        Assert.Equal(1, For(Convolutional(), 29).Run().EpochsCompleted); // 64 values per channel in one image
+    }
 }
