@@ -68,7 +68,8 @@ public sealed unsafe class GradientSparsifier
     /// <summary>
     /// The ratio in force, k = ceil(ratio x pool size): settable between steps (a schedule sets it at each
     /// epoch's start). The running gradient and the random stream carry on; setting the ratio it has
-    /// changes nothing. Ratio 1 gives exactly the dense gradients.
+    /// changes nothing. Ratio 1 keeps every entry the selection sees: the dense gradients, unless
+    /// <see cref="MePropOptions.MassFraction"/> trims them (see <see cref="KeepAll"/>).
     /// </summary>
     public double Ratio
     {
@@ -83,6 +84,13 @@ public sealed unsafe class GradientSparsifier
             _policy = CreatePolicy(options, _convolutional, _rng);
         }
     }
+    /// <summary>
+    /// Keep every entry whatever the options (a schedule's dense epochs, with <see cref="Ratio"/> 1): the backward
+    /// is then the exact dense one, without trimming by mass or a zero-mean shift. The running gradient and the
+    /// random stream carry on as at ratio 1.
+    /// </summary>
+    public bool KeepAll { get; set; }
+
     /// <summary>The last selection (valid until the next call).</summary>
     public SparseGradient Result => _scratch.Result;
 
@@ -124,7 +132,7 @@ public sealed unsafe class GradientSparsifier
             };
             nonZero = _policy.Select(ref job, pool);
         }
-        if (Options.MassFraction is double fraction)
+        if (Options.MassFraction is double fraction && !KeepAll)
         {
             // Trimmed entries are no longer kept: take them off each unit's count of selected entries.
             if (_trimmedByUnit.Length < units) _trimmedByUnit = new long[units];

@@ -43,7 +43,7 @@ public sealed record TopKSchedule
     /// </summary>
     public double? RatioAt(int epoch, int epochs)
     {
-        if (epoch <= DenseWarmup || (DenseEvery > 0 && epoch % DenseEvery == 0)) return 1.0;
+        if (IsDense(epoch)) return 1.0;
         if (Shape == ScheduleShape.Constant) return null;
         double start = StartRatio ?? 1, end = EndRatio ?? 1;
         double t = epochs <= 1 ? 0 : Math.Clamp((epoch - 1) / (double)(epochs - 1), 0, 1);
@@ -51,6 +51,9 @@ public sealed record TopKSchedule
             ? start + (end - start) * t
             : end + (start - end) * (1 + Math.Cos(Math.PI * t)) / 2;
     }
+
+    /// <summary>Whether <paramref name="epoch"/> (1-based) is a dense one: of the warm-up, or a multiple of <see cref="DenseEvery"/>.</summary>
+    public bool IsDense(int epoch) => epoch <= DenseWarmup || (DenseEvery > 0 && epoch % DenseEvery == 0);
 
     /// <summary>Throws an ArgumentException naming the bad value.</summary>
     public void Validate()

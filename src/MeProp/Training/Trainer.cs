@@ -268,9 +268,11 @@ public sealed class Trainer
     {
         if (_options.TopKSchedule is not { } schedule) return null;
         double? ratio = schedule.RatioAt(epoch, _options.Epochs);
+        bool dense = schedule.IsDense(epoch);
         var ratios = new Dictionary<string, double>();
         foreach (var (layer, sparsifier, own) in _scheduled)
         {
+            sparsifier.KeepAll = dense;
             sparsifier.Ratio = ratio ?? own;
             ratios[layer] = sparsifier.Ratio;
         }

@@ -67,6 +67,18 @@ public class TopKScheduleCliTests
     }
 
     [Fact]
+    public void DenseEpochsAreDenseWithAnAdaptiveKToo()
+    {
+        using var data = TinyData();
+        using var output = new TempDirectory();
+        Assert.Equal(0, Run(Args(data.Path, output.Path, "--epochs", "2", "--topk", "0.5", "--topk-mass", "0.5", "--dense-warmup", "1")).Code);
+        var epochs = Epochs(output.Path);
+        Assert.Equal(1.0, epochs[0].Kept["conv1"], 12);
+        Assert.Equal(1.0, epochs[0].Kept["conv2"], 12);
+        Assert.True(epochs[1].Kept["conv2"] < 0.5, $"kept {epochs[1].Kept["conv2"]}");
+    }
+
+    [Fact]
     public void ResumeOfAScheduledRunEqualsTheUninterruptedRun()
     {
         using var data = TinyData();
