@@ -79,6 +79,8 @@ internal sealed class MePropCliOptions
     {
         if (!resuming && parse.GetValue(TopK) is null && (parse.GetValue(Decay) != 0 || parse.GetValue(Selection) is not null || parse.GetValue(Layers) is not null || parse.GetValue(MassFraction) is not null || parse.GetValue(ZeroMean)))
             throw new ArgumentException("--decay, --selection, --topk-mass, --topk-zero-mean and --meprop-layers need --topk (without it training is dense)");
+        if (!resuming && parse.GetValue(DecayShape) != "full" && parse.GetValue(Decay) == 0)
+            throw new ArgumentException("--decay-shape is the shape of the running average: it needs --decay above 0");
         return WithMeProp(parse, options);
     }
 

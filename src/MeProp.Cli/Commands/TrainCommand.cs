@@ -121,6 +121,8 @@ internal static class TrainCommand
             {
                 if (fresh.TopKSchedule is not null && !fresh.UsesMeProp)
                     throw new ArgumentException("--topk-schedule, --dense-warmup and --dense-every need --topk (without it training is dense)");
+                if (parse.GetResult(momentum) is { Implicit: false } && fresh.Optimizer != "sgd")
+                    throw new ArgumentException($"--momentum is SGD's; {fresh.Optimizer} does not use it");
                 options = fresh;
             }
             options.Validate();
@@ -162,6 +164,13 @@ internal static class TrainCommand
                 if (trainer.Progress.EpochsCompleted >= options.Epochs)
                 {
                     Console.WriteLine($"{checkpoint} has completed {trainer.Progress.EpochsCompleted} epoch(s); nothing to train (give --epochs N to train further)");
+                    // A run stopped between its last checkpoint and its summary gets the summary now.
+                    string summaryFile = Path.Combine(Path.GetDirectoryName(checkpoint)!, Trainer.SummaryFile);
+                    if (!File.Exists(summaryFile))
+                    {
+                        trainer.Run();
+                        Console.WriteLine($"wrote {summaryFile}");
+                    }
                     return 0;
                 }
                 Console.WriteLine($"resuming {checkpoint} after epoch {trainer.Progress.EpochsCompleted}");
@@ -169,7 +178,7 @@ internal static class TrainCommand
             Console.WriteLine($"{options.ModelOptions.Model}: {trainer.Model.ParameterCount:N0} parameters; train {split.Train.Count}, dev {split.Dev?.Count ?? 0}, test {mnist.Test.Count} images of {source.Directory}; batch {options.BatchSize}, {options.Threads} threads");
             var summary = trainer.Run(new ConsoleProgress());
             string dev = summary.DevAccuracy is double d ? $"{d:F4}" : "n/a";
-            Console.WriteLine($"best epoch {summary.BestEpoch}: dev accuracy {dev}, test accuracy {summary.TestAccuracy:F4} (final {summary.FinalTestAccuracy:F4}), {summary.TrainSeconds:F1} s");
+            Console.WriteLine($"best epoch {summary.BestEpoch}: dev accuracy {dev}, test accuracy {summary.TestAccuracy:F4} (final {summary.FinalTestAccuracy:F4}), {summary.TrainSeconds:F1} s of training and evaluation");
             if (outDirectory is not null) Console.WriteLine($"wrote {Path.Combine(outDirectory, Trainer.SummaryFile)}");
             return 0;
         }));

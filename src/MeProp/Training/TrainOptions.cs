@@ -105,7 +105,7 @@ public sealed record TrainOptions
     /// <summary>Throws an ArgumentException naming the first property out of range.</summary>
     public void Validate()
     {
-        if (Epochs < 0) throw new ArgumentException($"Epochs must be >= 0, got {Epochs}");
+        if (Epochs < 1) throw new ArgumentException($"Epochs must be >= 1, got {Epochs}");
         if (BatchSize < 1) throw new ArgumentException($"BatchSize must be >= 1, got {BatchSize}");
         if (!(LearningRate > 0) || float.IsInfinity(LearningRate)) throw new ArgumentException($"LearningRate must be a positive number, got {LearningRate}");
         if (Optimizer is not ("adam" or "sgd")) throw new ArgumentException($"Optimizer must be adam or sgd, got '{Optimizer}'");

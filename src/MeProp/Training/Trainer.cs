@@ -58,14 +58,25 @@ public sealed class Trainer
     /// <summary>
     /// Trains a model the caller built (with meProp attached to the layers the caller chose) with the caller's
     /// optimizer. <paramref name="options"/> gives the loop's settings (<see cref="TrainOptions.Epochs"/>,
-    /// <see cref="TrainOptions.BatchSize"/>, <see cref="TrainOptions.Seed"/> of the shuffling, evaluation batch size,
-    /// <see cref="TrainOptions.FusedUpdate"/>); its model and meProp fields are not used, and summary.json and
-    /// checkpoints record the model's own description (<see cref="Sequential.Spec"/>) instead.
+    /// <see cref="TrainOptions.BatchSize"/>, <see cref="TrainOptions.Seed"/> of the shuffling and augmentation,
+    /// evaluation batch size, <see cref="TrainOptions.FusedUpdate"/>, <see cref="TrainOptions.ExactSparsity"/>,
+    /// augmentation, and a <see cref="TrainOptions.TopKSchedule"/> for the meProp layers the model has); its model,
+    /// meProp and optimizer fields are not used. summary.json and checkpoints record the model's own description
+    /// (<see cref="Sequential.Spec"/>, without meProp attached by hand, which a resume must attach again) and the
+    /// settings of the optimizer when it is <see cref="Adam"/> or <see cref="SgdMomentum"/>.
     /// </summary>
     public Trainer(Sequential model, IOptimizer optimizer, TrainOptions options, ComputeContext compute, DatasetSplit split, Dataset test, string? outDirectory)
-        : this(CheckData(options, split, test) with { ModelOptions = new ModelOptions { Model = "custom", Network = model.Spec } }, model, optimizer, compute, split, test, outDirectory)
+        : this(Recorded(CheckData(options, split, test), model, optimizer), model, optimizer, compute, split, test, outDirectory)
     {
     }
+
+    /// <summary>What a run of the caller's model and optimizer records as its configuration.</summary>
+    private static TrainOptions Recorded(TrainOptions options, Sequential model, IOptimizer optimizer) => (optimizer switch
+    {
+        Adam adam => options with { Optimizer = "adam", LearningRate = adam.LearningRate, Beta1 = adam.Beta1, Beta2 = adam.Beta2, Epsilon = adam.Epsilon },
+        SgdMomentum sgd => options with { Optimizer = "sgd", LearningRate = sgd.LearningRate, Momentum = sgd.Momentum },
+        _ => options,
+    }) with { ModelOptions = new ModelOptions { Model = "custom", Network = model.Spec } };
 
     private Trainer(TrainOptions options, Sequential model, IOptimizer optimizer, ComputeContext compute, DatasetSplit split, Dataset test, string? outDirectory)
     {
@@ -83,7 +94,10 @@ public sealed class Trainer
         var augmentation = new Augmentation(options.AugmentPadding, options.AugmentFlip, options.Seed);
         _augmentation = augmentation.Active ? augmentation : null;
         if (options.TopKSchedule is not null)
+        {
             _scheduled = [.. model.AllLayers.OfType<IMePropLayer>().Where(l => l.Sparsifier is not null).Select(l => (l.Name, l.Sparsifier!, l.Sparsifier!.Ratio))];
+            if (_scheduled.Length == 0) throw new ArgumentException("a top-k schedule needs meProp on some layer, and the model has none (it would train dense)");
+        }
         model.SetExactSparsity(options.ExactSparsity);
         if (_optimizer is Adam adam && options.FusedUpdate)
         {

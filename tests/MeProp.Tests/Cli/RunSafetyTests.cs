@@ -49,6 +49,33 @@ public class RunSafetyTests
         Assert.Contains("another process", error.Message);
     }
 
+    [Theory]
+    [InlineData("--decay-shape is the shape of the running average", "--topk", "0.5", "--decay-shape", "channel-position")]
+    [InlineData("--momentum is SGD's; adam does not use it", "--momentum", "0.5")]
+    public void OptionsThatWouldBeIgnoredAreRefused(string expected, params string[] extra)
+    {
+        using var data = TinyData();
+        using var root = new TempDirectory();
+        Assert.Contains(expected, AssertOneLineError(Run(Train(data.Path, root.File("r"), extra)), 1));
+        Assert.Equal(0, Run(Train(data.Path, root.File("sgd"), "--optimizer", "sgd", "--momentum", "0.5")).Code);
+    }
+
+    [Fact]
+    public void ResumingAFinishedRunWithoutItsSummaryWritesIt()
+    {
+        using var data = TinyData();
+        using var root = new TempDirectory();
+        string run = root.File("r"), summary = Path.Combine(run, Trainer.SummaryFile);
+        Assert.Equal(0, Run(Train(data.Path, run, "--epochs", "2")).Code);
+        string written = File.ReadAllText(summary);
+        File.Delete(summary);
+        var resumed = Run("train", "--resume", run, "--data", data.Path);
+        Assert.True(resumed.Code == 0, resumed.Stderr);
+        Assert.Contains("nothing to train", resumed.Stdout);
+        Assert.Equal(written, File.ReadAllText(summary));
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(run, Trainer.MetricsFile)).Length);
+    }
+
     [Fact]
     public void AnAtomicWriteThatFailsLeavesNoTemporary()
     {

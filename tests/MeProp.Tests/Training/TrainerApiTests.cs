@@ -35,6 +35,7 @@ public class TrainerApiTests
         // The checkpoint records the network, so the model comes back from the file alone.
         var options = Checkpoint.ReadOptions(output.File(Trainer.LastCheckpoint));
         Assert.Equal(model.Spec!.ToJson(), options.ModelOptions.Network!.ToJson());
+        Assert.Equal(("adam", 3e-3f), (options.Optimizer, options.LearningRate)); // the caller's optimizer, not TrainOptions' defaults
         var rebuilt = ModelBuilder.Build(options.ModelOptions, 1, 8, 8, 10, compute, seed: 99);
         Checkpoint.Load(output.File(Trainer.LastCheckpoint), rebuilt, optimizer: null);
         foreach (var (a, b) in model.Parameters.Zip(rebuilt.Parameters))
@@ -77,5 +78,22 @@ public class TrainerApiTests
         Assert.Contains("last batch", error.Message);
         Assert.Equal(1, For(Flat(), 7).Run().EpochsCompleted);          // last batch of 2
         Assert.Equal(1, For(Convolutional(), 29).Run().EpochsCompleted); // 64 values per channel in one image
+    }
+
+    [Fact]
+    public void SettingsTheRunWouldIgnoreAreRefused()
+    {
+        using var data = new TempDirectory();
+        IdxTestFiles.WriteMnistLayout(data.Path, trainCount: 40, testCount: 15, height: 8, width: 8);
+        var mnist = MnistFiles.Load(data.Path);
+        var split = DatasetSplit.Create(mnist.Training, devSize: 10);
+        using var compute = new ComputeContext(1);
+        var model = new NetworkBuilder(1, 8, 8).Conv2d(4, 3, padding: 1).ReLU().Flatten().Linear(10).Build(classes: 10, compute, seed: 1);
+        var scheduled = new TrainOptions { Epochs = 2, BatchSize = 5, Threads = 1, DevSize = 10, TopKSchedule = new TopKSchedule { DenseWarmup = 1 } };
+        var dense = Assert.Throws<ArgumentException>(() => new Trainer(model, new Adam(model.Parameters, compute.Pool), scheduled, compute, split, mnist.Test, null));
+        Assert.Contains("schedule", dense.Message);
+        ((Conv2d)model.Layer("conv1")).Sparsifier = new GradientSparsifier("conv1", new MePropOptions { Ratio = 0.5 }, convolutional: true, seed: 1);
+        Assert.Equal(2, new Trainer(model, new Adam(model.Parameters, compute.Pool), scheduled, compute, split, mnist.Test, null).Run().EpochsCompleted);
+        Assert.Throws<ArgumentException>(() => new Trainer(model, new Adam(model.Parameters, compute.Pool), scheduled with { Epochs = 0 }, compute, split, mnist.Test, null));
     }
 }
