@@ -104,7 +104,7 @@ try
     var summary = trainer.Run(new EpochPrinter());
 
     Console.WriteLine($"best epoch {summary.BestEpoch}: dev accuracy {Format(summary.DevAccuracy)}, test accuracy {summary.TestAccuracy:F4} " +
-                      $"({summary.TrainSeconds:F1} s of training)");
+                      $"({summary.TrainSeconds:F1} s of training and evaluation)");
     Console.WriteLine($"checkpoints: {Path.Combine(run.Path, Trainer.BestCheckpoint)} (best dev epoch), " +
                       $"{Path.Combine(run.Path, Trainer.LastCheckpoint)} (last epoch, with the optimizer state)");
     return 0;

@@ -30,11 +30,13 @@ internal static class PredictCommand
 
             // The inputs: named files, or the data directory's first test images with their labels.
             int[] shape;
+            int? dataClasses = null;
             List<(string Name, float[] Pixels, int? Label)> inputs = [];
             if (dataDirectory is not null)
             {
                 var test = MeProp.Data.DataDirectory.Load(dataDirectory).Test;
                 shape = [test.Channels, test.Height, test.Width];
+                dataClasses = test.Classes;
                 int size = test.ImageSize;
                 for (int n = 0; n < Math.Min(parse.GetValue(count), test.Count); n++)
                     inputs.Add(($"test image {n}", test.Images.Span.Slice(n * size, size).ToArray(), test.Labels.Span[n]));
@@ -63,6 +65,8 @@ internal static class PredictCommand
                 }
             }
             int classes = options.ModelOptions.Network?.Classes ?? options.ModelOptions.ClassNames?.Length ?? MnistFiles.Classes;
+            if (dataClasses > classes)
+                throw new ArgumentException($"{dataDirectory}: its labels are of {dataClasses} classes, the network's outputs of {classes}");
             using var compute = new ComputeContext(1);
             var model = ModelBuilder.Build(options.ModelOptions, shape[0], shape[1], shape[2], classes, compute, options.Seed);
             Checkpoint.Load(path, model, optimizer: null);

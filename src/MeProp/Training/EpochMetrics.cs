@@ -39,6 +39,7 @@ public sealed record TrainSummary
     [JsonPropertyName("dev_accuracy")] public double? DevAccuracy { get; init; }
     [JsonPropertyName("test_accuracy")] public double TestAccuracy { get; init; }
     [JsonPropertyName("final_test_accuracy")] public double FinalTestAccuracy { get; init; }
+    /// <summary>Wall-clock seconds of the completed epochs, each epoch's evaluation of dev and test included.</summary>
     [JsonPropertyName("train_seconds")] public double TrainSeconds { get; init; }
     [JsonPropertyName("epochs_completed")] public int EpochsCompleted { get; init; }
     [JsonPropertyName("parameter_count")] public long ParameterCount { get; init; }

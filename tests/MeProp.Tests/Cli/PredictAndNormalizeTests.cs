@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MeProp.Data;
+using MeProp.Tests.Data;
 using MeProp.Training;
 using StbImageWriteSharp;
 using static MeProp.Tests.Cli.CliHarness;
@@ -64,6 +65,13 @@ public class PredictAndNormalizeTests
         Assert.Contains("big.png: 10x10 pixels, the network takes 8x8", AssertOneLineError(Run("predict", "--checkpoint", run, bad), 1));
         Assert.Contains("--mean and --std need one value per channel", AssertOneLineError(Run(Train(data.Path, output.File("r2"), "--mean", "0.5,0.5", "--std", "0.2,0.2")), 1));
         Assert.Contains("image files or --data", AssertOneLineError(Run("predict", "--checkpoint", run), 1));
+
+        // Test images labelled with more classes than the network has.
+        using var wide = new TempDirectory();
+        IdxTestFiles.WriteMnistLayout(wide.Path, trainCount: 61, testCount: 23, height: 8, width: 8);
+        File.WriteAllBytes(Path.Combine(wide.Path, "train-labels-idx1-ubyte"), IdxTestFiles.Labels(Enumerable.Range(0, 61).Select(n => (byte)(n % 12)).ToArray()));
+        File.WriteAllBytes(Path.Combine(wide.Path, "t10k-labels-idx1-ubyte"), IdxTestFiles.Labels(Enumerable.Range(0, 23).Select(n => (byte)(n % 12)).ToArray()));
+        Assert.Contains("labels are of 12 classes, the network's outputs of 10", AssertOneLineError(Run("predict", "--checkpoint", run, "--data", wide.Path, "--count", "23"), 1));
     }
 }
 
