@@ -61,6 +61,24 @@ public class RunSafetyTests
     }
 
     [Fact]
+    public void ResumeOfRandomSelectionEqualsTheUninterruptedRun()
+    {
+        using var data = TinyData();
+        using var root = new TempDirectory();
+        string whole = root.File("whole"), parts = root.File("parts");
+        string[] random = ["--topk", "0.5", "--selection", "random", "--meprop-layers", "fc1"];
+        Assert.Equal(0, Run(Train(data.Path, whole, [.. random, "--epochs", "3"])).Code);
+        Assert.Equal(0, Run(Train(data.Path, parts, [.. random, "--epochs", "1"])).Code);
+        var resumed = Run("train", "--resume", parts, "--epochs", "3", "--data", data.Path);
+        Assert.True(resumed.Code == 0, resumed.Stderr);
+        Assert.Equal(MetricsWithoutTimes(whole), MetricsWithoutTimes(parts));
+        var a = SafeTensorsFile.Load(Path.Combine(whole, Trainer.LastCheckpoint));
+        var b = SafeTensorsFile.Load(Path.Combine(parts, Trainer.LastCheckpoint));
+        Assert.Equal(a.Metadata["fc1.meprop.rng"], b.Metadata["fc1.meprop.rng"]);
+        foreach (string name in a.Names) Assert.True(a.GetFloat32(name).Span.SequenceEqual(b.GetFloat32(name).Span), $"{name} differs after resume");
+    }
+
+    [Fact]
     public void ResumingAFinishedRunWithoutItsSummaryWritesIt()
     {
         using var data = TinyData();
