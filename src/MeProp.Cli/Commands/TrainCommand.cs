@@ -134,6 +134,8 @@ internal static class TrainCommand
                 int[] input = network?.Input switch { { Length: 3 } shape => shape, [int features] => [1, 1, features], _ => [1, 28, 28] };
                 Trainer.BuildModel(options, input[0], input[1], input[2], network?.Classes ?? MnistFiles.Classes, probe);
             }
+            if (checkpoint is null && options.ModelOptions.Network?.Layers is [{ Type: "normalize" }, ..] && new Option[] { normalize, mean, std }.Any(o => parse.GetResult(o) is { Implicit: false }))
+                throw new ArgumentException($"{options.ModelOptions.Model} starts with a normalize layer of its own; --normalize, --mean and --std would normalise the input twice");
             // The images: a resumed run's own (its recorded directory unless --data moves it; the content must
             // match what it was trained on), a new run's from --data, recorded for later resumes and evals.
             string dataDirectory = checkpoint is null ? CommonOptions.ResolveDataDirectory(parse.GetValue(data)) : CommonOptions.RunDataDirectory(parse.GetValue(data), options);
@@ -166,7 +168,7 @@ internal static class TrainCommand
                     Console.WriteLine($"{checkpoint} has completed {trainer.Progress.EpochsCompleted} epoch(s); nothing to train (give --epochs N to train further)");
                     // A run stopped between its last checkpoint and its summary gets the summary now.
                     string summaryFile = Path.Combine(Path.GetDirectoryName(checkpoint)!, Trainer.SummaryFile);
-                    if (!File.Exists(summaryFile))
+                    if (!File.Exists(summaryFile) && trainer.Progress.EpochsCompleted == options.Epochs)
                     {
                         trainer.Run();
                         Console.WriteLine($"wrote {summaryFile}");

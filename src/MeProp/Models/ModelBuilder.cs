@@ -43,8 +43,6 @@ public static class ModelBuilder
     {
         var spec = NetworkWithoutNormalization(options, channels, height, width, classes);
         if (options.Normalization is not { } norm) return spec;
-        if (spec.Layers is [{ Type: "normalize" }, ..])
-            throw new ModelSpecException($"{options.Model}: the network starts with a normalize layer of its own; normalising the input again (--normalize, --mean/--std) would apply it twice");
         var normalize = new LayerSpec { Type = "normalize", Mean = norm.Mean, Std = norm.Std };
         return spec with { Layers = [normalize, .. spec.Layers] };
     }

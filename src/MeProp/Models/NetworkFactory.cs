@@ -164,6 +164,8 @@ public static class NetworkFactory
             case "normalize":
                 Allow(spec, name, "mean", "std");
                 if (spec.Mean is null || spec.Std is null) throw new ModelSpecException($"{name}: normalize needs 'mean' and 'std'");
+                if (shape.Length != 3 || shape[0] != spec.Mean.Length)
+                    throw new ModelSpecException($"{name}: normalize takes images [C, H, W] with a mean and std per channel; got [{string.Join(", ", shape)}] and {spec.Mean.Length} mean(s)");
                 try { layer = new Normalize(name, spec.Mean, spec.Std); }
                 catch (ArgumentException e) when (e is not ModelSpecException) { throw new ModelSpecException(e.Message); }
                 break;

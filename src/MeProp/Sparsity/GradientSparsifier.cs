@@ -85,9 +85,9 @@ public sealed unsafe class GradientSparsifier
         }
     }
     /// <summary>
-    /// Keep every entry whatever the options (a schedule's dense epochs, with <see cref="Ratio"/> 1): the backward
-    /// is then the exact dense one, without trimming by mass or a zero-mean shift. The running gradient and the
-    /// random stream carry on as at ratio 1.
+    /// Skip the trimming by mass (<see cref="MePropOptions.MassFraction"/>). A schedule's dense epochs set it with
+    /// <see cref="Ratio"/> 1, which keeps every entry and skips a zero-mean shift: the backward is then the exact
+    /// dense one, while the running gradient and the random stream carry on.
     /// </summary>
     public bool KeepAll { get; set; }
 

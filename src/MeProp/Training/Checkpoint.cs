@@ -56,12 +56,6 @@ public static class Checkpoint
             foreach (var (key, value) in layer.StateMetadata()) file.Metadata[key] = value;
         if (optimizer is not null)
         {
-            // Resuming without the run's meProp would go on training another method, silently.
-            var withMeProp = model.AllLayers.OfType<IMePropLayer>().Where(l => l.Sparsifier is not null).Select(l => l.Name).ToHashSet();
-            const string MePropState = ".meprop.rng";
-            foreach (string key in file.Metadata.Keys)
-                if (key.EndsWith(MePropState, StringComparison.Ordinal) && !withMeProp.Contains(key[..^MePropState.Length]))
-                    throw new CheckpointFormatException($"{path}: the run had meProp on layer '{key[..^MePropState.Length]}', which the model to resume has none on; build the model as the run did");
             foreach (var (name, state) in optimizer.State()) file.Add("optimizer." + name, state);
             file.Metadata["optimizer_step"] = optimizer.Step.ToString(CultureInfo.InvariantCulture);
         }
@@ -138,6 +132,16 @@ public static class Checkpoint
         bool full = file.Metadata.TryGetValue(FormatKey, out var format) && format == FormatValue;
         if (optimizer is not null && !full)
             throw new CheckpointFormatException($"{path}: holds the model only (format '{format ?? "none"}'), not the optimizer state to resume from; resume from {Trainer.LastCheckpoint}");
+        if (optimizer is not null)
+        {
+            // Resuming without the run's meProp would go on training another method, silently. Checked before
+            // anything is copied, so that a refused resume leaves the model as it was.
+            var withMeProp = model.AllLayers.OfType<IMePropLayer>().Where(l => l.Sparsifier is not null).Select(l => l.Name).ToHashSet();
+            const string MePropState = ".meprop.rng";
+            foreach (string key in file.Metadata.Keys)
+                if (key.EndsWith(MePropState, StringComparison.Ordinal) && !withMeProp.Contains(key[..^MePropState.Length]))
+                    throw new CheckpointFormatException($"{path}: the run had meProp on layer '{key[..^MePropState.Length]}', which the model to resume has none on; build the model as the run did");
+        }
         foreach (var p in model.Parameters) CopyInto(file, path, p.Name, p.Value);
         foreach (var layer in model.AllLayers.OfType<IStatefulLayer>())
         {
@@ -167,12 +171,6 @@ public static class Checkpoint
         }
         if (optimizer is not null)
         {
-            // Resuming without the run's meProp would go on training another method, silently.
-            var withMeProp = model.AllLayers.OfType<IMePropLayer>().Where(l => l.Sparsifier is not null).Select(l => l.Name).ToHashSet();
-            const string MePropState = ".meprop.rng";
-            foreach (string key in file.Metadata.Keys)
-                if (key.EndsWith(MePropState, StringComparison.Ordinal) && !withMeProp.Contains(key[..^MePropState.Length]))
-                    throw new CheckpointFormatException($"{path}: the run had meProp on layer '{key[..^MePropState.Length]}', which the model to resume has none on; build the model as the run did");
             foreach (var (name, state) in optimizer.State()) CopyInto(file, path, "optimizer." + name, state);
             if (!file.Metadata.TryGetValue("optimizer_step", out var step) || !long.TryParse(step, CultureInfo.InvariantCulture, out long steps))
                 throw new CheckpointFormatException($"{path}: metadata 'optimizer_step' is missing or not a number");

@@ -54,13 +54,12 @@ public sealed class RunDirectory : IDisposable
                 throw new RunDirectoryInUseException($"{full}: the directory is not empty (it holds {Describe(full)}); a new run needs an empty or absent directory");
             if (mode == RunDirectoryMode.Overwrite)
             {
-                // The earlier run's lock is taken before the move: a directory is renamed even while a process
-                // holds a file in it, and that process would go on writing under the new run's name.
-                using (TakeLock(full))
-                {
-                    movedAside = FreeName(full);
-                    Directory.Move(full, movedAside);
-                }
+                // Whether a process trains there is asked of its lock first: on Unix a directory is renamed even
+                // while a process holds a file in it, and that process would go on writing under the new run's
+                // name. The lock is let go before the move, which Windows refuses while a file in it is open.
+                TakeLock(full).Dispose();
+                movedAside = FreeName(full);
+                Directory.Move(full, movedAside);
             }
         }
         Directory.CreateDirectory(full);

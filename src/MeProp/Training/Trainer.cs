@@ -89,8 +89,8 @@ public sealed class Trainer
         _optimizer = optimizer;
         // Found now rather than at the end of the first epoch, when that epoch's work would be lost.
         int lastBatch = split.Train.Count % options.BatchSize;
-        if (lastBatch == 1 && model.AllLayers.OfType<BatchNorm>().FirstOrDefault(b => b.ValuesPerExample == 1) is { } perFeature)
-            throw new ArgumentException($"{perFeature.Name} normalises each feature over the batch alone, and the last batch of every epoch would hold 1 of the {split.Train.Count} training images (batch size {options.BatchSize}); choose a batch size that leaves 0 or at least 2");
+        if ((lastBatch == 1 || options.BatchSize == 1) && model.AllLayers.OfType<BatchNorm>().FirstOrDefault(b => b.ValuesPerExample == 1) is { } perFeature)
+            throw new ArgumentException($"{perFeature.Name} normalises each feature over the batch alone, and a batch of 1 image would come (batch size {options.BatchSize}, {split.Train.Count} training images); choose a batch size of 2 or more that leaves a last batch of 0 or at least 2");
         var augmentation = new Augmentation(options.AugmentPadding, options.AugmentFlip, options.Seed);
         _augmentation = augmentation.Active ? augmentation : null;
         if (options.TopKSchedule is not null)

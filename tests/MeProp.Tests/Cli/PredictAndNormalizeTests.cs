@@ -73,6 +73,19 @@ public class PredictAndNormalizeTests
         File.WriteAllBytes(Path.Combine(wide.Path, "t10k-labels-idx1-ubyte"), IdxTestFiles.Labels(Enumerable.Range(0, 23).Select(n => (byte)(n % 12)).ToArray()));
         Assert.Contains("labels are of 12 classes, the network's outputs of 10", AssertOneLineError(Run("predict", "--checkpoint", run, "--data", wide.Path, "--count", "23"), 1));
     }
+
+    [Fact]
+    public void InputNormalisationIsRefusedWhereItCannotApplyOnce()
+    {
+        using var data = TinyData();
+        using var output = new TempDirectory();
+        string own = output.File("own.json"), flat = output.File("flat.json");
+        File.WriteAllText(own, """{"input": [1, 8, 8], "classes": 10, "layers": [{"type": "normalize", "mean": [0.5], "std": [0.25]}, {"type": "flatten"}, {"type": "linear", "out_features": 10}]}""");
+        File.WriteAllText(flat, """{"input": [64], "classes": 10, "layers": [{"type": "linear", "out_features": 10}]}""");
+        Assert.Contains("twice", AssertOneLineError(Run("train", "--data", data.Path, "--out", output.File("a"), "--model", own, "--dev-size", "12", "--threads", "1", "--normalize"), 1));
+        Assert.Contains("normalize takes images [C, H, W]", AssertOneLineError(Run("train", "--data", data.Path, "--out", output.File("b"), "--model", flat, "--dev-size", "12", "--threads", "1", "--normalize"), 1));
+        Assert.Equal(0, Run("train", "--data", data.Path, "--out", output.File("c"), "--model", own, "--dev-size", "12", "--threads", "1").Code);
+    }
 }
 
 /// <summary>`meprop data export-images`: a data set written as PNG files loads back identical, in order.</summary>

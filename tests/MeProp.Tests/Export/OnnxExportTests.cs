@@ -58,10 +58,10 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
     public void PoolingThatDropsARemainderGivesOurLogits()
     {
         using var compute = new ComputeContext(threads: 1);
-        // 7x7 -> max 2 (floor: 3x3, the last row and column dropped) -> average 2, stride 1 -> 2x2; 9x9 -> conv stride 2 -> 5x5 -> average 3, stride 2 -> 2x2 -> max 2, stride 1 -> 1x1.
+        // 7x7 -> max 2 (floor: 3x3, the last row and column dropped) -> average 2, stride 1 -> 2x2; 9x9 -> conv stride 2 -> 5x5 -> average 2 (floor: 2x2) -> max 2, stride 1 -> 1x1.
         var odd = new NetworkBuilder(2, 7, 7).Conv2d(4, 3, padding: 1).ReLU().MaxPool2d(2).AvgPool2d(2, stride: 1).Flatten().Linear(5).Build(classes: 5, compute, seed: 4);
         using (var session = new InferenceSession(ExportToBytes(odd, [2, 7, 7]))) AssertSameLogits(odd, session, [2, 7, 7], batch: 3, seed: 5);
-        var strided = new NetworkBuilder(1, 9, 9).Conv2d(3, 3, stride: 2, padding: 1).AvgPool2d(3, stride: 2).MaxPool2d(2, stride: 1).Flatten().Linear(4).Build(classes: 4, compute, seed: 6);
+        var strided = new NetworkBuilder(1, 9, 9).Conv2d(3, 3, stride: 2, padding: 1).AvgPool2d(2).MaxPool2d(2, stride: 1).Flatten().Linear(4).Build(classes: 4, compute, seed: 6);
         using (var session = new InferenceSession(ExportToBytes(strided, [1, 9, 9]))) AssertSameLogits(strided, session, [1, 9, 9], batch: 2, seed: 7);
     }
 

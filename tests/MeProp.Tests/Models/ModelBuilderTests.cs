@@ -104,19 +104,4 @@ public class ModelBuilderTests
         var small = Assert.Throws<ModelSpecException>(() => ModelBuilder.Build(new ModelOptions(), 1, 3, 3, 10, compute, 1));
         Assert.Contains("pool2", small.Message); // 3x3 -> pool1 -> 1x1, too small for the second pooling
     }
-
-    [Fact]
-    public void InputNormalisationIsRefusedForANetworkThatNormalisesItself()
-    {
-        var network = NetworkSpec.Parse("""
-            {"input": [1, 4, 4], "classes": 10, "layers": [
-              {"type": "normalize", "mean": [0.5], "std": [0.25]}, {"type": "flatten"}, {"type": "linear", "out_features": 10}]}
-            """, "net.json");
-        var normalisation = new InputNormalization([0.1f], [0.3f]);
-        Assert.Equal(3, ModelBuilder.Spec(new ModelOptions { Model = "net.json", Network = network }, 1, 4, 4, 10).Layers.Count);
-        var e = Assert.Throws<ModelSpecException>(() => ModelBuilder.Spec(new ModelOptions { Model = "net.json", Network = network, Normalization = normalisation }, 1, 4, 4, 10));
-        Assert.Contains("twice", e.Message);
-        var plain = network with { Layers = network.Layers.Skip(1).ToList() };
-        Assert.Equal("normalize", ModelBuilder.Spec(new ModelOptions { Model = "net.json", Network = plain, Normalization = normalisation }, 1, 4, 4, 10).Layers[0].Type);
-    }
 }

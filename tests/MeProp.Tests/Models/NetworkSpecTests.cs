@@ -82,6 +82,8 @@ public class NetworkSpecTests
     [InlineData("""{"type": "flatten"}, {"type": "linear", "out_features": 7}""", "the network ends in [7] per example, but classes is 10")]
     [InlineData("""{"type": "dropout", "p": 1.5}""", "dropout1: p must be in [0, 1)")]
     [InlineData("""{"type": "flatten"}, null""", "an entry is null")]
+    [InlineData("""{"type": "normalize", "mean": [0.5, 0.5], "std": [0.2, 0.2]}""", "normalize: normalize takes images [C, H, W] with a mean and std per channel; got [1, 6, 6] and 2 mean(s)")]
+    [InlineData("""{"type": "flatten"}, {"type": "normalize", "mean": [0.5], "std": [0.2]}""", "normalize: normalize takes images [C, H, W]")]
     [InlineData("""{"type": "residual", "layers": [null]}""", "res1.layers: an entry is null")]
     public void BadLayersFailWithTheLayersName(string layers, string expected)
     {

@@ -75,7 +75,8 @@ public class TrainerApiTests
 
         var error = Assert.Throws<ArgumentException>(() => For(Flat(), 29));
         Assert.Contains("features", error.Message);
-        Assert.Contains("last batch", error.Message);
+        Assert.Contains("a batch of 1 image", error.Message);
+        Assert.Throws<ArgumentException>(() => For(Flat(), 1));
         Assert.Equal(1, For(Flat(), 7).Run().EpochsCompleted);          // last batch of 2
         Assert.Equal(1, For(Convolutional(), 29).Run().EpochsCompleted); // 64 values per channel in one image
     }
