@@ -15,9 +15,9 @@ namespace MeProp.Cli.Commands;
 internal static class ReproduceCommand
 {
     private const string TimingNote =
-        "s/epoch is the mean wall-clock time of an epoch (training and evaluation) as the runs were trained: several " +
-        "runs at a time on a 2-core machine that was doing other work, so it is measured under load and is not a " +
-        "benchmark (docs/PERFORMANCE.md has timings taken on a quiet machine).";
+        "s/epoch is the mean wall-clock time of an epoch (training and evaluation) as the runs were trained: --jobs of " +
+        "them at a time, beside whatever else the machine ran, so it is not a benchmark (docs/PERFORMANCE.md has timings " +
+        "taken on a quiet machine).";
 
     public static Command Create()
     {
@@ -32,7 +32,7 @@ internal static class ReproduceCommand
             foreach (string row in r.GetValueOrDefault<string[]?>() ?? [])
                 if (!ReproductionGrid.All.Any(c => c.Row == row)) r.AddError($"--rows: unknown row '{row}'");
         });
-        var seeds = ListOption("--seeds", "Seeds of every row", "1,2,3", ulong.Parse, _ => true);
+        var seeds = ListOption("--seeds", "Seeds of every row; the report reads these (and the headline seeds) only", "1,2,3", ulong.Parse, _ => true);
         var headlineSeeds = ListOption("--headline-seeds", "Extra seeds for the dense and top5-d0.6 rows, run after all others (empty: none)", "4,5", ulong.Parse, _ => true);
         var epochs = new Option<int>("--epochs") { Description = "Epochs per run (the best dev epoch is reported)", DefaultValueFactory = _ => 30 };
         epochs.Require(v => v >= 1, "--epochs must be >= 1");
@@ -61,13 +61,16 @@ internal static class ReproduceCommand
             var configs = ReproductionGrid.All
                 .Where(c => parse.GetValue(tables)!.Contains(c.Table) && (chosenRows is not { Length: > 0 } || chosenRows.Contains(c.Row)))
                 .ToList();
+            // The report holds every row with runs on disk, not only the rows trained now: a narrowed invocation
+            // (--rows, --tables) adds to the results instead of replacing them with its part.
+            var reported = ReproductionGrid.All.Where(c => configs.Contains(c) || Directory.Exists(Path.Combine(runsRoot, c.Name))).ToList();
             void Report()
             {
-                var results = ReproductionReport.Collect(runsRoot, configs, epochCount, parse.GetValue(seeds)!, parse.GetValue(headlineSeeds)!);
+                var results = ReproductionReport.Collect(runsRoot, reported, epochCount, parse.GetValue(seeds)!, parse.GetValue(headlineSeeds)!);
                 Directory.CreateDirectory(root);
                 AtomicFile.WriteAllText(Path.Combine(root, ReproductionReport.JsonFile), ReproductionReport.ToJson(results));
                 AtomicFile.WriteAllText(Path.Combine(root, ReproductionReport.MarkdownFile), ReproductionReport.ToMarkdown(results, TimingNote));
-                Plotting.ReproductionCurves.Write(root, runsRoot, configs, results);
+                Plotting.ReproductionCurves.Write(root, runsRoot, reported, results);
             }
             if (parse.GetValue(reportOnly))
             {

@@ -67,8 +67,8 @@ internal static class ReproductionReport
 
     /// <summary>
     /// Reads the runs of <paramref name="configs"/> under <paramref name="runsRoot"/>, each as far as <paramref name="epochs"/>;
-    /// seeds without a metrics file are left out. <paramref name="plannedSeeds"/> are the seeds every row is to have, <paramref name="headlineSeeds"/> the
-    /// extra ones of the headline rows: a row without one of its planned seeds is partial.
+    /// seeds without a metrics file, and seeds not planned, are left out. <paramref name="plannedSeeds"/> are the seeds every row is to have,
+    /// <paramref name="headlineSeeds"/> the extra ones of the headline rows: a row without one of its planned seeds is partial.
     /// </summary>
     public static List<ReproductionRow> Collect(string runsRoot, IEnumerable<ReproductionConfig> configs, int epochs, IReadOnlyList<ulong> plannedSeeds,
         IReadOnlyList<ulong>? headlineSeeds = null)
@@ -77,11 +77,12 @@ internal static class ReproductionReport
         foreach (var config in configs)
         {
             var seeds = new List<(ulong Seed, RunRecord Record)>();
+            var planned = config.IsHeadline ? plannedSeeds.Union(headlineSeeds ?? []).ToList() : plannedSeeds.ToList();
             string configDirectory = Path.Combine(runsRoot, config.Name);
             if (Directory.Exists(configDirectory))
                 foreach (string directory in Directory.GetDirectories(configDirectory, "seed-*"))
                     if (ulong.TryParse(Path.GetFileName(directory)["seed-".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out ulong seed)
-                        && RunRecord.Read(directory) is { EpochsCompleted: > 0 } record)
+                        && planned.Contains(seed) && RunRecord.Read(directory) is { EpochsCompleted: > 0 } record)
                         seeds.Add((seed, record.Truncated(epochs)));
             seeds.Sort((a, b) => a.Seed.CompareTo(b.Seed));
             rows.Add(new ReproductionRow
@@ -94,7 +95,7 @@ internal static class ReproductionReport
                 BatchNorm = config.BatchNorm,
                 Epochs = epochs,
                 Seeds = seeds.Select(s => s.Seed).ToList(),
-                PlannedSeeds = config.IsHeadline ? plannedSeeds.Union(headlineSeeds ?? []).ToList() : plannedSeeds.ToList(),
+                PlannedSeeds = planned,
                 EpochsCompleted = seeds.Select(s => s.Record.EpochsCompleted).ToList(),
                 BestEpoch = seeds.Select(s => s.Record.Best.Epoch).ToList(),
                 DevAccuracy = seeds.Select(s => s.Record.Best.DevAccuracy ?? double.NaN).ToList(),

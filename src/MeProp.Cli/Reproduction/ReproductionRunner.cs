@@ -31,9 +31,14 @@ internal sealed class ReproductionRunner(string resultsRoot, string checkpointRo
         return File.Exists(summary) && RunRecord.Read(Path.Combine(resultsRoot, run.RelativePath)).EpochsCompleted >= epochs;
     }
 
-    /// <summary>Trains every unfinished run; <paramref name="afterRun"/> is called (under a lock) after each one.</summary>
+    /// <summary>
+    /// Trains every unfinished run; <paramref name="afterRun"/> is called (under a lock) after each one. A finished
+    /// run trained with other options than its configuration asks for now (another --dev-size or --max-train, say)
+    /// is an error: reusing it would report it under this grid's settings.
+    /// </summary>
     public void RunAll(IReadOnlyList<ReproductionRun> runs, int jobs, Action afterRun)
     {
+        foreach (var run in runs.Where(IsFinished)) CheckFinishedOptions(run);
         var queue = new ConcurrentQueue<ReproductionRun>(runs.Where(run => !IsFinished(run)));
         Log($"{runs.Count - queue.Count} of {runs.Count} runs finished earlier; {queue.Count} to train, {jobs} at a time with {threads} thread(s) each");
         var failures = new ConcurrentQueue<Exception>();
@@ -52,6 +57,19 @@ internal sealed class ReproductionRunner(string resultsRoot, string checkpointRo
         foreach (var worker in workers) worker.Start();
         foreach (var worker in workers) worker.Join();
         if (failures.TryPeek(out var failure)) throw failure;
+    }
+
+    private void CheckFinishedOptions(ReproductionRun run)
+    {
+        string path = Path.Combine(resultsRoot, run.RelativePath, Trainer.SummaryFile);
+        TrainOptions? stored;
+        try { stored = System.Text.Json.JsonSerializer.Deserialize<TrainSummary>(File.ReadAllText(path), Json.Options)?.Config; }
+        catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{path}: not a run summary ({e.Message})"); }
+        var options = run.Config.Options(run.Seed, epochs, threads, devSize, maxTrain);
+        // What defines the experiment must match; how it was computed need not (threads, the fused update and the
+        // evaluation batch give the same results; exact sparsity the same gradients within float rounding).
+        if (stored is null || stored with { Epochs = epochs, Threads = threads, FusedUpdate = options.FusedUpdate, EvalBatchSize = options.EvalBatchSize, ExactSparsity = options.ExactSparsity } != options)
+            throw new InvalidOperationException($"{path}: the run was trained with other options than {run.Config.Name} seed {run.Seed} asks for (--dev-size, --max-train?); give another --out, or move it away to train it again");
     }
 
     private void Train(ReproductionRun run)
@@ -86,6 +104,8 @@ internal sealed class ReproductionRunner(string resultsRoot, string checkpointRo
             Log($"{run.Config.Name} seed {run.Seed}: training {epochs} epochs");
         }
         Directory.CreateDirectory(published);
+        // A summary there is of fewer epochs (--epochs raised): gone until this training writes its own.
+        File.Delete(Path.Combine(published, Trainer.SummaryFile));
         trainer.Run(new PublishingObserver(this, run, directory, published));
         Publish(directory, published, Trainer.MetricsFile);
         Publish(directory, published, Trainer.SummaryFile);

@@ -184,9 +184,9 @@ public class ReproductionReportTests
         WriteRun(root.Path, Dense, 1, 0.990);
         WriteRun(root.Path, Dense, 2, 0.992);
         WriteRun(root.Path, Top5, 2, 0.995);
-        WriteRun(root.Path, Top5, 7, 0.980, epochs: 2);
-        var rows = ReproductionReport.Collect(root.Path, [Dense, Top5], epochs: 3, plannedSeeds: [1, 2]);
-        Assert.Equal([2UL, 7], rows[1].Seeds);
+        WriteRun(root.Path, Top5, 3, 0.980, epochs: 2);
+        var rows = ReproductionReport.Collect(root.Path, [Dense, Top5], epochs: 3, plannedSeeds: [1, 2, 3]);
+        Assert.Equal([2UL, 3], rows[1].Seeds);
         Assert.Equal([3, 2], rows[1].EpochsCompleted);
         Assert.True(rows[1].Partial);
         var (mean, halfWidth, pairs) = ReproductionReport.PairedTest(rows[1], rows[0]);
@@ -195,7 +195,7 @@ public class ReproductionReportTests
         Assert.True(double.IsNaN(halfWidth));
         string markdown = ReproductionReport.ToMarkdown(rows, "timing note");
         Assert.Contains("2-3 of 3 (partial)", markdown);
-        Assert.Contains("Partial: top5-d0.6", markdown);
+        Assert.Contains("Partial: dense, top5-d0.6", markdown);
     }
 
     [Fact]
@@ -207,14 +207,27 @@ public class ReproductionReportTests
         WriteRun(root.Path, Top5, 1, 0.992);
         WriteRun(root.Path, Top5, 2, 0.993);
         WriteRun(root.Path, Top5, 3, 0.994);
-        WriteRun(root.Path, Top5, 4, 0.995); // an extra seed does not make a row partial, nor count as a planned one
+        WriteRun(root.Path, Top5, 4, 0.995); // a seed not planned (left by an earlier --seeds) is left out
         var rows = ReproductionReport.Collect(root.Path, [Dense, Top5], epochs: 3, plannedSeeds: [1, 2, 3]);
         Assert.True(rows[0].Partial);
         Assert.False(rows[1].Partial);
         string markdown = ReproductionReport.ToMarkdown(rows, "timing note");
         Assert.Contains("| dense | 2 of 3 | 3 |", markdown);
-        Assert.Contains("| top5-d0.6 | 4 | 3 |", markdown);
+        Assert.Contains("| top5-d0.6 | 3 | 3 |", markdown);
+        Assert.Equal([1UL, 2, 3], rows[1].Seeds);
         Assert.Contains("Partial: dense (fewer seeds or epochs than planned)", markdown);
+    }
+
+    [Fact]
+    public void SeedsNotPlannedAreLeftOut()
+    {
+        using var root = new TempDirectory();
+        foreach (ulong seed in new ulong[] { 1, 2, 3, 4 }) WriteRun(root.Path, Dense, seed, 0.99 + seed / 1000.0);
+        WriteRun(root.Path, Top5, 6, 0.99);
+        var rows = ReproductionReport.Collect(root.Path, [Dense, Top5], epochs: 3, plannedSeeds: [1, 2], headlineSeeds: [3]);
+        Assert.Equal([1UL, 2, 3], rows[0].Seeds);
+        Assert.Equal([0.991, 0.992, 0.993], rows[0].TestAccuracy);
+        Assert.Empty(rows[1].Seeds);
     }
 
     [Fact]
