@@ -88,6 +88,7 @@ internal static class StatsCommand
             {
                 foreach (var layer in layers) layer.Counters.Reset();
                 int n = loader.FillBatch(i % loader.BatchCount, images, labels);
+                var dropoutStates = DropoutStates(net);
                 loss.Forward(net.Forward(images, training: true), labels.AsSpan(0, n));
                 net.Backward(loss.Gradient);
                 if (i < count - 1)
@@ -101,7 +102,7 @@ internal static class StatsCommand
                     cosines[l] = MeanAbsoluteCosine(weights[l]);
                     (density[l], kept[l]) = (layers[l].Counters.Gradient.DensityBefore, layers[l].Counters.Gradient.KeptFraction);
                 }
-                fidelity = ExactGradientCosines(net, layers, weights, loss, images, labels.AsSpan(0, n));
+                fidelity = ExactGradientCosines(net, layers, weights, loss, images, labels.AsSpan(0, n), dropoutStates);
             }
             string normalised = options.ModelOptions.Normalization is { } input
                 ? $", input normalised by mean {string.Join(",", input.Mean.Select(v => v.ToString("F4", CultureInfo.InvariantCulture)))} std {string.Join(",", input.Std.Select(v => v.ToString("F4", CultureInfo.InvariantCulture)))}"
@@ -119,18 +120,25 @@ internal static class StatsCommand
     /// <summary>
     /// Per layer, the cosine between the gradient of its weight (<paramref name="weights"/>) that the backward
     /// just run left in it, with the selection, and the exact gradient on the same batch and weights, from a
-    /// second forward and a backward with every layer's selection switched off (it stays off).
+    /// second forward and a backward with every layer's selection switched off (it stays off). The dropout layers
+    /// are set back to <paramref name="dropoutStates"/> (<see cref="DropoutStates"/> before the first forward), so
+    /// that the second forward draws the same masks: the same network, only the selection differs.
     /// </summary>
     internal static double[] ExactGradientCosines(Sequential net, IMePropLayer[] layers, Parameter[] weights, SoftmaxCrossEntropy loss,
-        Tensor images, ReadOnlySpan<int> labels)
+        Tensor images, ReadOnlySpan<int> labels, ulong[][] dropoutStates)
     {
         var selected = weights.Select(w => w.Gradient.Span.ToArray()).ToArray();
+        var dropouts = net.AllLayers.OfType<Dropout>().ToArray();
+        for (int d = 0; d < dropouts.Length; d++) dropouts[d].Rng.SetState(dropoutStates[d]);
         foreach (var layer in layers) layer.Sparsifier = null;
         foreach (var parameter in net.Parameters) parameter.Gradient.Clear();
         loss.Forward(net.Forward(images, training: true), labels);
         net.Backward(loss.Gradient);
         return weights.Select((w, l) => Cosine(selected[l], w.Gradient.Span)).ToArray();
     }
+
+    /// <summary>The generator state of each dropout layer, in layer order.</summary>
+    internal static ulong[][] DropoutStates(Sequential net) => net.AllLayers.OfType<Dropout>().Select(d => d.Rng.GetState()).ToArray();
 
     /// <summary>a · b / (|a| |b|) in double; NaN when either is zero (no direction to compare).</summary>
     internal static double Cosine(ReadOnlySpan<float> a, ReadOnlySpan<float> b)

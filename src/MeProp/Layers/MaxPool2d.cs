@@ -17,7 +17,7 @@ public sealed class MaxPool2d : IIgnoresGradientAtZeros
 
     public MaxPool2d(string name, int kernelSize, ComputeContext compute, int stride = 0)
     {
-        if (kernelSize < 1 || stride < 0) throw new ArgumentException($"{name}: kernel must be positive");
+        if (kernelSize < 1 || stride < 0) throw new ArgumentException($"{name}: kernel size must be positive and stride positive (or 0 for the kernel size), got {kernelSize} and {stride}");
         Name = name;
         KernelSize = kernelSize;
         Stride = stride == 0 ? kernelSize : stride;

@@ -5,8 +5,9 @@ namespace MeProp.Layers;
 
 /// <summary>
 /// Per-channel input normalisation inside the model, so that training, evaluation, prediction and an
-/// exported model all see the same: x [N, C, H, W] (or [N, C]) -> y = (x - mean[c]) / std[c], same shape.
-/// Backward: dx = dy / std[c]. No parameters; mean and std are part of the network's description.
+/// exported model all see the same: x [N, C, H, W] (or [N, C]) -> y = (x - mean[c]) * (1 / std[c]), same shape
+/// (multiplied by the reciprocal: within a rounding of torchvision's division). Backward: dx = dy * (1 / std[c]). Network
+/// descriptions put it on images [C, H, W] only. No parameters; mean and std are part of the network's description.
 /// </summary>
 public sealed class Normalize : ILayer
 {
@@ -59,7 +60,7 @@ public sealed class Normalize : ILayer
         return _inputGradient;
     }
 
-    /// <summary>to = (from - mean[c]) / std[c] plane by plane, or from / std[c] without the mean (the backward).</summary>
+    /// <summary>to = (from - mean[c]) * (1 / std[c]) plane by plane, or from * (1 / std[c]) without the mean (the backward).</summary>
     private void Apply(ReadOnlySpan<float> from, Span<float> to, int n, bool subtractMean)
     {
         int channels = Mean.Length, plane = from.Length / (n * channels);

@@ -84,6 +84,7 @@ public class StatsCommandTests
             [
                 new Conv2d("conv1", 1, 4, 3, 1, 1, compute, rng),
                 new Activation("act1", ActivationKind.Relu),
+                new Dropout("dropout1", 0.5f, new Rng(5)), // the exact pass must draw the same mask
                 new Conv2d("conv2", 4, 4, 3, 2, 1, compute, rng),
                 new Flatten("flatten"),
                 new Linear("fc1", 64, 10, compute, rng),
@@ -106,9 +107,10 @@ public class StatsCommandTests
         var exact = Gradients(Model(false));
 
         var measured = Model(true);
+        var dropoutStates = StatsCommand.DropoutStates(measured);
         Gradients(measured);
         var layers = measured.AllLayers.OfType<IMePropLayer>().ToArray();
-        var cosines = StatsCommand.ExactGradientCosines(measured, layers, layers.Select(l => l.Parameters[0]).ToArray(), new SoftmaxCrossEntropy(), images, labels);
+        var cosines = StatsCommand.ExactGradientCosines(measured, layers, layers.Select(l => l.Parameters[0]).ToArray(), new SoftmaxCrossEntropy(), images, labels, dropoutStates);
 
         for (int l = 0; l < layers.Length; l++)
             Assert.Equal(StatsCommand.Cosine(selected[l], exact[l]), cosines[l], 1e-9);
