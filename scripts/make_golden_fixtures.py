@@ -134,14 +134,14 @@ def linear_case(seed):
            "dbias": b.grad})
 
 
-def maxpool_case(name, x_shape, seed):
+def maxpool_case(name, x_shape, seed, kernel=2, stride=2):
     torch.manual_seed(seed)
     x = leaf(distinct_values(*x_shape))
-    y = F.max_pool2d(x, kernel_size=2, stride=2)  # floor mode
+    y = F.max_pool2d(x, kernel_size=kernel, stride=stride)  # floor mode
     dy = randn(*y.shape)
     y.backward(dy)
-    write(name, f"max_pool2d x{list(x_shape)} kernel 2 stride 2, floor mode, all values distinct",
-          {"kernel": 2, "stride": 2, "padding": 0},
+    write(name, f"max_pool2d x{list(x_shape)} kernel {kernel} stride {stride}, floor mode, all values distinct",
+          {"kernel": kernel, "stride": stride, "padding": 0},
           {"x": x, "y": y, "dy": dy, "dx": x.grad})
 
 
@@ -644,15 +644,22 @@ def main():
     conv2d_case("conv2d_s1_p2.json", (2, 3, 7, 6), (4, 3, 5, 5), 1, 2, seed=101)
     conv2d_case("conv2d_s2_p1.json", (3, 2, 9, 8), (5, 2, 3, 3), 2, 1, seed=102)
     conv2d_case("conv2d_s1_p0_odd.json", (1, 1, 5, 5), (2, 1, 3, 3), 1, 0, seed=103)
+    conv2d_case("conv2d_k4_s2_p1.json", (2, 3, 10, 9), (4, 3, 4, 4), 2, 1, seed=104)    # even kernel
+    conv2d_case("conv2d_k2_s3_p0.json", (2, 2, 8, 10), (3, 2, 2, 2), 3, 0, seed=105)    # stride over the kernel
+    conv2d_case("conv2d_k1_s2_p0.json", (2, 5, 7, 6), (6, 5, 1, 1), 2, 0, seed=106)     # 1x1, strided
     linear_case(seed=201)
     maxpool_case("maxpool2d.json", (2, 3, 6, 6), seed=301)
     maxpool_case("maxpool2d_odd.json", (1, 2, 7, 5), seed=302)
+    maxpool_case("maxpool2d_k3s2.json", (2, 3, 9, 11), seed=303, kernel=3, stride=2)  # overlapping windows
+    maxpool_case("maxpool2d_k2s1.json", (1, 2, 6, 5), seed=304, kernel=2, stride=1)
+    maxpool_case("maxpool2d_wide.json", (2, 3, 16, 18), seed=305)  # 9 outputs a row: the vector path
     activation_case("relu.json", torch.relu, seed=401)
     activation_case("sigmoid.json", torch.sigmoid, seed=402)
     activation_case("tanh.json", torch.tanh, seed=403)
     cross_entropy_case(seed=501)
     batchnorm_case("batchnorm2d_train.json", torch.nn.BatchNorm2d, (4, 3, 5, 5), seed=601)
     batchnorm_case("batchnorm1d_train.json", torch.nn.BatchNorm1d, (6, 5), seed=602)
+    batchnorm_case("batchnorm2d_1x1_train.json", torch.nn.BatchNorm2d, (6, 4, 1, 1), seed=603)
     optimizer_case("adam_steps.json",
                    lambda ps: torch.optim.Adam(ps, lr=1e-3, betas=(0.9, 0.999), eps=1e-8),
                    "torch.optim.Adam(lr 1e-3, betas (0.9, 0.999), eps 1e-8, bias-corrected, no weight "
@@ -667,6 +674,7 @@ def main():
     tiny_cnn_case(seed=801)
     avgpool_case("avgpool2d_k2s2.json", (2, 3, 7, 17), 2, 2, seed=901)
     avgpool_case("avgpool2d_k3s2_odd.json", (2, 2, 9, 7), 3, 2, seed=902)
+    avgpool_case("avgpool2d_k2s3.json", (2, 2, 8, 11), 2, 3, seed=904)  # stride over the kernel
     global_avgpool_case("global_avgpool2d.json", (3, 4, 5, 7), seed=903)
     residual_case("residual_identity.json", (2, 4, 6, 6), 4, 1, seed=1001)
     residual_case("residual_downsample.json", (4, 3, 8, 7), 6, 2, seed=1002)

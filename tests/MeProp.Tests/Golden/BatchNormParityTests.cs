@@ -15,6 +15,7 @@ public class BatchNormParityTests
     [Theory]
     [InlineData("batchnorm2d_train.json")]
     [InlineData("batchnorm1d_train.json")]
+    [InlineData("batchnorm2d_1x1_train.json")]
     public void MatchesPyTorch(string fileName)
     {
         var f = GoldenFixture.Load(fileName);

@@ -26,6 +26,9 @@ public class LayerParityTests
     [InlineData("conv2d_s1_p2.json")]
     [InlineData("conv2d_s2_p1.json")]
     [InlineData("conv2d_s1_p0_odd.json")]
+    [InlineData("conv2d_k4_s2_p1.json")]
+    [InlineData("conv2d_k2_s3_p0.json")]
+    [InlineData("conv2d_k1_s2_p0.json")]
     public void Conv2d(string file)
     {
         var f = GoldenFixture.Load(file);
@@ -59,6 +62,9 @@ public class LayerParityTests
     [Theory]
     [InlineData("maxpool2d.json")]
     [InlineData("maxpool2d_odd.json")]
+    [InlineData("maxpool2d_k3s2.json")]
+    [InlineData("maxpool2d_k2s1.json")]
+    [InlineData("maxpool2d_wide.json")]
     public void MaxPool2d(string file)
     {
         var f = GoldenFixture.Load(file);

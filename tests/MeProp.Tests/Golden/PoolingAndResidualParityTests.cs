@@ -16,6 +16,7 @@ public class PoolingAndResidualParityTests
     [Theory]
     [InlineData("avgpool2d_k2s2.json")]
     [InlineData("avgpool2d_k3s2_odd.json")]
+    [InlineData("avgpool2d_k2s3.json")]
     public void AvgPool2d(string file)
     {
         var f = GoldenFixture.Load(file);
