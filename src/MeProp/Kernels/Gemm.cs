@@ -139,8 +139,10 @@ public sealed unsafe class Gemm
             };
             if (dots)
             {
-                // Enough column chunks to balance the threads; each chunk streams its rows of B once.
-                job.ColumnsPerTask = Math.Max(16, (n + 4 * _pool.ThreadCount - 1) / (4 * _pool.ThreadCount));
+                // Enough column chunks to balance the threads; each chunk streams its rows of B once. An even
+                // number of columns each: columns are summed in pairs, depth chunk by depth chunk, and a task's odd
+                // last column in one pass, so odd chunks would make a column's sum depend on the thread count.
+                job.ColumnsPerTask = (Math.Max(16, (n + 4 * _pool.ThreadCount - 1) / (4 * _pool.ThreadCount)) + 1) & ~1;
                 _pool.RunDynamic((n + job.ColumnsPerTask - 1) / job.ColumnsPerTask, &DotTask, &job);
                 return;
             }

@@ -46,9 +46,13 @@ public class GemmTests
     }
 
     [Theory]
-    [InlineData(301, 77, 530)]
-    [InlineData(32, 25, 7841)]
-    public void ResultDoesNotDependOnThreadCount(int m, int n, int k)
+    [InlineData(301, 77, 530, false)]
+    [InlineData(32, 25, 7841, false)]
+    [InlineData(10, 500, 784, true)]   // a linear layer's forward at a small batch: dot products by column pairs
+    [InlineData(10, 128, 3136, true)]  // the same over a depth cut into chunks
+    [InlineData(7, 201, 1601, true)]
+    [InlineData(24, 90, 700, false)]   // the swapped product
+    public void ResultDoesNotDependOnThreadCount(int m, int n, int k, bool transB)
     {
         var rng = new Rng(7);
         var a = TestData.Uniform(rng, m * k);
@@ -58,7 +62,7 @@ public class GemmTests
         {
             using var pool = new WorkerPool(threads);
             var c = new float[m * n];
-            new Gemm(pool).Multiply(false, false, m, n, k, a, k, b, n, c, n, false);
+            new Gemm(pool).Multiply(false, transB, m, n, k, a, k, b, transB ? k : n, c, n, false);
             if (first is null) first = c;
             else Assert.Equal(first, c);
         }
