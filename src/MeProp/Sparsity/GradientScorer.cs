@@ -34,7 +34,10 @@ internal static unsafe class GradientScorer
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float FlushTiny(float value) => value >= Tiny ? value : 0f;
 
-    /// <summary>Candidates of a selection gathered while scoring: entries whose score is at least a floor.</summary>
+    /// <summary>
+    /// Candidates of a selection gathered while scoring: entries whose score is at least a floor. Indices and
+    /// Scores hold room for every entry a row can add plus 16: whole vectors are stored past the count.
+    /// </summary>
     internal struct Candidates
     {
         public int* Indices;
