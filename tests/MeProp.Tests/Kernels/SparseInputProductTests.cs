@@ -118,15 +118,22 @@ public class SparseInputProductTests
             if (x[i] == 0f) Assert.True(actual[i] == 0f, $"dx[{i}] = {actual[i]} where the input is zero");
     }
 
-    [Fact]
-    public void Results_DoNotDependOnTheThreadCount()
+    [Theory]
+    [InlineData(6, 300, 70, 0.2)]
+    [InlineData(1, 37, 129, 0.5)]
+    [InlineData(13, 3136, 1024, 0.05)] // the paper network's fc1
+    [InlineData(100, 785, 65, 0.12)]
+    public void Results_DoNotDependOnTheThreadCount(int examples, int inFeatures, int outFeatures, double density)
     {
         var rng = new Rng(3);
-        var x = SparseInput(rng, 6 * 300, 0.2);
-        var weight = TestData.Uniform(rng, 70 * 300);
-        var dy = TestData.Uniform(rng, 6 * 70);
-        Assert.Equal(Run(x, 6, weight, 300, 70, 1), Run(x, 6, weight, 300, 70, 3));
-        Assert.Equal(RunWeightGradient(x, 6, dy, weight, 300, 70, 1), RunWeightGradient(x, 6, dy, weight, 300, 70, 3));
-        Assert.Equal(RunInputGradient(x, 6, dy, weight, 300, 70, 1), RunInputGradient(x, 6, dy, weight, 300, 70, 3));
+        var x = SparseInput(rng, examples * inFeatures, density);
+        var weight = TestData.Uniform(rng, outFeatures * inFeatures);
+        var dy = TestData.Uniform(rng, examples * outFeatures);
+        foreach (int threads in new[] { 2, 3, 5 })
+        {
+            Assert.Equal(Run(x, examples, weight, inFeatures, outFeatures, 1), Run(x, examples, weight, inFeatures, outFeatures, threads));
+            Assert.Equal(RunWeightGradient(x, examples, dy, weight, inFeatures, outFeatures, 1), RunWeightGradient(x, examples, dy, weight, inFeatures, outFeatures, threads));
+            Assert.Equal(RunInputGradient(x, examples, dy, weight, inFeatures, outFeatures, 1), RunInputGradient(x, examples, dy, weight, inFeatures, outFeatures, threads));
+        }
     }
 }
