@@ -169,6 +169,10 @@ public sealed class Trainer
         for (int epoch = _progress.EpochsCompleted + 1; epoch <= _options.Epochs; epoch++)
         {
             var metrics = TrainEpoch(epoch, loader, images, labels, observer);
+            // The epoch's last update is checked by no loss: weights it made NaN or infinite must not be saved
+            // as a checkpoint to resume from.
+            if (_model.Parameters.FirstOrDefault(p => !AllFinite(p.Value.Span)) is { } diverged)
+                throw new InvalidOperationException($"training diverged: {diverged.Name} holds NaN or infinity after epoch {epoch}; try a smaller learning rate");
             finalTest = metrics.TestAccuracy;
             // Without a dev split the latest epoch counts as the best: test accuracy must not pick it.
             bool better = metrics.DevAccuracy is not double dev || _progress.BestEpoch == 0 || dev > _progress.BestDevAccuracy;
@@ -326,6 +330,13 @@ public sealed class Trainer
     }
 
     private static double Seconds(long ticks) => ticks / (double)Stopwatch.Frequency;
+
+    private static bool AllFinite(ReadOnlySpan<float> values)
+    {
+        foreach (float value in values)
+            if (!float.IsFinite(value)) return false;
+        return true;
+    }
 
     /// <summary>
     /// Keeps only the metrics lines of epochs a resumed checkpoint has completed. A torn last line (a crash

@@ -4,6 +4,7 @@ using MeProp.Models;
 using MeProp.Optimizers;
 using MeProp.Sparsity;
 using MeProp.Tests.Data;
+using MeProp.Tensors;
 using MeProp.Training;
 
 namespace MeProp.Tests.Training;
@@ -96,5 +97,44 @@ public class TrainerApiTests
         ((Conv2d)model.Layer("conv1")).Sparsifier = new GradientSparsifier("conv1", new MePropOptions { Ratio = 0.5 }, convolutional: true, seed: 1);
         Assert.Equal(2, new Trainer(model, new Adam(model.Parameters, compute.Pool), scheduled, compute, split, mnist.Test, null).Run().EpochsCompleted);
         Assert.Throws<ArgumentException>(() => new Trainer(model, new Adam(model.Parameters, compute.Pool), scheduled with { Epochs = 0 }, compute, split, mnist.Test, null));
+    }
+
+    [Fact]
+    public void WeightsMadeNonFiniteByAnEpochsLastUpdateAreNotSaved()
+    {
+        using var data = new TempDirectory();
+        IdxTestFiles.WriteMnistLayout(data.Path, trainCount: 40, testCount: 15, height: 8, width: 8);
+        var mnist = MnistFiles.Load(data.Path);
+        var split = DatasetSplit.Create(mnist.Training, devSize: 10); // 30 images: 6 steps of 5
+        using var compute = new ComputeContext(1);
+        var model = new NetworkBuilder(1, 8, 8).Flatten().Linear(10).Build(classes: 10, compute, seed: 1);
+        using var output = new TempDirectory();
+        var trainer = new Trainer(model, new PoisonAtStep(model.Parameters, 6), new TrainOptions { Epochs = 2, BatchSize = 5, Threads = 1, DevSize = 10 }, compute, split, mnist.Test, output.Path);
+        var error = Assert.Throws<InvalidOperationException>(() => trainer.Run());
+        Assert.Contains("fc1.weight holds NaN or infinity after epoch 1", error.Message);
+        Assert.False(File.Exists(output.File(Trainer.LastCheckpoint)));
+        Assert.False(File.Exists(output.File(Trainer.MetricsFile)));
+    }
+
+    /// <summary>Plain SGD that writes a NaN into the first parameter at one step (every loss before it is finite).</summary>
+    private sealed class PoisonAtStep(IReadOnlyList<Parameter> parameters, long poisonedStep) : IOptimizer
+    {
+        public long Step { get; private set; }
+
+        public void Update()
+        {
+            Step++;
+            foreach (var p in parameters)
+            {
+                var value = p.Value.Span;
+                var gradient = p.Gradient.Span;
+                for (int i = 0; i < value.Length; i++) value[i] -= 0.01f * gradient[i];
+                gradient.Clear();
+            }
+            if (Step == poisonedStep) parameters[0].Value.Span[0] = float.NaN;
+        }
+
+        public IEnumerable<(string Name, Tensor State)> State() => [];
+        public void RestoreStep(long step) => Step = step;
     }
 }
