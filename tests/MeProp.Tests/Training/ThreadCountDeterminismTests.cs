@@ -1,0 +1,51 @@
+using MeProp.Data;
+using MeProp.Layers;
+using MeProp.Models;
+using MeProp.Sparsity;
+using MeProp.Tests.Data;
+using MeProp.Training;
+using static MeProp.Tests.Cli.CliHarness;
+
+namespace MeProp.Tests.Training;
+
+/// <summary>
+/// Whole training runs at 1, 2 and 3 threads give the same metrics and weights to the bit, on shapes that reach
+/// the paths whose split of the work follows the thread count (odd widths, long depths, small batches).
+/// </summary>
+public class ThreadCountDeterminismTests
+{
+    public static TheoryData<string, TrainOptions> Configurations => new()
+    {
+        // The MLP's first layer sums 1,024 inputs into 201 outputs at batch 7 (a small-batch product over a long depth).
+        { "mlp", new TrainOptions { ModelOptions = new ModelOptions { Model = "mlp", HiddenSize = 201 }, TopK = 0.1, MePropLayers = ["fc1"] } },
+        { "paper-cnn-bn", new TrainOptions { ModelOptions = new ModelOptions { Model = "paper-cnn", BatchNorm = true }, TopK = 0.1, Decay = 0.6 } },
+        { "paper-cnn-channel", new TrainOptions { ModelOptions = new ModelOptions { Model = "paper-cnn" }, TopK = 0.3, Selection = SelectionPolicy.Channel, FusedUpdate = false } },
+    };
+
+    [Theory]
+    [MemberData(nameof(Configurations))]
+    public void TrainingDoesNotDependOnTheThreadCount(string label, TrainOptions configuration)
+    {
+        using var data = new TempDirectory();
+        IdxTestFiles.WriteMnistLayout(data.Path, trainCount: 40, testCount: 9, height: 32, width: 32);
+        var images = MnistFiles.Load(data.Path);
+        var split = DatasetSplit.Create(images.Training, devSize: 12);
+        using var output = new TempDirectory();
+        List<string>? firstMetrics = null;
+        SafeTensorsFile? firstWeights = null;
+        foreach (int threads in new[] { 1, 2, 3 })
+        {
+            string run = output.File($"{label}-{threads}");
+            var options = configuration with { Epochs = 2, BatchSize = 7, Seed = 3, DevSize = 12, Threads = threads };
+            using (var compute = new ComputeContext(threads)) new Trainer(options, compute, split, images.Test, run).Run();
+            var weights = SafeTensorsFile.Load(Path.Combine(run, Trainer.LastCheckpoint));
+            if (firstMetrics is null) (firstMetrics, firstWeights) = (MetricsWithoutTimes(run), weights);
+            else
+            {
+                Assert.Equal(firstMetrics, MetricsWithoutTimes(run));
+                foreach (string name in firstWeights!.Names.Where(n => firstWeights.GetDType(n) == SafeTensorsDType.F32))
+                    Assert.True(firstWeights.GetFloat32(name).Span.SequenceEqual(weights.GetFloat32(name).Span), $"{label}: {name} differs at {threads} threads");
+            }
+        }
+    }
+}
