@@ -20,7 +20,17 @@ public class ThreadCountDeterminismTests
         { "mlp", new TrainOptions { ModelOptions = new ModelOptions { Model = "mlp", HiddenSize = 201 }, TopK = 0.1, MePropLayers = ["fc1"] } },
         { "paper-cnn-bn", new TrainOptions { ModelOptions = new ModelOptions { Model = "paper-cnn", BatchNorm = true }, TopK = 0.1, Decay = 0.6 } },
         { "paper-cnn-channel", new TrainOptions { ModelOptions = new ModelOptions { Model = "paper-cnn" }, TopK = 0.3, Selection = SelectionPolicy.Channel, FusedUpdate = false } },
+        { "residual", new TrainOptions { ModelOptions = new ModelOptions { Model = "residual", Network = Residual() }, TopK = 0.05, Decay = 0.6, ZeroMean = true } },
     };
+
+    /// <summary>A small residual network (batch norm, a strided block with a conv shortcut, average pooling) with top-k on every conv.</summary>
+    private static NetworkSpec Residual() => new NetworkBuilder(1, 32, 32)
+        .Conv2d(8, 3, padding: 1).BatchNorm().ReLU()
+        .Residual(body => body.Conv2d(8, 3, padding: 1).BatchNorm().ReLU().Conv2d(8, 3, padding: 1).BatchNorm()).ReLU()
+        .Residual(body => body.Conv2d(16, 3, stride: 2, padding: 1).BatchNorm().ReLU().Conv2d(16, 3, padding: 1).BatchNorm(),
+            shortcut => shortcut.Conv2d(16, 1, stride: 2).BatchNorm()).ReLU()
+        .AvgPool2d(2).GlobalAvgPool2d().Linear(10)
+        .Spec(classes: 10);
 
     [Theory]
     [MemberData(nameof(Configurations))]
