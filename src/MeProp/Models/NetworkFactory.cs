@@ -85,16 +85,61 @@ public static class NetworkFactory
         foreach (var spec in specs)
         {
             if (spec is null) throw new ModelSpecException($"{prefix}layers: an entry is null, not a layer");
-            string kind = Kind(spec.Type);
-            int count = counters[kind] = counters.GetValueOrDefault(kind) + 1;
-            // "flatten" and "normalize" stay unnumbered for the first one, as PyTorch models usually call them.
-            string name = prefix + (spec.Name ?? (kind is "flatten" or "normalize" && count == 1 ? kind : $"{kind}{count}"));
+            string name = LayerName(spec, prefix, counters);
             var layer = BuildLayer(spec, name, ref shape, context);
             if (spec.MeProp is not null) context.MeProp.Add(((IMePropLayer)layer, spec.MeProp));
             layers.Add(layer);
         }
         return layers;
     }
+
+    /// <summary>The name a layer of a description gets: its own, or its kind numbered in its list (counted in <paramref name="counters"/>).</summary>
+    private static string LayerName(LayerSpec spec, string prefix, Dictionary<string, int> counters)
+    {
+        string kind = Kind(spec.Type);
+        int count = counters[kind] = counters.GetValueOrDefault(kind) + 1;
+        // "flatten" and "normalize" stay unnumbered for the first one, as PyTorch models usually call them.
+        return prefix + (spec.Name ?? (kind is "flatten" or "normalize" && count == 1 ? kind : $"{kind}{count}"));
+    }
+
+    /// <summary>
+    /// <paramref name="model"/>'s description (<see cref="Sequential.Spec"/>) with each conv and linear layer's
+    /// "meprop" as the layer has it now: meProp attached by hand is described, and building the result again
+    /// attaches the same selection (with its own seed; a checkpoint restores the generator and running state).
+    /// </summary>
+    public static NetworkSpec WithAttachedMeProp(NetworkSpec spec, Sequential model) =>
+        spec with { Layers = DescribeAttached(spec.Layers, "", model) };
+
+    private static List<LayerSpec> DescribeAttached(List<LayerSpec> specs, string prefix, Sequential model)
+    {
+        var counters = new Dictionary<string, int>();
+        var result = new List<LayerSpec>();
+        foreach (var spec in specs)
+        {
+            string name = LayerName(spec, prefix, counters);
+            var described = model.Layer(name) is IMePropLayer { Sparsifier: { } sparsifier }
+                ? spec with { MeProp = Describe(sparsifier.Options) }
+                : spec.Type is "conv2d" or "linear" ? spec with { MeProp = null } : spec;
+            if (spec.Type == "residual")
+                described = described with
+                {
+                    Layers = spec.Layers is null ? null : DescribeAttached(spec.Layers, name + ".", model),
+                    Shortcut = spec.Shortcut is null ? null : DescribeAttached(spec.Shortcut, name + ".shortcut.", model),
+                };
+            result.Add(described);
+        }
+        return result;
+    }
+
+    private static LayerMePropSpec Describe(MePropOptions options) => new()
+    {
+        Ratio = options.Ratio,
+        Decay = options.Decay,
+        Selection = MePropSetup.Cli(options.Selection),
+        DecayShape = options.DecayShape == DecayShape.ChannelPosition ? "channel-position" : null,
+        MassFraction = options.MassFraction,
+        ZeroMean = options.ZeroMean,
+    };
 
     private static string Kind(string type) => type switch
     {

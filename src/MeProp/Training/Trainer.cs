@@ -62,8 +62,9 @@ public sealed class Trainer
     /// evaluation batch size, <see cref="TrainOptions.FusedUpdate"/>, <see cref="TrainOptions.ExactSparsity"/>,
     /// augmentation, and a <see cref="TrainOptions.TopKSchedule"/> for the meProp layers the model has); its model,
     /// meProp and optimizer fields are not used. summary.json and checkpoints record the model's own description
-    /// (<see cref="Sequential.Spec"/>, without meProp attached by hand, which a resume must attach again) and the
-    /// settings of the optimizer when it is <see cref="Adam"/> or <see cref="SgdMomentum"/>.
+    /// (<see cref="Sequential.Spec"/>) with the meProp its layers have, attached by hand included
+    /// (<see cref="NetworkFactory.WithAttachedMeProp"/>), and the settings of the optimizer when it is
+    /// <see cref="Adam"/> or <see cref="SgdMomentum"/>: `meprop train --resume` rebuilds the same run.
     /// </summary>
     public Trainer(Sequential model, IOptimizer optimizer, TrainOptions options, ComputeContext compute, DatasetSplit split, Dataset test, string? outDirectory)
         : this(Recorded(CheckData(options, split, test), model, optimizer), model, optimizer, compute, split, test, outDirectory)
@@ -76,7 +77,12 @@ public sealed class Trainer
         Adam adam => options with { Optimizer = "adam", LearningRate = adam.LearningRate, Beta1 = adam.Beta1, Beta2 = adam.Beta2, Epsilon = adam.Epsilon },
         SgdMomentum sgd => options with { Optimizer = "sgd", LearningRate = sgd.LearningRate, Momentum = sgd.Momentum },
         _ => options,
-    }) with { ModelOptions = new ModelOptions { Model = "custom", Network = model.Spec } };
+    }) with
+    {
+        ModelOptions = new ModelOptions { Model = "custom", Network = model.Spec is { } spec ? NetworkFactory.WithAttachedMeProp(spec, model) : null },
+        // The model's layers say where meProp is; options for attaching it would attach it again on a rebuild.
+        TopK = null, LayerRatios = null, Decay = 0, DecayShape = DecayShape.Full, Selection = null, MePropLayers = null, MassFraction = null, ZeroMean = false,
+    };
 
     private Trainer(TrainOptions options, Sequential model, IOptimizer optimizer, ComputeContext compute, DatasetSplit split, Dataset test, string? outDirectory)
     {

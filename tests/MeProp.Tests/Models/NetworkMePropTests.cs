@@ -128,4 +128,29 @@ public class NetworkMePropTests
         Assert.True(file.Code == 0, file.Stderr);
         Assert.Contains("big.png: 10x10 pixels, the network takes 64 values per image", AssertOneLineError(Run("predict", "--checkpoint", run, bad), 1));
     }
+
+    [Fact]
+    public void TheDescriptionOfAModelHoldsTheMePropItsLayersHave()
+    {
+        const string residual = """
+            {"input": [1, 8, 8], "classes": 10, "layers": [
+              {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1, "meprop": {"ratio": 0.5}}, {"type": "relu"},
+              {"type": "residual", "layers": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "relu"}]},
+              {"type": "flatten"}, {"type": "linear", "out_features": 16}, {"type": "relu"}, {"type": "linear", "out_features": 10}]}
+            """;
+        using var compute = new ComputeContext(1);
+        var model = NetworkFactory.Build(NetworkSpec.Parse(residual, "net.json"), compute, 1);
+        ((Conv2d)model.Layer("conv1")).Sparsifier = null;
+        var attached = new MePropOptions { Ratio = 0.2, Decay = 0.6, DecayShape = DecayShape.ChannelPosition, ZeroMean = true };
+        ((Conv2d)model.Layer("res1.conv1")).Sparsifier = new GradientSparsifier("res1.conv1", attached, convolutional: true, seed: 2);
+        var fc1 = new MePropOptions { Ratio = 0.25, Selection = SelectionPolicy.PerExample, MassFraction = 0.9 };
+        ((Linear)model.Layer("fc1")).Sparsifier = new GradientSparsifier("fc1", fc1, convolutional: false, seed: 2);
+
+        var described = NetworkFactory.WithAttachedMeProp(model.Spec!, model);
+        var rebuilt = NetworkFactory.Build(NetworkSpec.Parse(described.ToJson(), "again"), compute, 3);
+        Assert.Null(((Conv2d)rebuilt.Layer("conv1")).Sparsifier);
+        Assert.Equal(attached, ((Conv2d)rebuilt.Layer("res1.conv1")).Sparsifier!.Options);
+        Assert.Equal(fc1, ((Linear)rebuilt.Layer("fc1")).Sparsifier!.Options);
+        Assert.Null(((Linear)rebuilt.Layer("fc2")).Sparsifier);
+    }
 }

@@ -6,48 +6,69 @@ using MeProp.Sparsity;
 using MeProp.Tests.Data;
 using MeProp.Tensors;
 using MeProp.Training;
+using static MeProp.Tests.Cli.CliHarness;
 
 namespace MeProp.Tests.Training;
 
 /// <summary>The library's own path: a model built in C#, meProp on chosen layers, the caller's optimizer, a Trainer.</summary>
+[Collection("Console")]
 public class TrainerApiTests
 {
     [Fact]
-    public void TrainsACallersModelAndItsCheckpointRebuildsIt()
+    public void TrainsACallersModelAndItsCheckpointRebuildsAndResumesIt()
     {
         using var data = new TempDirectory();
         IdxTestFiles.WriteMnistLayout(data.Path, trainCount: 40, testCount: 15, height: 8, width: 8);
         var mnist = MnistFiles.Load(data.Path);
         var split = DatasetSplit.Create(mnist.Training, devSize: 10);
         using var compute = new ComputeContext(1);
-        var model = new NetworkBuilder(1, 8, 8)
+        var network = new NetworkBuilder(1, 8, 8)
             .Conv2d(6, 3, padding: 1).ReLU().MaxPool2d(2)
-            .Conv2d(8, 3, padding: 1, name: "features").ReLU().GlobalAvgPool2d().Linear(10)
-            .Build(classes: 10, compute, seed: 3);
-        var features = (Conv2d)model.Layer("features");
-        features.Sparsifier = new GradientSparsifier("features", new MePropOptions { Ratio = 0.25, Decay = 0.6 }, convolutional: true, seed: 3);
-        var optimizer = new Adam(model.Parameters, compute.Pool, learningRate: 3e-3f);
+            .Conv2d(8, 3, padding: 1, name: "features").ReLU().GlobalAvgPool2d().Linear(10);
+        (Sequential Model, Conv2d Features) Build()
+        {
+            var model = network.Build(classes: 10, compute, seed: 3);
+            var features = (Conv2d)model.Layer("features");
+            features.Sparsifier = new GradientSparsifier("features", new MePropOptions { Ratio = 0.25, Decay = 0.6 }, convolutional: true, seed: 3);
+            return (model, features);
+        }
+        TrainSummary Train(Sequential model, int epochs, string directory) =>
+            new Trainer(model, new Adam(model.Parameters, compute.Pool, learningRate: 3e-3f), new TrainOptions { Epochs = epochs, BatchSize = 5, Seed = 3, Threads = 1, DevSize = 10, TopK = 0.5 },
+                compute, split, mnist.Test, directory).Run();
         using var output = new TempDirectory();
-        var trainer = new Trainer(model, optimizer, new TrainOptions { Epochs = 2, BatchSize = 5, Seed = 3, Threads = 1, DevSize = 10 }, compute, split, mnist.Test, output.Path);
-        var summary = trainer.Run();
-        Assert.Equal(2, summary.EpochsCompleted);
+        string whole = output.File("whole"), parts = output.File("parts");
+        var (trained, features) = Build();
+        Assert.Equal(2, Train(trained, 2, whole).EpochsCompleted);
         Assert.True(features.Counters.Gradient.KeptFraction is > 0 and < 0.5);
 
-        // The checkpoint records the network, so the model comes back from the file alone.
-        var options = Checkpoint.ReadOptions(output.File(Trainer.LastCheckpoint));
-        Assert.Equal(model.Spec!.ToJson(), options.ModelOptions.Network!.ToJson());
-        Assert.Equal(("adam", 3e-3f), (options.Optimizer, options.LearningRate)); // the caller's optimizer, not TrainOptions' defaults
+        // The checkpoint records the network with the meProp attached by hand and the caller's optimizer, not
+        // TrainOptions' meProp (unused) and optimizer defaults: the model comes back from the file alone.
+        string last = Path.Combine(whole, Trainer.LastCheckpoint);
+        var options = Checkpoint.ReadOptions(last);
+        Assert.Equal(new LayerMePropSpec { Ratio = 0.25, Decay = 0.6, Selection = "per-channel" }, options.ModelOptions.Network!.Layers.Single(l => l.Name == "features").MeProp);
+        Assert.Null(options.TopK);
+        Assert.Equal(("adam", 3e-3f), (options.Optimizer, options.LearningRate));
         var rebuilt = ModelBuilder.Build(options.ModelOptions, 1, 8, 8, 10, compute, seed: 99);
-        Checkpoint.Load(output.File(Trainer.LastCheckpoint), rebuilt, optimizer: null);
-        foreach (var (a, b) in model.Parameters.Zip(rebuilt.Parameters))
+        Assert.Equal(features.Sparsifier!.Options, ((Conv2d)rebuilt.Layer("features")).Sparsifier!.Options);
+        Assert.Single(rebuilt.AllLayers.OfType<IMePropLayer>(), l => l.Sparsifier is not null);
+        Checkpoint.Load(last, rebuilt, optimizer: null);
+        foreach (var (a, b) in trained.Parameters.Zip(rebuilt.Parameters))
             Assert.True(a.Value.Span.SequenceEqual(b.Value.Span), $"{a.Name} differs");
 
-        // The recorded network has no meProp attached by hand: resuming it as it is would train dense.
-        string last = output.File(Trainer.LastCheckpoint);
-        var dense = Assert.Throws<CheckpointFormatException>(() => Checkpoint.Load(last, rebuilt, new Adam(rebuilt.Parameters, compute.Pool, learningRate: 3e-3f)));
-        Assert.Contains("meProp on layer 'features'", dense.Message);
-        ((Conv2d)rebuilt.Layer("features")).Sparsifier = new GradientSparsifier("features", new MePropOptions { Ratio = 0.25, Decay = 0.6 }, convolutional: true, seed: 3);
-        Assert.Equal(2, Checkpoint.Load(last, rebuilt, new Adam(rebuilt.Parameters, compute.Pool, learningRate: 3e-3f))!.EpochsCompleted);
+        // `meprop train --resume` of a run trained in part through the library continues it exactly.
+        Assert.Equal(1, Train(Build().Model, 1, parts).EpochsCompleted);
+        var resumed = Run("train", "--resume", parts, "--epochs", "2", "--data", data.Path);
+        Assert.True(resumed.Code == 0, resumed.Stderr);
+        Assert.Equal(MetricsWithoutTimes(whole), MetricsWithoutTimes(parts));
+        var a1 = SafeTensorsFile.Load(last);
+        var b1 = SafeTensorsFile.Load(Path.Combine(parts, Trainer.LastCheckpoint));
+        foreach (string name in a1.Names.Where(n => a1.GetDType(n) == SafeTensorsDType.F32))
+            Assert.True(a1.GetFloat32(name).Span.SequenceEqual(b1.GetFloat32(name).Span), $"{name} differs after the CLI resume");
+
+        // Resuming into a model without that meProp would train dense: refused.
+        var dense = NetworkFactory.Build(trained.Spec!, compute, seed: 3);
+        var error = Assert.Throws<CheckpointFormatException>(() => Checkpoint.Load(last, dense, new Adam(dense.Parameters, compute.Pool, learningRate: 3e-3f)));
+        Assert.Contains("meProp on layer 'features'", error.Message);
 
         // A full checkpoint without a meProp layer's generator state is not of that run.
         var file = SafeTensorsFile.Load(last);
