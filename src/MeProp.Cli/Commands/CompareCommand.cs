@@ -57,9 +57,11 @@ internal static class CompareCommand
         var timing = new Option<string?>("--timing-note") { Description = "What the recorded times are (machine, load), printed under the table" };
         var timesFrom = new Option<int>("--times-from-epoch") { Description = "Average the times over epochs from this one on (e.g. 2 to leave out a dense warm-up epoch)", DefaultValueFactory = _ => 1 };
         timesFrom.Require(v => v >= 1, "--times-from-epoch must be >= 1");
+        var epochs = new Option<int?>("--epochs") { Description = "Read every run as far as this epoch (runs trained further are cut there); default: each run whole" };
+        epochs.Require(v => v is null or >= 1, "--epochs must be >= 1");
         var command = new Command("compare", "Compare configurations' runs: best-dev test accuracy (mean ± std, paired difference with a 95% interval), epoch times, curves")
         {
-            groups, output, title, timing, timesFrom,
+            groups, output, title, timing, timesFrom, epochs,
         };
         command.SetAction(parse => CommonOptions.Run(parse, () =>
         {
@@ -67,7 +69,12 @@ internal static class CompareCommand
             if (parsed.Select(g => g.Name).Distinct().Count() != parsed.Count) throw new ArgumentException("--group: two configurations have the same name");
             string root = parse.GetValue(output)!;
             Directory.CreateDirectory(root);
-            var records = parsed.Select(g => g.Directories.Select(Read).ToList()).ToList();
+            int? epochLimit = parse.GetValue(epochs);
+            var records = parsed.Select(g => g.Directories.Select(Read).Select(r => epochLimit is int n ? r.Truncated(n) : r).ToList()).ToList();
+            var lengths = records.SelectMany(r => r).Select(r => r.EpochsCompleted).Distinct().ToList();
+            // A best epoch over 3 epochs against one over 30 is no like-for-like comparison; say so.
+            if (lengths.Count > 1)
+                Console.Error.WriteLine($"note: the runs have {lengths.Min()} to {lengths.Max()} epochs, so each one's best dev epoch is taken over its own span; --epochs {lengths.Min()} reads them alike");
             RequireSeedsPaired(parsed);
             var rows = Rows(parsed, records, parse.GetValue(timesFrom));
             AtomicFile.WriteAllText(Path.Combine(root, "results.json"), JsonSerializer.Serialize(rows, Json.Options) + "\n");
@@ -89,6 +96,7 @@ internal static class CompareCommand
         int equals = text.IndexOf('=');
         if (equals < 1 || equals == text.Length - 1) throw new ArgumentException($"--group '{text}': expected NAME=RUN_DIR,RUN_DIR,...");
         var directories = text[(equals + 1)..].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (directories.Length == 0) throw new ArgumentException($"--group '{text}': no run directories after '='");
         return new ComparisonGroup(text[..equals].Trim(), directories);
     }
 

@@ -16,7 +16,7 @@ internal static class ExportCommand
     public static Command Create()
     {
         var checkpoint = new Option<string>("--checkpoint") { Description = "A .safetensors file written by 'meprop train', or a run directory (its best.safetensors)", Required = true };
-        var onnx = new Option<string>("--onnx") { Description = "The ONNX file to write (opset 17; input 'input' [N, C, H, W] of pixels in [0, 1], output 'logits' [N, classes])", Required = true };
+        var onnx = new Option<string>("--onnx") { Description = "The ONNX file to write (opset 17; input 'input' [N, C, H, W] of pixels in [0, 1] ([N, F] for a network whose input is [features]), output 'logits' [N, classes])", Required = true };
         var input = new Option<string?>("--input") { Description = "C,H,W of the images a built-in network was trained on (default 1,28,28; a network file's own input otherwise)" };
         var classes = new Option<int?>("--classes") { Description = "Classes of a built-in network (default 10; a network file's own otherwise)" };
         var command = new Command("export", "Write a checkpoint's network as an ONNX model") { checkpoint, onnx, input, classes };

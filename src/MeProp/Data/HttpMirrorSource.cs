@@ -14,7 +14,8 @@ public sealed class HttpMirrorSource : IDataSource
     private readonly bool _gzipped;
 
     /// <param name="baseUrl">The directory URL; a missing trailing slash is added.</param>
-    /// <param name="httpClient">The client to use; the caller owns it.</param>
+    /// <param name="httpClient">The client to use; the caller owns it. Its <see cref="HttpClient.Timeout"/> bounds each
+    /// file's whole download, body included.</param>
     /// <param name="gzipped">Whether the mirror serves each file as <c>{name}.gz</c>, to be decompressed.</param>
     public HttpMirrorSource(Uri baseUrl, HttpClient httpClient, bool gzipped = true)
     {
@@ -33,21 +34,25 @@ public sealed class HttpMirrorSource : IDataSource
         {
             var url = new Uri(_baseUrl, _gzipped ? name + ".gz" : name);
             progress?.Invoke($"downloading {url}");
+            // With ResponseHeadersRead the client's own timeout ends with the headers: a connection that stalls in
+            // the body would wait for ever, so the whole file gets the timeout here.
+            using var fileTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            fileTimeout.CancelAfter(_httpClient.Timeout);
             try
             {
                 using HttpResponseMessage response =
-                    await _httpClient.GetAsync(url, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+                    await _httpClient.GetAsync(url, HttpCompletionOption.ResponseHeadersRead, fileTimeout.Token);
                 if (!response.IsSuccessStatusCode)
                     throw new IOException($"HTTP {(int)response.StatusCode} {response.ReasonPhrase}");
-                await using Stream body = await response.Content.ReadAsStreamAsync(cancellationToken);
+                await using Stream body = await response.Content.ReadAsStreamAsync(fileTimeout.Token);
                 await using Stream content = _gzipped ? new GZipStream(body, CompressionMode.Decompress) : body;
                 await using var output = new FileStream(Path.Combine(stagingDirectory, name), FileMode.CreateNew);
-                await content.CopyToAsync(output, cancellationToken);
+                await content.CopyToAsync(output, fileTimeout.Token);
             }
             catch (Exception e) when (e is HttpRequestException or IOException or InvalidDataException
                                       || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
-                // A TaskCanceledException without our token cancelled is HttpClient's timeout.
+                // Cancelled without the caller's token: the timeout, the client's or the file's.
                 string reason = e is OperationCanceledException ? "timed out" : e.Message;
                 throw new IOException($"{url}: {reason}", e);
             }

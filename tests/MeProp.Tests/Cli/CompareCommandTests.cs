@@ -80,6 +80,29 @@ public class CompareCommandTests
     }
 
     [Fact]
+    public void RunsOfDifferentLengthsAreNotedAndEpochsReadsThemAlike()
+    {
+        using var root = new TempDirectory();
+        string a = WriteRun(root.Path, "a", 0.9, 1), b = WriteRun(root.Path, "b", 0.95, 1);
+        // b trained two epochs further, its best dev (0.999) at epoch 5 with test 0.97.
+        File.AppendAllLines(Path.Combine(b, Trainer.MetricsFile), new[] { 4, 5 }.Select(e => JsonSerializer.Serialize(new EpochMetrics
+        {
+            Epoch = e, TrainLoss = 0.1, DevAccuracy = e == 5 ? 0.999 : 0.98, TestAccuracy = e == 5 ? 0.97 : 0.5, EpochSeconds = 10, ForwardSeconds = 2, BackwardSeconds = 1, UpdateSeconds = 0.5,
+        }, Json.Line)));
+        string all = Path.Combine(root.Path, "all"), alike = Path.Combine(root.Path, "alike");
+        var whole = CliHarness.Run("compare", "--group", $"base={a}", "--group", $"longer={b}", "--out", all);
+        Assert.True(whole.Code == 0, whole.Stderr);
+        Assert.Contains("the runs have 3 to 5 epochs", whole.Stderr);
+        var cut = CliHarness.Run("compare", "--group", $"base={a}", "--group", $"longer={b}", "--out", alike, "--epochs", "3");
+        Assert.True(cut.Code == 0, cut.Stderr);
+        Assert.DoesNotContain("note:", cut.Stderr);
+        using var wholeRows = JsonDocument.Parse(File.ReadAllText(Path.Combine(all, "results.json")));
+        using var cutRows = JsonDocument.Parse(File.ReadAllText(Path.Combine(alike, "results.json")));
+        Assert.Equal(0.97, wholeRows.RootElement[1].GetProperty("test_accuracy")[0].GetDouble());
+        Assert.Equal(0.95, cutRows.RootElement[1].GetProperty("test_accuracy")[0].GetDouble());
+    }
+
+    [Fact]
     public void UnpairedGroupsAndMissingRunsAreOneLineErrors()
     {
         using var root = new TempDirectory();
@@ -93,6 +116,7 @@ public class CompareCommandTests
         var malformed = CliHarness.Run("compare", "--group", a, "--out", Path.Combine(root.Path, "out"));
         Assert.Equal(1, malformed.Code);
         Assert.Contains("NAME=RUN_DIR", malformed.Stderr);
+        Assert.Contains("no run directories after '='", CliHarness.AssertOneLineError(CliHarness.Run("compare", "--group", "one=,", "--out", Path.Combine(root.Path, "out")), 1));
     }
 
     [Fact]

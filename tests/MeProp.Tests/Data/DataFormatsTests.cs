@@ -181,6 +181,19 @@ public class DataFormatsTests : IDisposable
         WritePng(Path.Combine(stray, "test", "z", "0.png"), 4, 4, ColorComponents.Grey, p => 1);
         error = Assert.Throws<DataFormatException>(() => DataDirectory.Load(stray));
         Assert.Contains("class folder(s) z", error.Message);
+
+        // A class folder with no images would be an output never trained; hidden folders are no classes.
+        string empty = _directory.File("empty");
+        WritePng(Path.Combine(empty, "train", "a", "0.png"), 4, 4, ColorComponents.Grey, p => 1);
+        WritePng(Path.Combine(empty, "test", "a", "0.png"), 4, 4, ColorComponents.Grey, p => 1);
+        Directory.CreateDirectory(Path.Combine(empty, "train", "b"));
+        File.WriteAllText(Path.Combine(empty, "train", "b", "notes.txt"), "");
+        Directory.CreateDirectory(Path.Combine(empty, "train", ".ipynb_checkpoints"));
+        Directory.CreateDirectory(Path.Combine(empty, "test", ".ipynb_checkpoints"));
+        error = Assert.Throws<DataFormatException>(() => DataDirectory.Load(empty));
+        Assert.EndsWith("class folder(s) b hold no images (.png, .jpg, .jpeg, .bmp)", error.Message);
+        Directory.Delete(Path.Combine(empty, "train", "b"), recursive: true);
+        Assert.Equal(["a"], DataDirectory.Load(empty).ClassNames);
     }
 
     [Fact]

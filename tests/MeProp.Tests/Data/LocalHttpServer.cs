@@ -26,6 +26,9 @@ internal sealed class LocalHttpServer : IAsyncDisposable
     /// <summary>Bytes served by absolute path, e.g. "/mirror/x.gz".</summary>
     public Dictionary<string, byte[]> Files { get; } = [];
 
+    /// <summary>Paths answered with headers and half their bytes, then nothing more (a connection that stalls).</summary>
+    public HashSet<string> Stalled { get; } = [];
+
     /// <summary>The paths requested so far, in order.</summary>
     public List<string> Requests { get; } = [];
 
@@ -64,6 +67,14 @@ internal sealed class LocalHttpServer : IAsyncDisposable
         byte[] head = Encoding.ASCII.GetBytes(
             $"HTTP/1.1 {status}\r\nContent-Length: {body.Length}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n");
         await stream.WriteAsync(head);
+        bool stalls;
+        lock (Stalled) stalls = Stalled.Contains(path);
+        if (stalls)
+        {
+            await stream.WriteAsync(body.AsMemory(0, body.Length / 2));
+            await stream.FlushAsync();
+            await Task.Delay(Timeout.Infinite, _stop.Token);
+        }
         await stream.WriteAsync(body);
     }
 

