@@ -119,8 +119,8 @@ internal static class TrainCommand
             }
             else
             {
-                if (fresh.TopKSchedule is not null && !fresh.UsesMeProp)
-                    throw new ArgumentException("--topk-schedule, --dense-warmup and --dense-every need --topk (without it training is dense)");
+                if (fresh.TopKSchedule is not null && !fresh.UsesMeProp && !HasMeProp(fresh.ModelOptions.Network?.Layers))
+                    throw new ArgumentException("--topk-schedule, --dense-warmup and --dense-every need --topk or a network file with \"meprop\" layers (without either, training is dense)");
                 if (parse.GetResult(momentum) is { Implicit: false } && fresh.Optimizer != "sgd")
                     throw new ArgumentException($"--momentum is SGD's; {fresh.Optimizer} does not use it");
                 options = fresh;
@@ -196,6 +196,10 @@ internal static class TrainCommand
                 var v => v.ToString()!.ToLowerInvariant(),
             }))).ToArray();
     }
+
+    /// <summary>Whether a network description puts meProp on any layer, inside residual blocks included.</summary>
+    private static bool HasMeProp(IEnumerable<LayerSpec>? layers) =>
+        layers?.Any(l => l.MeProp is not null || HasMeProp(l.Layers) || HasMeProp(l.Shortcut)) == true;
 
     /// <summary>The schedule of --topk-schedule, --dense-warmup and --dense-every; null when none is given (a fixed ratio).</summary>
     private static TopKSchedule? Schedule(string? text, int denseWarmup, int denseEvery) =>

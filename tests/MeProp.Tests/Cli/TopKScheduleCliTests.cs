@@ -108,5 +108,13 @@ public class TopKScheduleCliTests
         string error = AssertOneLineError(Run(Args(data.Path, Path.Combine(output.Path, "run"), "--dense-warmup", "1")), 1);
         Assert.Contains("--topk", error);
         AssertOneLineError(Run(Args(data.Path, Path.Combine(output.Path, "run2"), "--topk", "0.5", "--topk-schedule", "step:0.5:0.1")), 1);
+        // meProp from a network file's layers is scheduled as --topk's is.
+        string network = output.File("net.json");
+        File.WriteAllText(network, """{"input": [1, 8, 8], "classes": 10, "layers": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1, "meprop": {"ratio": 0.25}}, {"type": "relu"}, {"type": "flatten"}, {"type": "linear", "out_features": 10}]}""");
+        string scheduled = Path.Combine(output.Path, "file");
+        var result = Run("train", "--data", data.Path, "--out", scheduled, "--dev-size", "12", "--batch-size", "7", "--threads", "2", "--model", network, "--dense-warmup", "1", "--epochs", "2");
+        Assert.True(result.Code == 0, result.Stderr);
+        Assert.Equal([1.0, 0.25], Epochs(scheduled).Select(e => e.Ratio["conv1"]));
+        Assert.Equal(1.0, Epochs(scheduled)[0].Kept["conv1"], 12);
     }
 }
