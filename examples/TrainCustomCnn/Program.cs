@@ -94,11 +94,12 @@ try
     {
         Epochs = o.Epochs,
         BatchSize = o.BatchSize,
-        LearningRate = o.LearningRate,
         Seed = o.Seed,
         Threads = o.Threads,
         DevSize = o.DevSize,
         MaxTrain = o.MaxTrain,
+        // Recorded with the run, so that `meprop eval` and `meprop train --resume` read these images again.
+        Data = DataSource.Of(o.DataDirectory, data),
     };
     var trainer = new Trainer(model, optimizer, trainOptions, compute, split, data.Test, run.Path);
     var summary = trainer.Run(new EpochPrinter());

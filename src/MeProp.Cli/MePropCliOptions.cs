@@ -24,7 +24,7 @@ internal sealed class MePropCliOptions
 
     public readonly Option<string> DecayShape = new("--decay-shape")
     {
-        Description = "Running gradient shape: full (as dL/dy, the paper's reading) or channel-position (averaged over the batch)",
+        Description = "Running gradient shape: full (as dL/dy, the paper's reading) or channel-position (averaged over the batch); needs --decay above 0",
         DefaultValueFactory = _ => "full",
     };
 

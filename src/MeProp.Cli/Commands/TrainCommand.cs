@@ -23,7 +23,7 @@ internal static class TrainCommand
         lr.Require(v => v > 0 && float.IsFinite(v), "--lr must be a positive finite number");
         var optimizer = new Option<string>("--optimizer") { Description = "adam or sgd (with momentum)", DefaultValueFactory = _ => "adam" };
         optimizer.AcceptOnlyFromAmong("adam", "sgd");
-        var momentum = new Option<float>("--momentum") { Description = "SGD momentum", DefaultValueFactory = _ => 0.9f };
+        var momentum = new Option<float>("--momentum") { Description = "SGD momentum (with --optimizer sgd only)", DefaultValueFactory = _ => 0.9f };
         momentum.Require(v => v >= 0 && v < 1, "--momentum must be in [0, 1)");
         var seed = new Option<ulong>("--seed") { Description = "Seed of initialisation and shuffling", DefaultValueFactory = _ => 1UL };
         var threads = CommonOptions.Threads();
@@ -39,8 +39,8 @@ internal static class TrainCommand
         var augmentCrop = new Option<int>("--augment-crop") { Description = "Training augmentation: random crop after zero-padding by this many pixels (as torchvision's RandomCrop(size, padding))" }
             .Require(v => v >= 0, "--augment-crop must be >= 0");
         var augmentFlip = new Option<bool>("--augment-flip") { Description = "Training augmentation: mirror images left-right with probability 1/2" };
-        var overwrite = new Option<bool>("--overwrite") { Description = "Start a new run in --out even if it holds an earlier run, which is moved aside to DIR.old-N (never deleted)" };
-        var resume = new Option<string?>("--resume") { Description = "Continue the run in this directory from its last.safetensors (its configuration is used; --epochs may extend it)" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Start a new run in --out even if it holds an earlier run, which is moved aside to DIR.old-N (never deleted; refused while another process trains in it)" };
+        var resume = new Option<string?>("--resume") { Description = "Continue the run in this directory from its last.safetensors (its configuration is used; --epochs may extend it; a finished run missing its summary.json gets it written)" };
 
         var noFusedUpdate = new Option<bool>("--no-fused-update") { Description = "With Adam, update the linear layers in the optimizer's own pass instead of during their backward (same results, slower)" };
         var exactSparsity = CommonOptions.ExactSparsityOption();
