@@ -38,21 +38,7 @@ public static class OnnxExporter
     public static void Export(Sequential model, IReadOnlyList<int> inputShape, string path)
     {
         var proto = Build(model, inputShape); // fails before anything is written
-        string full = Path.GetFullPath(path);
-        string temporary = full + ".tmp-" + Environment.ProcessId;
-        try
-        {
-            using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                proto.WriteTo(stream);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temporary, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temporary)) File.Delete(temporary);
-        }
+        MeProp.Training.AtomicFile.Write(path, proto.WriteTo);
     }
 
     /// <summary>The model as an ONNX ModelProto.</summary>

@@ -5,14 +5,17 @@ public static class AtomicFile
 {
     public static void WriteAllText(string path, string text) => WriteAllBytes(path, new System.Text.UTF8Encoding(false).GetBytes(text));
 
-    public static void WriteAllBytes(string path, byte[] bytes)
+    public static void WriteAllBytes(string path, byte[] bytes) => Write(path, stream => stream.Write(bytes));
+
+    /// <summary>Writes what <paramref name="write"/> puts into the stream as the whole new content of <paramref name="path"/>.</summary>
+    public static void Write(string path, Action<Stream> write)
     {
         string temporary = TemporaryPath(path, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
         try
         {
             using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
             {
-                stream.Write(bytes);
+                write(stream);
                 // On disk before the rename: after a power loss the file is then the old one or the new one, not an empty one.
                 stream.Flush(flushToDisk: true);
             }

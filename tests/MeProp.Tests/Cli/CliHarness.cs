@@ -46,6 +46,20 @@ internal static class CliHarness
             return node.ToJsonString();
         }).ToList();
 
+    /// <summary>
+    /// Asserts two run directories hold the same run: metrics lines without the wall-clock fields, and every
+    /// float tensor of last.safetensors to the bit (<paramref name="what"/> names the comparison in failures).
+    /// </summary>
+    public static void AssertSameRun(string expected, string actual, string what = "")
+    {
+        Assert.Equal(MetricsWithoutTimes(expected), MetricsWithoutTimes(actual));
+        var a = SafeTensorsFile.Load(Path.Combine(expected, Trainer.LastCheckpoint));
+        var b = SafeTensorsFile.Load(Path.Combine(actual, Trainer.LastCheckpoint));
+        Assert.Equal(a.Names, b.Names);
+        foreach (string name in a.Names.Where(n => a.GetDType(n) == SafeTensorsDType.F32))
+            Assert.True(a.GetFloat32(name).Span.SequenceEqual(b.GetFloat32(name).Span), $"{name} differs {what}");
+    }
+
     /// <summary>Asserts a failure reported as one "error: " line (a parse error may add the pointer to --help).</summary>
     public static string AssertOneLineError((int Code, string Stdout, string Stderr) result, int code)
     {
