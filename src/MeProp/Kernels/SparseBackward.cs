@@ -506,3 +506,89 @@ public static unsafe class SparseBackward
         for (; i < n; i++) y[i] = MathF.FusedMultiplyAdd(a, x[i], y[i]);
     }
 }
+
+/// <summary>
+/// Twin of <see cref="SparseBackward"/>: each kept entry's terms added one by one as plain loops, float64
+/// sums, the same layouts and the same add-into or overwrite contract as the kernel.
+/// </summary>
+internal static class SparseBackwardReference
+{
+    /// <summary>dW[u, :] += Σ v·X[position, :] and db[u] += Σ v over u's entries (X [P, K]).</summary>
+    public static void WeightGradient(SparseGradient g, ReadOnlySpan<float> x, int k, Span<float> dW, Span<float> db)
+    {
+        for (int u = 0; u < g.Units; u++)
+        {
+            double bias = db[u];
+            var row = new double[k];
+            for (int c = 0; c < k; c++) row[c] = dW[u * k + c];
+            for (int e = 0; e < g.Counts[u]; e++)
+            {
+                int position = g.Positions[u * g.Capacity + e];
+                double v = g.Values[u * g.Capacity + e];
+                bias += v;
+                for (int c = 0; c < k; c++) row[c] += v * x[position * k + c];
+            }
+            db[u] = (float)bias;
+            for (int c = 0; c < k; c++) dW[u * k + c] = (float)row[c];
+        }
+    }
+
+    /// <summary>dX[position, :] += v·W[u, :] for every entry (W [U, K], dX [P, K]).</summary>
+    public static void RowInputGradient(SparseGradient g, ReadOnlySpan<float> w, int k, Span<float> dx)
+    {
+        var sum = new double[g.PositionCount * k];
+        for (int i = 0; i < sum.Length; i++) sum[i] = dx[i];
+        for (int u = 0; u < g.Units; u++)
+            for (int e = 0; e < g.Counts[u]; e++)
+            {
+                int position = g.Positions[u * g.Capacity + e];
+                double v = g.Values[u * g.Capacity + e];
+                for (int c = 0; c < k; c++) sum[position * k + c] += v * w[u * k + c];
+            }
+        for (int i = 0; i < sum.Length; i++) dx[i] = (float)sum[i];
+    }
+
+    /// <summary>
+    /// For an entry v at (n, oh, ow) of unit u and every tap (kh, kw):
+    /// dW[u, :, kh, kw] += v·x[n, oh·S+kh, ow·S+kw, :] (x zero-bordered [N, H+2P, W+2P, C]), db[u] += v, and,
+    /// unless <paramref name="dx"/> is empty, dx[n, :, oh·S+kh-P, ow·S+kw-P] += v·W[u, kh, kw, :] for taps
+    /// inside the image (weight [U, KH, KW, C]). dW [U, C, KH, KW] and db are added into; dx [N, C, H, W] is overwritten.
+    /// </summary>
+    public static void ConvGradients(SparseGradient g, ConvGeometry geometry, ReadOnlySpan<float> xPaddedNhwc,
+        Span<float> dW, Span<float> db, ReadOnlySpan<float> weightHwc, Span<float> dx)
+    {
+        var (c, kh, kw) = (geometry.C, geometry.KH, geometry.KW);
+        int plane = geometry.OH * geometry.OW, paddedH = geometry.H + 2 * geometry.Padding, paddedW = geometry.W + 2 * geometry.Padding;
+        var dwSum = new double[g.Units * geometry.PatchLength];
+        for (int i = 0; i < dwSum.Length; i++) dwSum[i] = dW[i];
+        var dxSum = new double[geometry.N * c * geometry.H * geometry.W];
+        for (int u = 0; u < g.Units; u++)
+        {
+            double bias = db[u];
+            for (int e = 0; e < g.Counts[u]; e++)
+            {
+                int position = g.Positions[u * g.Capacity + e];
+                double v = g.Values[u * g.Capacity + e];
+                int n = position / plane, oy = position % plane / geometry.OW, ox = position % geometry.OW;
+                bias += v;
+                for (int ky = 0; ky < kh; ky++)
+                    for (int kx = 0; kx < kw; kx++)
+                    {
+                        int py = oy * geometry.Stride + ky, px = ox * geometry.Stride + kx;
+                        int iy = py - geometry.Padding, ix = px - geometry.Padding;
+                        bool inside = iy >= 0 && iy < geometry.H && ix >= 0 && ix < geometry.W;
+                        for (int ch = 0; ch < c; ch++)
+                        {
+                            dwSum[((u * c + ch) * kh + ky) * kw + kx] += v * xPaddedNhwc[((n * paddedH + py) * paddedW + px) * c + ch];
+                            if (inside && !dx.IsEmpty)
+                                dxSum[((n * c + ch) * geometry.H + iy) * geometry.W + ix] += v * weightHwc[((u * kh + ky) * kw + kx) * c + ch];
+                        }
+                    }
+            }
+            db[u] = (float)bias;
+        }
+        for (int i = 0; i < dwSum.Length; i++) dW[i] = (float)dwSum[i];
+        if (!dx.IsEmpty)
+            for (int i = 0; i < dxSum.Length; i++) dx[i] = (float)dxSum[i];
+    }
+}

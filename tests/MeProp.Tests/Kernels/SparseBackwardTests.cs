@@ -6,9 +6,10 @@ using MeProp.Threading;
 namespace MeProp.Tests.Kernels;
 
 /// <summary>
-/// SparseBackward kernels against float64 references built on SparseGradient.ToDenseRows() (dense
-/// [P, U] rows) with plain loops. Outputs start from random values, since the kernels add into them.
-/// Tolerance: |diff| &lt;= 1e-6·(T + 1) + 1e-6·|expected|, T the number of terms summed into one output:
+/// SparseBackward kernels against their float64 twin, <see cref="SparseBackwardReference"/>, on random
+/// kept entries (the twin itself is checked against a dense im2col/col2im product below). Outputs start
+/// from random values, since the kernels add into them.
+/// Tolerance: |diff| &lt;= 1e-6·(T + 1) + 1e-6·|expected|, T a bound on the terms summed into one output:
 /// float32 fused multiply-adds drift about eps·(partial sum) per term, and a wrong or missing entry
 /// is off by about |value·x| (0.01 to 1 here).
 /// </summary>
@@ -62,22 +63,9 @@ public class SparseBackwardTests
         var x = TestData.Uniform(rng, positions * k);
         var dW0 = TestData.Uniform(rng, units * k);
         var db0 = TestData.Uniform(rng, units);
-        var dense = g.ToDenseRows();
-
-        var dWExpected = new float[units * k];
-        var dbExpected = new float[units];
-        for (int u = 0; u < units; u++)
-        {
-            double bias = db0[u];
-            for (int p = 0; p < positions; p++) bias += dense[p * units + u];
-            dbExpected[u] = (float)bias;
-            for (int c = 0; c < k; c++)
-            {
-                double sum = dW0[u * k + c];
-                for (int p = 0; p < positions; p++) sum += (double)dense[p * units + u] * x[p * k + c];
-                dWExpected[u * k + c] = (float)sum;
-            }
-        }
+        var dWExpected = (float[])dW0.Clone();
+        var dbExpected = (float[])db0.Clone();
+        SparseBackwardReference.WeightGradient(g, x, k, dWExpected, dbExpected);
 
         float[]? first = null;
         foreach (int threads in new[] { 1, 3 })
@@ -102,16 +90,8 @@ public class SparseBackwardTests
         var g = RandomSparse(rng, units, positions);
         var w = TestData.Uniform(rng, units * k);
         var dx0 = TestData.Uniform(rng, positions * k);
-        var dense = g.ToDenseRows();
-
-        var expected = new float[positions * k];
-        for (int p = 0; p < positions; p++)
-            for (int c = 0; c < k; c++)
-            {
-                double sum = dx0[p * k + c];
-                for (int u = 0; u < units; u++) sum += (double)dense[p * units + u] * w[u * k + c];
-                expected[p * k + c] = (float)sum;
-            }
+        var expected = (float[])dx0.Clone();
+        SparseBackwardReference.RowInputGradient(g, w, k, expected);
 
         float[]? first = null;
         foreach (int threads in new[] { 1, 3 })
@@ -154,39 +134,28 @@ public class SparseBackwardTests
         { 2, 37, 6, 7, 3, 5, 1, 2 },
     };
 
+    /// <summary>
+    /// Terms summed into one output at most: a unit's entries into its dW and db, and into a dx pixel
+    /// every unit's output positions whose window covers it (ceil(K/S) per axis).
+    /// </summary>
+    private static (int Weight, int Input) TermBounds(SparseGradient g, ConvGeometry geometry)
+    {
+        int windows = (geometry.KH + geometry.Stride - 1) / geometry.Stride * ((geometry.KW + geometry.Stride - 1) / geometry.Stride);
+        return (g.Counts.Take(g.Units).Max(), g.Units * windows);
+    }
+
     [Theory]
     [MemberData(nameof(ConvShapes))]
-    public void ConvInputGradientMatchesDirectScatter(int n, int c, int h, int w, int units, int kernel, int stride, int padding)
+    public void ConvInputGradientMatchesReference(int n, int c, int h, int w, int units, int kernel, int stride, int padding)
     {
         var geometry = new ConvGeometry(n, c, h, w, kernel, kernel, stride, padding);
-        int oh = geometry.OH, ow = geometry.OW;
         var rng = new Rng((ulong)(n * 1_000_003 + c * 10007 + h * 101 + w * 11 + units * 7 + kernel * 3 + stride + padding));
         var g = RandomSparse(rng, units, geometry.Positions);
         var weightHwc = TestData.Uniform(rng, units * kernel * kernel * c);
-        var dense = g.ToDenseRows();
-
-        // Direct scatter in float64: dx[n, c, oy·S-P+kh, ox·S-P+kw] += v · W[u, kh, kw, c].
-        var sum = new double[n * c * h * w];
-        var terms = new int[n * h * w];
-        for (int i = 0; i < n; i++)
-            for (int oy = 0; oy < oh; oy++)
-                for (int ox = 0; ox < ow; ox++)
-                    for (int u = 0; u < units; u++)
-                    {
-                        double v = dense[((i * oh + oy) * ow + ox) * units + u];
-                        if (v == 0) continue;
-                        for (int kh = 0; kh < kernel; kh++)
-                            for (int kw = 0; kw < kernel; kw++)
-                            {
-                                int iy = oy * stride - padding + kh, ix = ox * stride - padding + kw;
-                                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
-                                terms[(i * h + iy) * w + ix]++;
-                                for (int ch = 0; ch < c; ch++)
-                                    sum[((i * c + ch) * h + iy) * w + ix] += v * weightHwc[((u * kernel + kh) * kernel + kw) * c + ch];
-                            }
-                    }
-        var expected = sum.Select(v => (float)v).ToArray();
-        int maxTerms = terms.Max();
+        var xPadded = new float[SparseBackward.PaddedLength(geometry)];
+        var expected = new float[n * c * h * w];
+        SparseBackwardReference.ConvGradients(g, geometry, xPadded, new float[units * geometry.PatchLength], new float[units], weightHwc, expected);
+        var bounds = TermBounds(g, geometry);
 
         float[]? first = null;
         foreach (int threads in new[] { 1, 3 })
@@ -195,9 +164,11 @@ public class SparseBackwardTests
             // dx is overwritten and the scratch reused, so both start full of stale values.
             var dx = TestData.Uniform(rng, n * c * h * w);
             var scratch = TestData.Uniform(rng, SparseBackward.ScratchLength(geometry, threads));
-            var dw = new float[units * kernel * kernel * c];
-            SparseBackward.ConvGradients(g, geometry, new float[SparseBackward.PaddedLength(geometry)], dw, new float[units], weightHwc, dx, scratch, pool);
-            TestData.AssertClose(expected, dx, Tolerance(maxTerms), 1e-6, $"dx threads {threads}");
+            SparseBackward.ConvInputGradient(g, geometry, weightHwc, dx, scratch, pool);
+            TestData.AssertClose(expected, dx, Tolerance(bounds.Input), 1e-6, $"dx alone, threads {threads}");
+            var dxWithWeight = TestData.Uniform(rng, n * c * h * w);
+            SparseBackward.ConvGradients(g, geometry, xPadded, new float[units * geometry.PatchLength], new float[units], weightHwc, dxWithWeight, scratch, pool);
+            Assert.Equal(dx, dxWithWeight);
             if (first is null) first = dx;
             else Assert.Equal(first, dx);
         }
@@ -205,54 +176,33 @@ public class SparseBackwardTests
 
     [Theory]
     [MemberData(nameof(ConvShapes))]
-    public void ConvWeightGradientMatchesDirectGather(int n, int c, int h, int w, int units, int kernel, int stride, int padding)
+    public void ConvWeightGradientMatchesReference(int n, int c, int h, int w, int units, int kernel, int stride, int padding)
     {
         var geometry = new ConvGeometry(n, c, h, w, kernel, kernel, stride, padding);
-        int oh = geometry.OH, ow = geometry.OW;
         var rng = new Rng((ulong)(n * 7_000_003 + c * 1009 + h * 131 + w * 17 + units * 5 + kernel * 3 + stride + padding));
         var g = RandomSparse(rng, units, geometry.Positions);
-        var xNhwc = TestData.Uniform(rng, n * h * w * c);
+        var xPadded = Pad(geometry, TestData.Uniform(rng, n * h * w * c));
         var dw0 = TestData.Uniform(rng, units * c * kernel * kernel);
         var db0 = TestData.Uniform(rng, units);
-        var dense = g.ToDenseRows();
+        var dwExpected = (float[])dw0.Clone();
+        var dbExpected = (float[])db0.Clone();
+        SparseBackwardReference.ConvGradients(g, geometry, xPadded, dwExpected, dbExpected, [], []);
+        var bounds = TermBounds(g, geometry);
 
-        // Direct gather in float64: dW[u, c, kh, kw] += v · x[n, oy·S-P+kh, ox·S-P+kw, c]; db[u] += v.
-        var dwSum = dw0.Select(v => (double)v).ToArray();
-        var dbSum = db0.Select(v => (double)v).ToArray();
-        var terms = new int[units];
-        for (int i = 0; i < n; i++)
-            for (int oy = 0; oy < oh; oy++)
-                for (int ox = 0; ox < ow; ox++)
-                    for (int u = 0; u < units; u++)
-                    {
-                        double v = dense[((i * oh + oy) * ow + ox) * units + u];
-                        if (v == 0) continue;
-                        dbSum[u] += v;
-                        terms[u]++;
-                        for (int kh = 0; kh < kernel; kh++)
-                            for (int kw = 0; kw < kernel; kw++)
-                            {
-                                int iy = oy * stride - padding + kh, ix = ox * stride - padding + kw;
-                                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
-                                for (int ch = 0; ch < c; ch++)
-                                    dwSum[((u * c + ch) * kernel + kh) * kernel + kw] += v * xNhwc[((i * h + iy) * w + ix) * c + ch];
-                            }
-                    }
-        int maxTerms = terms.Max();
         float[]? first = null;
         foreach (int threads in new[] { 1, 3 })
         {
             using var pool = new WorkerPool(threads);
             var dw = (float[])dw0.Clone();
             var db = (float[])db0.Clone();
-            SparseBackward.ConvGradients(g, geometry, Pad(geometry, xNhwc), dw, db, [], [], [], pool);
-            TestData.AssertClose(dwSum.Select(v => (float)v).ToArray(), dw, Tolerance(maxTerms), 1e-6, $"dW threads {threads}");
-            TestData.AssertClose(dbSum.Select(v => (float)v).ToArray(), db, Tolerance(maxTerms), 1e-6, $"db threads {threads}");
+            SparseBackward.ConvGradients(g, geometry, xPadded, dw, db, [], [], [], pool);
+            TestData.AssertClose(dwExpected, dw, Tolerance(bounds.Weight), 1e-6, $"dW threads {threads}");
+            TestData.AssertClose(dbExpected, db, Tolerance(bounds.Weight), 1e-6, $"db threads {threads}");
             if (first is null) first = dw;
             else Assert.Equal(first, dw);
             // With the input gradient in the same run, the weight gradient is the same to the bit.
             var dwBoth = (float[])dw0.Clone();
-            SparseBackward.ConvGradients(g, geometry, Pad(geometry, xNhwc), dwBoth, (float[])db0.Clone(), new float[units * geometry.PatchLength],
+            SparseBackward.ConvGradients(g, geometry, xPadded, dwBoth, (float[])db0.Clone(), new float[units * geometry.PatchLength],
                 new float[n * c * h * w], new float[SparseBackward.ScratchLength(geometry, threads)], pool);
             Assert.Equal(dw, dwBoth);
         }
@@ -273,36 +223,84 @@ public class SparseBackwardTests
         return padded;
     }
 
-    [Fact]
-    public void ConvInputGradientAgreesWithCol2ImOfDenseProduct()
+    [Theory]
+    [InlineData(2, 3, 9, 7, 5, 3, 2, 1)]
+    [InlineData(3, 4, 6, 6, 3, 5, 1, 2)]
+    public void ReferenceAndKernelAgreeWithDenseIm2ColProducts(int n, int c, int h, int w, int units, int kernel, int stride, int padding)
     {
-        // A second, independent oracle: dcols = dense rows · W (weight as [U, C·KH·KW]) then col2im.
-        var geometry = new ConvGeometry(2, 3, 9, 7, 3, 3, 2, 1);
-        int units = 5, k = geometry.PatchLength, positions = geometry.Positions;
-        var rng = new Rng(99);
+        // An independent oracle for the twin and the kernel: with the kept entries as dense [P, U] rows D
+        // and the patch matrix X = im2col(x) [P, C·KH·KW], dW = Dᵀ · X and dx = col2im(D · W).
+        var geometry = new ConvGeometry(n, c, h, w, kernel, kernel, stride, padding);
+        int k = geometry.PatchLength, positions = geometry.Positions, taps = kernel * kernel;
+        var rng = new Rng((ulong)(n * 31 + c * 7 + kernel));
         var g = RandomSparse(rng, units, positions);
-        var weight = TestData.Uniform(rng, units * k);               // [U, C, KH, KW]
+        var weight = TestData.Uniform(rng, units * k);              // [U, C, KH, KW]
+        var xNhwc = TestData.Uniform(rng, n * h * w * c);
         var weightHwc = new float[units * k];                       // [U, KH, KW, C]
         for (int u = 0; u < units; u++)
-            for (int ch = 0; ch < geometry.C; ch++)
-                for (int q = 0; q < geometry.KH * geometry.KW; q++)
-                    weightHwc[(u * geometry.KH * geometry.KW + q) * geometry.C + ch] = weight[(u * geometry.C + ch) * geometry.KH * geometry.KW + q];
+            for (int ch = 0; ch < c; ch++)
+                for (int q = 0; q < taps; q++)
+                    weightHwc[(u * taps + q) * c + ch] = weight[(u * c + ch) * taps + q];
+        var xNchw = new float[xNhwc.Length];
+        for (int i = 0; i < n; i++)
+            for (int ch = 0; ch < c; ch++)
+                for (int p = 0; p < h * w; p++)
+                    xNchw[(i * c + ch) * h * w + p] = xNhwc[(i * h * w + p) * c + ch];
         var dense = g.ToDenseRows();
+        var cols = new float[positions * k];
+        Im2ColReference.Forward(geometry, xNchw, cols);
+        var dwDense = new float[units * k];
+        GemmReference.Multiply(true, false, units, k, positions, dense, units, cols, k, dwDense, k, accumulate: false);
         var dcols = new float[positions * k];
-        for (int p = 0; p < positions; p++)
-            for (int j = 0; j < k; j++)
-            {
-                double s = 0;
-                for (int u = 0; u < units; u++) s += (double)dense[p * units + u] * weight[u * k + j];
-                dcols[p * k + j] = (float)s;
-            }
+        GemmReference.Multiply(false, false, positions, k, units, dense, units, weight, k, dcols, k, accumulate: false);
+        var dxDense = new float[n * c * h * w];
+        Im2ColReference.Backward(geometry, dcols, dxDense);
+
+        var xPadded = Pad(geometry, xNhwc);
+        var (dwTwin, dbTwin, dxTwin) = (new float[units * k], new float[units], new float[dxDense.Length]);
+        SparseBackwardReference.ConvGradients(g, geometry, xPadded, dwTwin, dbTwin, weightHwc, dxTwin);
+        TestData.AssertClose(dwDense, dwTwin, 1e-5, 1e-5, "twin dW vs dense product");
+        TestData.AssertClose(dxDense, dxTwin, 1e-5, 1e-5, "twin dx vs col2im");
+        for (int u = 0; u < units; u++)
+        {
+            double sum = 0;
+            for (int p = 0; p < positions; p++) sum += dense[p * units + u];
+            Assert.Equal((float)sum, dbTwin[u], 1e-5f);
+        }
+
         using var pool = new WorkerPool(2);
-        var nchw = new float[geometry.N * geometry.C * geometry.H * geometry.W];
-        Im2Col.Backward(geometry, dcols, nchw, pool);
-        var dx = new float[nchw.Length];
-        SparseBackward.ConvGradients(g, geometry, new float[SparseBackward.PaddedLength(geometry)], new float[units * k], new float[units],
-            weightHwc, dx, new float[SparseBackward.ScratchLength(geometry, pool.ThreadCount)], pool);
-        TestData.AssertClose(nchw, dx, 1e-5, 1e-5, "sparse dx vs col2im");
+        var (dw, db, dx) = (new float[units * k], new float[units], new float[dxDense.Length]);
+        SparseBackward.ConvGradients(g, geometry, xPadded, dw, db, weightHwc, dx, new float[SparseBackward.ScratchLength(geometry, pool.ThreadCount)], pool);
+        TestData.AssertClose(dwDense, dw, 1e-5, 1e-5, "kernel dW vs dense product");
+        TestData.AssertClose(dxDense, dx, 1e-5, 1e-5, "kernel dx vs col2im");
+    }
+
+    [Theory]
+    [InlineData(4, 9, 13)]
+    [InlineData(1, 3, 1)]
+    public void RowReferenceAgreesWithDenseProducts(int units, int positions, int k)
+    {
+        // dW += Dᵀ · X, db += column sums of D, dX += D · W, with D the kept entries as dense [P, U] rows.
+        var rng = new Rng((ulong)(units * 100 + positions * 10 + k));
+        var g = RandomSparse(rng, units, positions);
+        var x = TestData.Uniform(rng, positions * k);
+        var w = TestData.Uniform(rng, units * k);
+        var dense = g.ToDenseRows();
+        var dwDense = new float[units * k];
+        GemmReference.Multiply(true, false, units, k, positions, dense, units, x, k, dwDense, k, accumulate: false);
+        var dxDense = new float[positions * k];
+        GemmReference.Multiply(false, false, positions, k, units, dense, units, w, k, dxDense, k, accumulate: false);
+        var (dw, db, dx) = (new float[units * k], new float[units], new float[positions * k]);
+        SparseBackwardReference.WeightGradient(g, x, k, dw, db);
+        SparseBackwardReference.RowInputGradient(g, w, k, dx);
+        TestData.AssertClose(dwDense, dw, 1e-5, 1e-5, "dW");
+        TestData.AssertClose(dxDense, dx, 1e-5, 1e-5, "dx");
+        for (int u = 0; u < units; u++)
+        {
+            double sum = 0;
+            for (int p = 0; p < positions; p++) sum += dense[p * units + u];
+            Assert.Equal((float)sum, db[u], 1e-5f);
+        }
     }
 
     [Fact]
