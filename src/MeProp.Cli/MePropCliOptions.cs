@@ -45,7 +45,7 @@ internal sealed class MePropCliOptions
 
     public readonly Option<string?> Layers = new("--meprop-layers")
     {
-        Description = "Comma-separated layers to sparsify (default: the conv layers, as the paper; fc1 may be added; never the output layer)",
+        Description = "Comma-separated layers to sparsify (default: the conv layers but the output layer, as the paper; in a network without conv layers, the linear layers but the output layer; never the output layer)",
     };
 
     public MePropCliOptions()

@@ -7,8 +7,10 @@ namespace MeProp.Models;
 public static class MePropSetup
 {
     /// <summary>
-    /// Gives each named layer (default: every convolution) a <see cref="GradientSparsifier"/>. The output
-    /// layer is never sparsified: its gradient is the loss gradient itself, and meProp leaves it whole.
+    /// Gives each named layer (default: <see cref="DefaultLayers"/>) a <see cref="GradientSparsifier"/>.
+    /// The output layer is never sparsified: its gradient is the loss gradient itself, and meProp leaves it
+    /// whole (naming it is an error). Everything is checked before any layer is changed, so a refused
+    /// call leaves the model as it was.
     /// </summary>
     public static void Attach(Sequential model, double ratio, double decay, DecayShape shape, SelectionPolicy? selection,
         IReadOnlyList<string>? layerNames, ulong seed) =>
@@ -33,6 +35,7 @@ public static class MePropSetup
         SelectionPolicy? selection, IReadOnlyList<string>? layerNames, ulong seed, double? massFraction, bool zeroMean = false)
     {
         if (ratio is null && layerRatios is not { Count: > 0 }) throw new ArgumentException("meProp needs a ratio, for every meProp layer or per layer");
+        var output = model.AllLayers.OfType<IMePropLayer>().LastOrDefault();
         IReadOnlyList<string> names;
         if (layerNames is not null) names = layerNames;
         else if (ratio is null)
@@ -41,12 +44,12 @@ public static class MePropSetup
             foreach (string name in layerRatios!.Keys) model.Layer(name);
             names = model.AllLayers.Select(l => l.Name).Where(layerRatios.ContainsKey).ToArray();
         }
-        else names = model.AllLayers.OfType<Conv2d>().Select(l => l.Name).ToArray();
+        else names = DefaultLayers(model, output);
+        if (names.Count == 0) throw new ArgumentException("meProp has no layer to sparsify: the model's only conv or linear layer is its output layer");
         if (layerRatios is not null)
             foreach (string name in layerRatios.Keys)
                 if (!names.Contains(name))
                     throw new ArgumentException($"layer '{name}' has a top-k ratio but is not a meProp layer (the meProp layers: {string.Join(", ", names)})");
-        var output = model.AllLayers.OfType<IMePropLayer>().LastOrDefault();
         var layers = new List<IMePropLayer>();
         foreach (string name in names)
         {
@@ -57,17 +60,34 @@ public static class MePropSetup
         }
         if (selection is SelectionPolicy s && !layers.Any(l => Fits(s, l is Conv2d)))
             throw new ArgumentException($"selection {Cli(s)} applies to none of the meProp layers ({string.Join(", ", names)})");
+        var sparsifiers = new GradientSparsifier[layers.Count];
         ulong stream = 0;
-        foreach (var layer in layers)
+        for (int i = 0; i < layers.Count; i++)
         {
+            var layer = layers[i];
             bool conv = layer is Conv2d;
             var policy = selection is SelectionPolicy chosen && Fits(chosen, conv) ? chosen
                 : conv ? SelectionPolicy.PerChannel : SelectionPolicy.PerExample;
             double layerRatio = layerRatios is not null && layerRatios.TryGetValue(layer.Name, out double r) ? r
                 : ratio ?? throw new ArgumentException($"meProp layer '{layer.Name}' has no top-k ratio (give it one, or a ratio for every layer)");
             var options = new MePropOptions { Ratio = layerRatio, Decay = decay, DecayShape = shape, Selection = policy, MassFraction = massFraction, ZeroMean = zeroMean };
-            layer.Sparsifier = new GradientSparsifier(layer.Name, options, conv, seed + 7919 * ++stream);
+            sparsifiers[i] = new GradientSparsifier(layer.Name, options, conv, seed + 7919 * ++stream);
         }
+        for (int i = 0; i < layers.Count; i++) layers[i].Sparsifier = sparsifiers[i];
+    }
+
+    /// <summary>
+    /// The layers meProp sparsifies when none are named: every convolution but the output layer (the
+    /// meProp-CNN setting), or, in a network without one, every linear layer but the output layer (the
+    /// original meProp's MLP setting).
+    /// </summary>
+    public static string[] DefaultLayers(Sequential model) => DefaultLayers(model, model.AllLayers.OfType<IMePropLayer>().LastOrDefault());
+
+    private static string[] DefaultLayers(Sequential model, IMePropLayer? output)
+    {
+        var candidates = model.AllLayers.OfType<IMePropLayer>().Where(l => !ReferenceEquals(l, output)).ToArray();
+        var convolutions = candidates.Where(l => l is Conv2d).ToArray();
+        return (convolutions.Length > 0 ? convolutions : candidates).Select(l => l.Name).ToArray();
     }
 
     private static bool Fits(SelectionPolicy policy, bool convolutional) => policy switch

@@ -140,6 +140,64 @@ public class MePropSetupTests : IDisposable
         var model = Model();
         Assert.Throws<ArgumentException>(() => MePropSetup.Attach(model, 0, 0, DecayShape.Full, null, null, seed: 1));
         Assert.Throws<ArgumentException>(() => MePropSetup.Attach(model, 0.1, 1.0, DecayShape.Full, null, null, seed: 1));
+        Assert.Null(Of(model, "conv1"));
+    }
+
+    [Fact]
+    public void RefusalForALaterLayerLeavesEarlierLayersUntouched()
+    {
+        var model = Model();
+        var ratios = new Dictionary<string, double> { ["conv1"] = 0.1, ["conv2"] = 1.5 };
+        Assert.Throws<ArgumentException>(() => MePropSetup.Attach(model, null, ratios, 0, DecayShape.Full, null, null, seed: 1));
+        Assert.Null(Of(model, "conv1"));
+        Assert.Null(Of(model, "conv2"));
+    }
+
+    [Fact]
+    public void DefaultLayersSkipAConvOutputLayer()
+    {
+        // An all-conv network: conv1 -> act -> conv2 (the output layer, one channel a class) -> global pooling.
+        var rng = new Rng(1);
+        var model = new Sequential(
+        [
+            new Conv2d("conv1", 1, 4, 3, 1, 1, _compute, rng),
+            new Activation("act1", ActivationKind.Relu),
+            new Conv2d("conv2", 4, 10, 1, 1, 0, _compute, rng),
+            new GlobalAvgPool2d("gap", _compute),
+        ]);
+        Assert.Equal(["conv1"], MePropSetup.DefaultLayers(model));
+        MePropSetup.Attach(model, 0.1, 0, DecayShape.Full, null, null, seed: 1);
+        Assert.NotNull(Of(model, "conv1"));
+        Assert.Null(Of(model, "conv2"));
+    }
+
+    [Fact]
+    public void DefaultLayersOfANetworkWithoutConvolutionsAreItsHiddenLinearLayers()
+    {
+        var rng = new Rng(1);
+        var model = new Sequential(
+        [
+            new Flatten("flatten"),
+            new Linear("fc1", 64, 16, _compute, rng),
+            new Activation("act1", ActivationKind.Relu),
+            new Linear("fc2", 16, 16, _compute, rng),
+            new Activation("act2", ActivationKind.Relu),
+            new Linear("fc3", 16, 10, _compute, rng),
+        ]);
+        MePropSetup.Attach(model, 0.1, 0, DecayShape.Full, null, null, seed: 1);
+        Assert.Equal(SelectionPolicy.PerExample, PolicyOf(model, "fc1"));
+        Assert.Equal(SelectionPolicy.PerExample, PolicyOf(model, "fc2"));
+        Assert.Null(Of(model, "fc3"));
+        // With convolutions the default is the convolutions alone (the paper's setting).
+        Assert.Equal(["conv1", "conv2"], MePropSetup.DefaultLayers(Model()));
+    }
+
+    [Fact]
+    public void DefaultWithNoLayerButTheOutputIsRefused()
+    {
+        var model = new Sequential([new Flatten("flatten"), new Linear("fc", 64, 10, _compute, new Rng(1))]);
+        var e = Assert.Throws<ArgumentException>(() => MePropSetup.Attach(model, 0.1, 0, DecayShape.Full, null, null, seed: 1));
+        Assert.Contains("output layer", e.Message);
     }
 
     [Fact]
