@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.ExceptionServices;
 
 namespace MeProp.Threading;
 
@@ -31,13 +32,18 @@ public sealed unsafe class WorkerPool : IDisposable
     private int _sleepers;
     private long _naps;
     private volatile bool _stopping;
-    private Exception? _failure;
+    /// <summary>1 while a run is in progress: a second Run (from a task, or from another thread) is refused.</summary>
+    private int _running;
+    /// <summary>Each worker's exception in the current run (slot 0 the caller's); cleared after a run that had one.</summary>
+    private readonly Exception?[] _failures;
+    private volatile bool _failed;
 
     /// <summary>Creates a pool of <paramref name="threadCount"/> workers (the caller counts as one).</summary>
     public WorkerPool(int threadCount)
     {
         if (threadCount < 1) throw new ArgumentOutOfRangeException(nameof(threadCount), "threads must be at least 1");
         ThreadCount = threadCount;
+        _failures = new Exception?[threadCount];
         _threads = new Thread[threadCount - 1];
         for (int i = 0; i < _threads.Length; i++)
         {
@@ -52,36 +58,57 @@ public sealed unsafe class WorkerPool : IDisposable
 
     /// <summary>
     /// Runs body(args, t) for every t in [0, taskCount) and returns when all are done. Tasks must write
-    /// disjoint memory. Not reentrant: a task must not call Run on the same pool.
+    /// disjoint memory. Not reentrant: a Run while another is in progress (from one of its tasks, or from
+    /// another thread) throws <see cref="InvalidOperationException"/>, whatever the thread count, rather
+    /// than deadlock. A task that throws ends its worker's share; Run returns once every worker's share has
+    /// ended and rethrows the exception of the lowest-numbered worker that failed as it was thrown (its own
+    /// type and stack), so a failing kernel throws the same type at any thread count.
     /// </summary>
     internal void Run(int taskCount, delegate*<void*, int, void> body, void* args)
     {
+        ObjectDisposedException.ThrowIf(_stopping, this);
         if (taskCount <= 0) return;
-        if (ThreadCount == 1 || taskCount == 1)
+        if (Interlocked.Exchange(ref _running, 1) != 0)
+            throw new InvalidOperationException("WorkerPool.Run while a run is in progress: a task must not start a run on its own pool, nor two threads share one");
+        try
         {
-            for (int t = 0; t < taskCount; t++) body(args, t);
-            return;
+            if (ThreadCount == 1 || taskCount == 1)
+            {
+                for (int t = 0; t < taskCount; t++) body(args, t);
+                return;
+            }
+            RunOnAllWorkers(taskCount, body, args);
         }
+        finally
+        {
+            Volatile.Write(ref _running, 0);
+        }
+    }
+
+    private void RunOnAllWorkers(int taskCount, delegate*<void*, int, void> body, void* args)
+    {
         _body = body;
         _args = args;
         _taskCount = taskCount;
-        _failure = null;
         _pending = _threads.Length;
         Interlocked.Increment(ref _generation);
         if (Volatile.Read(ref _sleepers) > 0) WakeSleepers();
-        Exception? own = null;
         try
         {
             RunShare(0);
         }
         catch (Exception e)
         {
-            own = e;
+            _failures[0] = e;
+            _failed = true;
         }
         int spins = 0;
         while (Volatile.Read(ref _pending) != 0) PauseBriefly(++spins);
-        if (own is not null) throw own;
-        if (_failure is not null) throw new AggregateException("a worker task failed", _failure);
+        if (!_failed) return;
+        var first = _failures.First(e => e is not null)!;
+        Array.Clear(_failures);
+        _failed = false;
+        ExceptionDispatchInfo.Throw(first);
     }
 
     private struct DynamicJob
@@ -158,7 +185,8 @@ public sealed unsafe class WorkerPool : IDisposable
                 spinStart = Stopwatch.GetTimestamp();
                 spins = 0;
             }
-            if (_stopping) return;
+            // A generation started before the pool was told to stop is still served, so that its Run returns.
+            if (Volatile.Read(ref _generation) == seen) return;
             seen = Volatile.Read(ref _generation);
             try
             {
@@ -166,7 +194,8 @@ public sealed unsafe class WorkerPool : IDisposable
             }
             catch (Exception e)
             {
-                _failure = e;
+                _failures[worker] = e;
+                _failed = true;
             }
             Interlocked.Decrement(ref _pending);
         }
@@ -180,6 +209,7 @@ public sealed unsafe class WorkerPool : IDisposable
     /// <summary>How many times a worker has gone to sleep (tests: an idle pool sleeps, it does not spin).</summary>
     internal long Naps => Volatile.Read(ref _naps);
 
+    /// <summary>Stops the workers; a run in progress on another thread ends first. Later runs throw <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {
         _stopping = true;

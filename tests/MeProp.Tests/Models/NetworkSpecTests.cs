@@ -4,8 +4,13 @@ using MeProp.Models;
 namespace MeProp.Tests.Models;
 
 /// <summary>Networks described as data: parsing, generated names, shape inference, one-line errors, the fluent builder and the summary.</summary>
-public class NetworkSpecTests
+public class NetworkSpecTests : IDisposable
 {
+    /// <summary>The built models' context: it must outlive them (a disposed pool refuses to run).</summary>
+    private readonly ComputeContext _compute = new(1);
+
+    public void Dispose() => _compute.Dispose();
+
     private const string Small = """
         {"input": [1, 12, 12], "classes": 10, "layers": [
           {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": "same"}, {"type": "batchnorm"}, {"type": "relu"},
@@ -17,11 +22,7 @@ public class NetworkSpecTests
           {"type": "globalavgpool"}, {"type": "dropout", "p": 0.25}, {"type": "linear", "name": "head", "out_features": 10}]}
         """;
 
-    private static Sequential Build(string json, ulong seed = 1)
-    {
-        using var compute = new ComputeContext(1);
-        return NetworkFactory.Build(NetworkSpec.Parse(json, "net.json"), compute, seed);
-    }
+    private Sequential Build(string json, ulong seed = 1) => NetworkFactory.Build(NetworkSpec.Parse(json, "net.json"), _compute, seed);
 
     [Fact]
     public void NamesAreGeneratedPerKindAndInsideBlocks()

@@ -80,4 +80,104 @@ public unsafe class WorkerPoolTests
         fixed (int* c = counts) pool.Run(counts.Length, &CountTask, c);
         Assert.All(counts, n => Assert.Equal(2, n));
     }
+
+    private struct Failing
+    {
+        public int FailAt;
+        public int* Counts;
+    }
+
+    private static void FailAtTask(void* args, int task)
+    {
+        var f = (Failing*)args;
+        Interlocked.Increment(ref f->Counts[task]);
+        if (task == f->FailAt) throw new FormatException($"task {task}");
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void ATaskExceptionIsRethrownAsItselfAndThePoolStaysUsable(int threads)
+    {
+        using var pool = new WorkerPool(threads);
+        var counts = new int[9];
+        // Task 4 runs on worker 4 % threads: the caller's share at one thread, another worker's at three.
+        fixed (int* c = counts)
+        {
+            var failing = new Failing { FailAt = 4, Counts = c };
+            Exception? caught = null;
+            try { pool.Run(counts.Length, &FailAtTask, &failing); }
+            catch (Exception e) { caught = e; }
+            var failure = Assert.IsType<FormatException>(caught);
+            Assert.Equal("task 4", failure.Message);
+            Assert.Contains(nameof(FailAtTask), failure.StackTrace);
+        }
+        Array.Clear(counts);
+        fixed (int* c = counts) pool.Run(counts.Length, &CountTask, c);
+        Assert.All(counts, n => Assert.Equal(1, n));
+    }
+
+    private static void NoteTask(void* args, int task) => ((int*)args)[task] = Environment.CurrentManagedThreadId;
+
+    [Fact]
+    public void RunGivesTaskTToWorkerTModuloThreadCount()
+    {
+        // Callers index per-worker scratch by t % ThreadCount (Conv2d's image tasks): task t must run on
+        // that worker every time, the caller being worker 0.
+        using var pool = new WorkerPool(3);
+        var threadOf = new int[10];
+        for (int repeat = 0; repeat < 3; repeat++)
+        {
+            fixed (int* p = threadOf) pool.Run(threadOf.Length, &NoteTask, p);
+            Assert.Equal(Environment.CurrentManagedThreadId, threadOf[0]);
+            for (int t = 0; t < threadOf.Length; t++) Assert.Equal(threadOf[t % 3], threadOf[t]);
+            Assert.Equal(3, threadOf.Distinct().Count());
+        }
+    }
+
+    /// <summary>The pool <see cref="RunAgain"/> runs on (tests of a class run one at a time).</summary>
+    private static WorkerPool? s_nestedPool;
+
+    private static void RunAgain(void* args, int task)
+    {
+        var counts = stackalloc int[2];
+        try
+        {
+            s_nestedPool!.Run(2, &CountTask, counts);
+        }
+        catch (InvalidOperationException)
+        {
+            Interlocked.Increment(ref *(int*)args);
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void ARunFromATaskIsRefusedAtAnyThreadCount(int threads)
+    {
+        using var pool = new WorkerPool(threads);
+        s_nestedPool = pool;
+        int refused = 0;
+        pool.Run(4, &RunAgain, &refused);
+        Assert.Equal(4, refused);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void RunAfterDisposeThrows(int threads)
+    {
+        var pool = new WorkerPool(threads);
+        pool.Dispose();
+        var counts = new int[6];
+        Exception? caught = null;
+        fixed (int* c = counts)
+        {
+            try { pool.Run(counts.Length, &CountTask, c); }
+            catch (Exception e) { caught = e; }
+        }
+        Assert.IsType<ObjectDisposedException>(caught);
+        Assert.All(counts, n => Assert.Equal(0, n));
+    }
 }
