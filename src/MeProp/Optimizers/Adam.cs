@@ -151,6 +151,22 @@ public sealed unsafe class Adam : IOptimizer, IGradientReadyHook
         StepInProgress = false;
     }
 
+    /// <summary>
+    /// Ends a step that cannot finish (its backward threw), so that the optimizer can be used again:
+    /// parameters already updated in it keep that update, the others are not updated and their gradients
+    /// are cleared, and the step stays counted. The model is then part-way through a step: restore a
+    /// checkpoint before training on. Does nothing outside a step.
+    /// </summary>
+    public void AbandonStep()
+    {
+        if (!StepInProgress) return;
+        for (int i = 0; i < _parameters.Count; i++)
+            if (!_claimed[i]) _parameters[i].Gradient.Span.Clear();
+        Array.Clear(_claimed);
+        Array.Clear(_updatedInBackward);
+        StepInProgress = false;
+    }
+
     /// <summary>Updates parameter i from its gradient and clears the gradient: its chunks run on the pool.</summary>
     private void UpdateParameter(int i)
     {

@@ -124,7 +124,8 @@ public static class Checkpoint
     /// model state tensor must be present with the right shape; a mismatch is an error naming the file and the
     /// tensor. Other tensors in the file are not read (see <see cref="LoadWeights"/> for a strict load).
     /// A counter such as num_batches_tracked is read from its int64 tensor when the file has one (model-only
-    /// files, PyTorch's), else from the metadata (full checkpoints).
+    /// files, PyTorch's), else from the metadata (full checkpoints). A refused load leaves the model and the
+    /// optimizer as they were.
     /// </summary>
     public static TrainProgress? Load(string path, Sequential model, IOptimizer? optimizer)
     {
@@ -142,6 +143,22 @@ public static class Checkpoint
                 if (key.EndsWith(MePropState, StringComparison.Ordinal) && !withMeProp.Contains(key[..^MePropState.Length]))
                     throw new CheckpointFormatException($"{path}: the run had meProp on layer '{key[..^MePropState.Length]}', which the model to resume has none on; build the model as the run did");
         }
+        // Whatever is found wrong (a tensor missing or mis-shaped, an optimizer of another kind, a malformed
+        // entry) may only show once part of the file has been copied: the state it replaces is put back then.
+        var before = new StateSnapshot(model, optimizer);
+        try
+        {
+            return Fill(file, path, full, model, optimizer);
+        }
+        catch
+        {
+            before.Restore();
+            throw;
+        }
+    }
+
+    private static TrainProgress? Fill(SafeTensorsFile file, string path, bool full, Sequential model, IOptimizer? optimizer)
+    {
         foreach (var p in model.Parameters) CopyInto(file, path, p.Name, p.Value);
         foreach (var layer in model.AllLayers.OfType<IStatefulLayer>())
         {
@@ -258,6 +275,46 @@ public static class Checkpoint
         catch (JsonException e)
         {
             throw new CheckpointFormatException($"{path}: metadata '{key}' is not a valid {typeof(T).Name} record ({e.Message})");
+        }
+    }
+
+    /// <summary>Everything <see cref="Load"/> may overwrite, copied, so that a refused load can put it back.</summary>
+    private sealed class StateSnapshot
+    {
+        private readonly List<(Tensors.Tensor Target, int[] Shape, float[] Values)> _tensors = [];
+        private readonly List<(IStatefulLayer Layer, (string Name, long Value)[] Counters, Dictionary<string, string> Metadata)> _layers = [];
+        private readonly IOptimizer? _optimizer;
+        private readonly long _optimizerStep;
+
+        public StateSnapshot(Sequential model, IOptimizer? optimizer)
+        {
+            foreach (var p in model.Parameters) Keep(p.Value);
+            foreach (var layer in model.AllLayers.OfType<IStatefulLayer>())
+            {
+                foreach (var (_, tensor) in layer.StateTensors()) Keep(tensor);
+                _layers.Add((layer, layer.StateCounters().ToArray(), layer.StateMetadata().ToDictionary(e => e.Key, e => e.Value)));
+            }
+            if (optimizer is null) return;
+            foreach (var (_, state) in optimizer.State()) Keep(state);
+            _optimizer = optimizer;
+            _optimizerStep = optimizer.Step;
+        }
+
+        private void Keep(Tensors.Tensor tensor) => _tensors.Add((tensor, tensor.ShapeArray(), tensor.Span.ToArray()));
+
+        public void Restore()
+        {
+            foreach (var (target, shape, values) in _tensors)
+            {
+                target.Reshape(shape);
+                values.CopyTo(target.Span);
+            }
+            foreach (var (layer, counters, metadata) in _layers)
+            {
+                foreach (var (name, value) in counters) layer.RestoreCounter(name, value);
+                layer.RestoreMetadata(metadata);
+            }
+            _optimizer?.RestoreStep(_optimizerStep);
         }
     }
 

@@ -36,6 +36,8 @@ public sealed class Trainer
     private readonly Sequential _model;
     private readonly IOptimizer _optimizer;
     private readonly Adam? _fusedAdam;
+    /// <summary>The epoch an earlier <see cref="Run"/> stopped in, by an exception; Run refuses to go on until a Resume.</summary>
+    private int? _interruptedEpoch;
     private readonly ComputeContext _compute;
     private readonly DatasetSplit _split;
     private readonly Dataset _test;
@@ -155,6 +157,7 @@ public sealed class Trainer
     {
         _progress = Checkpoint.Load(checkpointPath, _model, _optimizer)
             ?? throw new CheckpointFormatException($"{checkpointPath}: no training progress in the metadata; it cannot be resumed");
+        _interruptedEpoch = null;
         if (_outDirectory is not null) TrimMetrics(Path.Combine(_outDirectory, MetricsFile), _progress.EpochsCompleted);
     }
 
@@ -168,17 +171,34 @@ public sealed class Trainer
                 throw new RunDirectoryInUseException($"{_outDirectory}: holds an earlier run ({MetricsFile}); resume it or train into another directory");
             Directory.CreateDirectory(_outDirectory);
         }
+        if (_interruptedEpoch is int interrupted)
+            throw new InvalidOperationException($"this trainer's last run stopped part-way through epoch {interrupted}, which left the model and optimizer part-way through it: Resume from a checkpoint before running again");
         var loader = new BatchLoader(_split.Train, _options.BatchSize, shuffle: true, _options.Seed);
         var images = new Tensor(0);
         var labels = new int[_options.BatchSize];
         double finalTest = double.NaN;
         for (int epoch = _progress.EpochsCompleted + 1; epoch <= _options.Epochs; epoch++)
         {
-            var metrics = TrainEpoch(epoch, loader, images, labels, observer);
+            EpochMetrics metrics;
+            try
+            {
+                metrics = TrainEpoch(epoch, loader, images, labels, observer);
+            }
+            catch
+            {
+                // An epoch that throws (a diverged loss, a layer's or an observer's exception) leaves the
+                // weights part-way through it; the optimizer's open step is closed so that a Resume can reuse it.
+                _fusedAdam?.AbandonStep();
+                _interruptedEpoch = epoch;
+                throw;
+            }
             // The epoch's last update is checked by no loss: weights it made NaN or infinite must not be saved
             // as a checkpoint to resume from.
             if (_model.Parameters.FirstOrDefault(p => !AllFinite(p.Value.Span)) is { } diverged)
+            {
+                _interruptedEpoch = epoch;
                 throw new InvalidOperationException($"training diverged: {diverged.Name} holds NaN or infinity after epoch {epoch}; try a smaller learning rate");
+            }
             finalTest = metrics.TestAccuracy;
             // Without a dev split the latest epoch counts as the best: test accuracy must not pick it.
             bool better = metrics.DevAccuracy is not double dev || _progress.BestEpoch == 0 || dev > _progress.BestDevAccuracy;

@@ -171,12 +171,15 @@ public class OptimizerTests
             phasedAdam.UpdateRange(phased[1], 0, g1.AsSpan(0, 5));
             phasedAdam.UpdateRange(phased[1], 500, g1.AsSpan(500));
             phasedAdam.UpdateRange(phased[1], 5, g1.AsSpan(5, 495));
+            // A claimed parameter's Gradient is its owner's: FinishStep must neither read nor clear it.
+            phased[1].Gradient.Span.Fill(0.5f);
             phasedAdam.FinishStep();
             Assert.False(phasedAdam.StepInProgress);
 
             for (int i = 0; i < 2; i++) Assert.True(plain[i].Value.Span.SequenceEqual(phased[i].Value.Span), $"step {t}: {plain[i].Name} differs");
             Assert.True(phased[0].Gradient.Span.IndexOfAnyExcept(0f) < 0, "unclaimed gradient not cleared");
-            Assert.True(phased[1].Gradient.Span.IndexOfAnyExcept(0f) < 0, "claimed gradient was written");
+            Assert.True(phased[1].Gradient.Span.IndexOfAnyExcept(0.5f) < 0, "claimed gradient was cleared or written");
+            phased[1].Gradient.Span.Clear();
         }
         Assert.Equal(plainAdam.Step, phasedAdam.Step);
         var a = plainAdam.State().ToArray();

@@ -155,4 +155,81 @@ public class TrainerApiTests
         public IEnumerable<(string Name, Tensor State)> State() => [];
         public void RestoreStep(long step) => Step = step;
     }
+
+    /// <summary>Passes values through; its backward throws on one call (counted over the layer's life) while <see cref="Armed"/>.</summary>
+    private sealed class FailingBackward(string name, int failingCall) : ILayer
+    {
+        private int _calls;
+        public bool Armed { get; set; } = true;
+        public string Name { get; } = name;
+        public IReadOnlyList<Parameter> Parameters => [];
+        public bool ComputeInputGradient { get; set; } = true;
+        public int[] OutputShape(ReadOnlySpan<int> inputShape) => inputShape.ToArray();
+        public Tensor Forward(Tensor input, bool training) => input;
+
+        public Tensor? Backward(Tensor outputGradient)
+        {
+            if (++_calls == failingCall && Armed) throw new IOException($"{Name}: backward call {_calls} failed");
+            return outputGradient;
+        }
+    }
+
+    [Fact]
+    public void AnEpochThatThrowsClosesAdamsStepAndTheTrainerGoesOnOnlyFromAResume()
+    {
+        var (data, mnist, split) = TinyMnist();
+        using var _ = data;
+        using var compute = new ComputeContext(1);
+        var options = new TrainOptions { Epochs = 2, BatchSize = 5, Seed = 2, Threads = 1, DevSize = 10 };
+        // 30 training images in batches of 5: the 8th backward is epoch 2's second step. fc2's fused
+        // update has run in that backward when the layer below it throws.
+        (Sequential Model, Adam Adam, FailingBackward Failing) Build()
+        {
+            var rng = new Rng(2);
+            var failing = new FailingBackward("failing", failingCall: 8);
+            var model = new Sequential([new Flatten("flatten"), new Linear("fc1", 64, 12, compute, rng), failing,
+                new Activation("act", ActivationKind.Relu), new Linear("fc2", 12, 10, compute, rng)]);
+            return (model, new Adam(model.Parameters, compute.Pool, learningRate: 3e-3f), failing);
+        }
+        using var output = new TempDirectory();
+        string whole = output.File("whole"), parts = output.File("parts");
+        var straight = Build();
+        straight.Failing.Armed = false;
+        new Trainer(straight.Model, straight.Adam, options, compute, split, mnist.Test, whole).Run();
+
+        var (model, adam, failing) = Build();
+        var trainer = new Trainer(model, adam, options, compute, split, mnist.Test, parts);
+        Assert.Contains("backward call 8 failed", Assert.Throws<IOException>(() => trainer.Run()).Message);
+        Assert.False(adam.StepInProgress);
+        // The weights are part-way through epoch 2: going on from them is refused.
+        Assert.Contains("Resume", Assert.Throws<InvalidOperationException>(() => trainer.Run()).Message);
+        trainer.Resume(Path.Combine(parts, Trainer.LastCheckpoint));
+        Assert.Equal(2, trainer.Run().EpochsCompleted);
+        AssertSameRun(whole, parts, "after the failed epoch and the resume");
+    }
+
+    [Fact]
+    public void AResumeRefusedPartWayLeavesTheModelAndOptimizerAsTheyWere()
+    {
+        var (data, mnist, split) = TinyMnist();
+        using var _ = data;
+        using var compute = new ComputeContext(1);
+        var network = new NetworkBuilder(1, 8, 8).Conv2d(4, 3, padding: 1).ReLU().Flatten().Linear(10);
+        var options = new TrainOptions { Epochs = 1, BatchSize = 5, Seed = 4, Threads = 1, DevSize = 10 };
+        using var output = new TempDirectory();
+        var trained = network.Build(classes: 10, compute, seed: 4);
+        new Trainer(trained, new Adam(trained.Parameters, compute.Pool), options, compute, split, mnist.Test, output.Path).Run();
+
+        // An Adam run's checkpoint holds no momentum buffers: SGD's resume is refused once the weights are copied.
+        var model = network.Build(classes: 10, compute, seed: 5);
+        var sgd = new SgdMomentum(model.Parameters, 0.01f, 0.9f);
+        foreach (var (_, buffer) in sgd.State()) buffer.Span.Fill(0.25f);
+        var before = model.Parameters.Select(p => p.Value.Span.ToArray()).ToArray();
+        var error = Assert.Throws<CheckpointFormatException>(() => Checkpoint.Load(output.File(Trainer.LastCheckpoint), model, sgd));
+        Assert.Contains("momentum", error.Message);
+        foreach (var (parameter, values) in model.Parameters.Zip(before))
+            Assert.True(parameter.Value.Span.SequenceEqual(values), $"{parameter.Name} was overwritten");
+        Assert.All(sgd.State(), s => Assert.All(s.State.Span.ToArray(), v => Assert.Equal(0.25f, v)));
+        Assert.Equal(0, sgd.Step);
+    }
 }
