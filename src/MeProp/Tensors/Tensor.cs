@@ -102,19 +102,24 @@ public sealed class Tensor
 
     private int[] CheckShape(ReadOnlySpan<int> shape)
     {
-        foreach (int d in shape)
-            if (d < 0) throw new ArgumentException($"negative dimension in shape [{string.Join(", ", shape.ToArray())}]");
         var copy = shape.ToArray();
         Length = ElementCount(copy);
         return copy;
     }
 
-    /// <summary>Product of the dimensions.</summary>
+    /// <summary>Product of the dimensions; a negative dimension, or a product past the largest array, is refused.</summary>
     public static int ElementCount(ReadOnlySpan<int> shape)
     {
+        foreach (int d in shape)
+            if (d < 0) throw new ArgumentException($"negative dimension in shape [{string.Join(", ", shape.ToArray())}]");
+        if (shape.Contains(0)) return 0;
+        // Checked at every dimension: the running product stays below 2^31 · 2^31, so it cannot wrap in a long.
         long n = 1;
-        foreach (int d in shape) n *= d;
-        if (n > Array.MaxLength) throw new ArgumentException("tensor too large");
+        foreach (int d in shape)
+        {
+            n *= d;
+            if (n > Array.MaxLength) throw new ArgumentException($"tensor too large: shape [{string.Join(", ", shape.ToArray())}] holds more than {Array.MaxLength} values");
+        }
         return (int)n;
     }
 }

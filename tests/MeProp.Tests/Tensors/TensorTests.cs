@@ -4,6 +4,19 @@ namespace MeProp.Tests.Tensors;
 
 public class TensorTests
 {
+    [Fact]
+    public void ElementCountRefusesProductsPastTheLargestArrayWithoutWrapping()
+    {
+        // 2^21 cubed is 2^63, which wraps to a negative long if multiplied unchecked.
+        Assert.Throws<ArgumentException>(() => Tensor.ElementCount([1 << 21, 1 << 21, 1 << 21]));
+        Assert.Throws<ArgumentException>(() => new Tensor(1 << 21, 1 << 21, 1 << 21));
+        Assert.Throws<ArgumentException>(() => Tensor.ElementCount([65536, 65536]));
+        Assert.Throws<ArgumentException>(() => Tensor.ElementCount([-2, -3]));
+        Assert.Equal(0, Tensor.ElementCount([1 << 30, 1 << 30, 0]));
+        Assert.Equal(24, Tensor.ElementCount([2, 3, 4]));
+        Assert.Equal(1, Tensor.ElementCount([]));
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(17)]
