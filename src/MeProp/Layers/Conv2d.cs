@@ -291,25 +291,36 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         {
             if (!_channelsLastCopiesCurrent)
                 throw new InvalidOperationException($"{Name}: meProp or exact sparsity was switched on between Forward and Backward");
+            // A meProp layer's counters record its selection, whichever products run.
+            bool countDense = true;
             if (Sparsifier is not null)
             {
                 var selected = Sparsifier.Sparsify(outputGradient.Span, g.N, OutChannels, plane, _compute.Pool);
-                if (Sparsifier.Options.Selection == SelectionPolicy.Channel && KeptChannelsAreDense(selected, out int kept))
+                if (Sparsifier.Options.Selection == SelectionPolicy.Channel && KeptChannelsAreDense(selected, out int kept) && !Sparsifier.KeepsEveryEntry)
                 {
                     Counters.AddSparse(selected, (ComputeInputGradient ? 2 : 1) * (long)kept * positions * k, denseMacs);
                     return KeptChannelsBackward(outputGradient, selected, kept, g);
                 }
                 Counters.AddSparse(selected, (ComputeInputGradient ? 2 : 1) * selected.Count * k, denseMacs);
-                return SparseBackwardPass(selected, g);
+                // When every entry is kept (ratio 1: a schedule's dense epochs) the selection ran only for its
+                // running gradient and random stream: the backward below is a dense layer's, to the bit (with
+                // exact sparsity on; off, a dense layer runs the patch-matrix products, equal to rounding).
+                if (!Sparsifier.KeepsEveryEntry) return SparseBackwardPass(selected, g);
+                countDense = false;
+            }
+            if (ExactSparsity == ExactSparsity.Off)
+            {
+                if (countDense) Counters.AddDense(outputGradient.Span, denseMacs);
+                return ChannelsLastDenseBackward(outputGradient, g);
             }
             long nonZero = NonZeroGradient.Count(outputGradient.Span);
             if (ExactSparsity == ExactSparsity.Always || nonZero <= ExactSparsityThresholds.Convolution * outputGradient.Length)
             {
                 NonZeroGradient.Gather(outputGradient.Span, g.N, OutChannels, plane, _nonZeros, _compute.Pool);
-                Counters.AddExact(_nonZeros, (ComputeInputGradient ? 2 : 1) * nonZero * k, denseMacs);
+                if (countDense) Counters.AddExact(_nonZeros, (ComputeInputGradient ? 2 : 1) * nonZero * k, denseMacs);
                 return SparseBackwardPass(_nonZeros, g);
             }
-            Counters.AddDense(outputGradient.Length, nonZero, denseMacs);
+            if (countDense) Counters.AddDense(outputGradient.Length, nonZero, denseMacs);
             return ChannelsLastDenseBackward(outputGradient, g);
         }
         if (!_colsHoldPatches)

@@ -119,11 +119,16 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
         if (!outputGradient.SameShape([n, OutFeatures]))
             throw new ArgumentException($"{Name}: gradient shape {outputGradient.ShapeText} does not match the output");
         long denseMacs = (long)n * OutFeatures * InFeatures * (ComputeInputGradient ? 2 : 1);
+        // A meProp layer's counters record its selection, whichever products run.
+        bool countDense = true;
         if (Sparsifier is not null)
         {
             var selected = Sparsifier.Sparsify(outputGradient.Span, n, OutFeatures, 1, _compute.Pool);
             Counters.AddSparse(selected, (ComputeInputGradient ? 2 : 1) * selected.Count * InFeatures, denseMacs);
-            return SparseBackwardPass(selected, input, n);
+            // When every entry is kept (ratio 1: a schedule's dense epochs) the selection ran only for its
+            // running gradient and random stream: the backward below is a dense layer's, to the bit.
+            if (!Sparsifier.KeepsEveryEntry) return SparseBackwardPass(selected, input, n);
+            countDense = false;
         }
         var dy = outputGradient.Span;
         if (ComputeInputGradient) _inputGradient.Reshape(n, InFeatures);
@@ -131,17 +136,20 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
         // An update fused into the products beat the sparse kernels (and their separate update) at every
         // density timed (`meprop bench --exact-threshold`), so it is offered first.
         bool fused = ExactSparsity != ExactSparsity.Always && Weight.GradientHook?.TryFuseLinearBackward(Weight, dy, input.Span, n, dx) == true;
-        if (fused || ExactSparsity == ExactSparsity.Off) Counters.AddDense(dy, denseMacs);
+        if (fused || ExactSparsity == ExactSparsity.Off)
+        {
+            if (countDense) Counters.AddDense(dy, denseMacs);
+        }
         else
         {
             long nonZero = NonZeroGradient.Count(dy);
             if (ExactSparsity == ExactSparsity.Always || nonZero <= ExactSparsityThresholds.Linear * dy.Length)
             {
                 NonZeroGradient.Gather(dy, n, OutFeatures, 1, _nonZeros, _compute.Pool);
-                Counters.AddExact(_nonZeros, (ComputeInputGradient ? 2 : 1) * nonZero * InFeatures, denseMacs);
+                if (countDense) Counters.AddExact(_nonZeros, (ComputeInputGradient ? 2 : 1) * nonZero * InFeatures, denseMacs);
                 return SparseBackwardPass(_nonZeros, input, n);
             }
-            Counters.AddDense(dy.Length, nonZero, denseMacs);
+            if (countDense) Counters.AddDense(dy.Length, nonZero, denseMacs);
         }
         if (!fused && _forwardFromNonZeros)
             // The forward found the input sparse: dW from its non-zeros too.

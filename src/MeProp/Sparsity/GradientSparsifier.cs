@@ -91,6 +91,12 @@ public sealed unsafe class GradientSparsifier
     /// </summary>
     public bool KeepAll { get; set; }
 
+    /// <summary>
+    /// Whether a selection keeps every entry: at ratio 1 without trimming by mass (or with <see cref="KeepAll"/>).
+    /// A layer then runs its dense backward, whose gradients are the dense layer's to the bit.
+    /// </summary>
+    public bool KeepsEveryEntry => Options.Ratio >= 1 && (Options.MassFraction is null || KeepAll);
+
     /// <summary>The last selection (valid until the next call).</summary>
     public SparseGradient Result => _scratch.Result;
 
@@ -143,8 +149,9 @@ public sealed unsafe class GradientSparsifier
         long selected = 0;
         for (int u = 0; u < units; u++) selected += _scratch.SelectedByUnit[u];
         var result = _scratch.Result;
-        // At ratio 1 every entry is kept and the backward must be the dense one (dense epochs of a schedule too).
-        if (Options.ZeroMean && Options.Ratio < 1) ShiftToZeroMean(result);
+        // When every entry is kept the backward must be the dense one (dense epochs of a schedule too); a
+        // ratio of 1 trimmed by mass keeps a part of each unit, which is shifted like any other.
+        if (Options.ZeroMean && !KeepsEveryEntry) ShiftToZeroMean(result);
         result.Selected = selected;
         result.NonZeroBefore = nonZero;
         return result;

@@ -58,7 +58,8 @@ public sealed record MePropOptions
     /// do not would add to the weight gradient their sum times the unit's mean input, a component of one sign
     /// step after step that the exact gradient lacks (with it, per-feature-map top-k trains ResNet-20 on every
     /// layer; experiments/beyond/centred-topk.sh). The layer's bias gradient, their sum, is then zero, as it is
-    /// exactly under batch norm: elsewhere the bias would not train. No shift at ratio 1 (the dense backward).
+    /// exactly under batch norm: elsewhere the bias would not train. No shift when every entry is kept (ratio 1
+    /// without trimming by mass: the dense backward).
     /// Not with channel selection, which keeps whole units with the values the layer's gradient has.
     /// </summary>
     public bool ZeroMean { get; init; }
@@ -68,6 +69,8 @@ public sealed record MePropOptions
     {
         if (!(Ratio > 0 && Ratio <= 1)) throw new ArgumentException($"top-k ratio must be in (0, 1], got {Ratio}");
         if (!(Decay >= 0 && Decay < 1)) throw new ArgumentException($"decay must be in [0, 1), got {Decay}");
+        if (Decay > 0 && Selection == SelectionPolicy.Random)
+            throw new ArgumentException("random selection draws its positions without looking at the gradient: a decay (running average of |dL/dy|) would never be read");
         if (ZeroMean && Selection == SelectionPolicy.Channel)
             throw new ArgumentException("zero mean shifts the entries a selection keeps of a unit; channel selection keeps whole units, which it leaves as they are");
         if (MassFraction is double f)

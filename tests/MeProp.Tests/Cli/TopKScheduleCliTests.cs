@@ -67,6 +67,29 @@ public class TopKScheduleCliTests
     }
 
     [Fact]
+    public void ADenseWarmUpEpochTrainsAsADenseRunToTheBit()
+    {
+        // Every entry kept: the meProp layers run the dense backward, so the first epoch's loss and weights are
+        // a dense run's exactly (the selection runs too, for the random stream; without a decay it keeps no state).
+        using var data = TinyData();
+        using var output = new TempDirectory();
+        string warm = Path.Combine(output.Path, "warm"), dense = Path.Combine(output.Path, "dense");
+        Assert.Equal(0, Run(Args(data.Path, warm, "--epochs", "1", "--topk", "0.25", "--meprop-layers", "conv1,conv2,fc1", "--dense-warmup", "1")).Code);
+        Assert.Equal(0, Run(Args(data.Path, dense, "--epochs", "1")).Code);
+        double Loss(string directory)
+        {
+            using var metrics = JsonDocument.Parse(File.ReadAllLines(Path.Combine(directory, Trainer.MetricsFile)).Single());
+            return metrics.RootElement.GetProperty("train_loss").GetDouble();
+        }
+        Assert.Equal(Loss(dense), Loss(warm));
+        var a = SafeTensorsFile.Load(Path.Combine(dense, Trainer.LastCheckpoint));
+        var b = SafeTensorsFile.Load(Path.Combine(warm, Trainer.LastCheckpoint));
+        Assert.Equal(a.Names, b.Names);
+        foreach (string name in a.Names.Where(n => a.GetDType(n) == SafeTensorsDType.F32))
+            Assert.True(a.GetFloat32(name).Span.SequenceEqual(b.GetFloat32(name).Span), $"{name} differs");
+    }
+
+    [Fact]
     public void DenseEpochsAreDenseWithAnAdaptiveKToo()
     {
         using var data = TinyData();

@@ -404,6 +404,40 @@ public class GradientSparsifierTests
         Assert.True(Math.Abs(plain[0].Average(e => e.Value)) > 1e-3, "the unit's values already had mean ~0: the test proves nothing");
     }
 
+    [Fact]
+    public void ZeroMeanShiftsARatioOneSelectionTrimmedByMass()
+    {
+        // Ratio 1 with a mass fraction keeps part of each unit: that part is shifted like any other;
+        // a dense epoch (KeepAll) keeps every entry and shifts nothing.
+        int n = 3, units = 4, plane = 25;
+        using var pool = new WorkerPool(2);
+        var dy = TestData.Uniform(new Rng(23), n * units * plane);
+        var options = new MePropOptions { Ratio = 1, Selection = SelectionPolicy.PerChannel, MassFraction = 0.5 };
+        var trimmed = ByUnit(new GradientSparsifier("conv", options, convolutional: true, seed: 1).Sparsify(dy, n, units, plane, pool));
+        var shifted = new GradientSparsifier("conv", options with { ZeroMean = true }, convolutional: true, seed: 1);
+        var centred = ByUnit(shifted.Sparsify(dy, n, units, plane, pool));
+        Assert.False(shifted.KeepsEveryEntry);
+        for (int u = 0; u < units; u++)
+        {
+            Assert.InRange(trimmed[u].Count, 1, n * plane - 1);
+            Assert.Equal(trimmed[u].Select(e => e.Position), centred[u].Select(e => e.Position));
+            Assert.InRange(centred[u].Sum(e => (double)e.Value), -1e-5, 1e-5);
+        }
+        Assert.True(Math.Abs(trimmed[0].Average(e => e.Value)) > 1e-3, "the kept values already had mean ~0: the test proves nothing");
+        shifted.KeepAll = true;
+        Assert.True(shifted.KeepsEveryEntry);
+        var whole = ByUnit(shifted.Sparsify(dy, n, units, plane, pool));
+        for (int u = 0; u < units; u++)
+            Assert.Equal(Enumerable.Range(0, n * plane).Select(i => dy[(i / plane * units + u) * plane + i % plane]), whole[u].Select(e => e.Value));
+    }
+
+    [Fact]
+    public void RandomSelectionWithADecayIsRefused()
+    {
+        var error = Assert.Throws<ArgumentException>(() => new GradientSparsifier("conv", new MePropOptions { Ratio = 0.1, Decay = 0.6, Selection = SelectionPolicy.Random }, convolutional: true, seed: 1));
+        Assert.Contains("random", error.Message);
+    }
+
     // ---- running average (paper eq. 15) ----
 
     /// <summary>run = d·run + (1-d)·|g| in float32, as the formula is written.</summary>
