@@ -7,7 +7,7 @@ namespace MeProp.Models;
 public static class MePropSetup
 {
     /// <summary>
-    /// Gives each named layer (default: <see cref="DefaultLayers"/>) a <see cref="GradientSparsifier"/>.
+    /// Gives each named layer (default: <see cref="DefaultLayers(Sequential)"/>) a <see cref="GradientSparsifier"/>.
     /// The output layer is never sparsified: its gradient is the loss gradient itself, and meProp leaves it
     /// whole (naming it is an error). Everything is checked before any layer is changed, so a refused
     /// call leaves the model as it was.

@@ -145,6 +145,17 @@ public sealed class Trainer
         return model;
     }
 
+    /// <summary>The top-level settings (JSON names) in which two configurations differ, but for those <see cref="Resume"/> lets differ.</summary>
+    internal static List<string> ConfigurationDifferences(TrainOptions a, TrainOptions b)
+    {
+        JsonElement Comparable(TrainOptions o) =>
+            JsonSerializer.SerializeToElement(o with { Epochs = 1, Threads = 1, FusedUpdate = true, EvalBatchSize = 1, Data = null }, Json.Options);
+        var left = Comparable(a).EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetRawText());
+        var right = Comparable(b).EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetRawText());
+        return left.Keys.Union(right.Keys)
+            .Where(name => left.GetValueOrDefault(name) != right.GetValueOrDefault(name)).ToList();
+    }
+
     /// <summary>Called between an epoch's metrics line and its checkpoints, so tests can crash a run there.</summary>
     internal Action<int>? MetricsWritten { get; set; }
 
@@ -152,9 +163,17 @@ public sealed class Trainer
     public IOptimizer Optimizer => _optimizer;
     public TrainProgress Progress => _progress;
 
-    /// <summary>Continues from a checkpoint written by this trainer's configuration (the last completed epoch).</summary>
+    /// <summary>
+    /// Continues from a checkpoint written by this trainer's configuration (the last completed epoch). A
+    /// checkpoint of another configuration is refused, naming the settings that differ: only the epochs,
+    /// threads, fused update and evaluation batch, which do not change the results, may differ, and the data
+    /// source the CLI records (the data sets are this trainer's own; the CLI checks their fingerprint).
+    /// </summary>
     public void Resume(string checkpointPath)
     {
+        var differing = ConfigurationDifferences(Checkpoint.ReadOptions(checkpointPath), _options);
+        if (differing.Count > 0)
+            throw new ArgumentException($"{checkpointPath}: written by a run whose {string.Join(", ", differing)} differ from this trainer's; resuming it exactly needs the run's configuration");
         _progress = Checkpoint.Load(checkpointPath, _model, _optimizer)
             ?? throw new CheckpointFormatException($"{checkpointPath}: no training progress in the metadata; it cannot be resumed");
         _interruptedEpoch = null;

@@ -232,4 +232,31 @@ public class TrainerApiTests
         Assert.All(sgd.State(), s => Assert.All(s.State.Span.ToArray(), v => Assert.Equal(0.25f, v)));
         Assert.Equal(0, sgd.Step);
     }
+
+    [Fact]
+    public void ResumeRefusesACheckpointOfAnotherConfigurationNamingWhatDiffers()
+    {
+        var (data, mnist, split) = TinyMnist();
+        using var _ = data;
+        using var compute = new ComputeContext(1);
+        var network = new NetworkBuilder(1, 8, 8).Flatten().Linear(10);
+        var options = new TrainOptions { Epochs = 1, BatchSize = 5, Seed = 4, Threads = 1, DevSize = 10 };
+        using var output = new TempDirectory();
+        var trained = network.Build(classes: 10, compute, seed: 4);
+        new Trainer(trained, new Adam(trained.Parameters, compute.Pool), options, compute, split, mnist.Test, output.File("run")).Run();
+        string last = Path.Combine(output.File("run"), Trainer.LastCheckpoint);
+
+        Trainer With(TrainOptions o)
+        {
+            var model = network.Build(classes: 10, compute, seed: 4);
+            return new Trainer(model, new Adam(model.Parameters, compute.Pool), o, compute, split, mnist.Test, null);
+        }
+        var error = Assert.Throws<ArgumentException>(() => With(options with { Seed = 5, BatchSize = 6 }).Resume(last));
+        Assert.Contains("seed", error.Message);
+        Assert.Contains("batch_size", error.Message);
+        // More epochs, other threads, no fused update: the same results, so the same run.
+        var more = With(options with { Epochs = 2, Threads = 2, FusedUpdate = false });
+        more.Resume(last);
+        Assert.Equal(2, more.Run().EpochsCompleted);
+    }
 }
