@@ -10,7 +10,10 @@ namespace MeProp.Models;
 /// <param name="OutputShape">The layer's output shape for one example ([C, H, W] or [features]).</param>
 /// <param name="Parameters">Learnable scalars of the layer (of its children, for a block).</param>
 /// <param name="ForwardMacs">Multiply-adds of the forward pass per example (conv and linear layers; 0 for the rest).</param>
-/// <param name="BackwardMacs">Multiply-adds of the dense backward per example: dW and, unless the layer is the first, dx.</param>
+/// <param name="BackwardMacs">
+/// Multiply-adds of the dense backward per example: dW, and dx unless the layer computes none
+/// (<see cref="ILayer.ComputeInputGradient"/>: the model turns it off up to its first layer with parameters).
+/// </param>
 public sealed record SummaryRow(int Depth, string Name, string Type, int[] OutputShape, long Parameters, long ForwardMacs, long BackwardMacs);
 
 /// <summary>
@@ -24,8 +27,7 @@ public sealed class ModelSummary
     {
         var rows = new List<SummaryRow>();
         var shape = inputShape;
-        bool first = true;
-        foreach (var layer in model.Layers) shape = Walk(layer, shape, 0, ref first, rows);
+        foreach (var layer in model.Layers) shape = Walk(layer, shape, 0, rows);
         Rows = rows;
         Parameters = model.ParameterCount;
         ForwardMacs = rows.Where(r => r.Depth == 0).Sum(r => r.ForwardMacs);
@@ -39,7 +41,7 @@ public sealed class ModelSummary
     public long ForwardMacs { get; }
     public long BackwardMacs { get; }
 
-    private static int[] Walk(ILayer layer, int[] input, int depth, ref bool first, List<SummaryRow> rows)
+    private static int[] Walk(ILayer layer, int[] input, int depth, List<SummaryRow> rows)
     {
         int[] output = layer.OutputShape([1, .. input])[1..];
         int at = rows.Count;
@@ -48,11 +50,9 @@ public sealed class ModelSummary
         {
             rows.Add(null!); // the block's row, filled in after its children
             int[] shape = input;
-            bool firstInBody = first, firstInShortcut = first;
-            foreach (var child in block.Body) shape = Walk(child, shape, depth + 1, ref firstInBody, rows);
+            foreach (var child in block.Body) shape = Walk(child, shape, depth + 1, rows);
             shape = input;
-            foreach (var child in block.Shortcut) shape = Walk(child, shape, depth + 1, ref firstInShortcut, rows);
-            first = false;
+            foreach (var child in block.Shortcut) shape = Walk(child, shape, depth + 1, rows);
             var children = rows.Skip(at + 1).Where(r => r.Depth == depth + 1).ToList();
             forward = children.Sum(r => r.ForwardMacs);
             backward = children.Sum(r => r.BackwardMacs);
@@ -66,9 +66,9 @@ public sealed class ModelSummary
                 _ => 0,
             };
             forward = weightMacs;
-            // dW costs what the forward does, and so does dx, which the first weighted layer skips.
-            backward = weightMacs == 0 ? 0 : first ? weightMacs : 2 * weightMacs;
-            if (weightMacs > 0) first = false;
+            // dW costs what the forward does, and so does dx. Whether the layer computes dx is the layer's
+            // own setting (the model's rule sets it), so the table counts what the backward runs.
+            backward = layer.ComputeInputGradient ? 2 * weightMacs : weightMacs;
         }
         long parameters = layer.Parameters.Sum(p => (long)p.Value.Length);
         var row = new SummaryRow(depth, layer.Name, layer.GetType().Name, output, parameters, forward, backward);
