@@ -23,10 +23,12 @@ public sealed record SummaryRow(int Depth, string Name, string Type, int[] Outpu
 /// </summary>
 public sealed class ModelSummary
 {
+    /// <summary>Summarises <paramref name="model"/> for one example of <paramref name="inputShape"/>, any shape its Forward takes.</summary>
     public ModelSummary(Sequential model, int[] inputShape)
     {
         var rows = new List<SummaryRow>();
-        var shape = inputShape;
+        // The first layer sees what the model's Forward gives it (images flattened for an input [features]).
+        var shape = model.FirstLayerInputShape([1, .. inputShape])[1..];
         foreach (var layer in model.Layers) shape = Walk(layer, shape, 0, rows);
         Rows = rows;
         Parameters = model.ParameterCount;

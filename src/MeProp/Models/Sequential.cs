@@ -65,9 +65,31 @@ public sealed class Sequential
     /// <summary>The output shape for an input of the given shape (batch first), layer by layer.</summary>
     public int[] OutputShape(ReadOnlySpan<int> inputShape)
     {
-        int[] shape = Spec?.Input is [int features] && inputShape.Length > 2 ? [inputShape[0], features] : inputShape.ToArray();
+        int[] shape = FirstLayerInputShape(inputShape);
         foreach (var layer in _layers) shape = layer.OutputShape(shape);
         return shape;
+    }
+
+    /// <summary>
+    /// The shape the first layer is given for an input of <paramref name="inputShape"/> (batch first): images
+    /// [N, C, H, W] become [N, features] for a network described with input [features] (see <see cref="Forward"/>);
+    /// any other input is given as it is.
+    /// </summary>
+    public int[] FirstLayerInputShape(ReadOnlySpan<int> inputShape) =>
+        ReadsImagesFlattened(inputShape, out int features) ? [inputShape[0], features] : inputShape.ToArray();
+
+    /// <summary>
+    /// Whether a batch of <paramref name="inputShape"/> is images that this network, described with input
+    /// [<paramref name="features"/>], reads flattened; an error when their size per example is not the features.
+    /// </summary>
+    private bool ReadsImagesFlattened(ReadOnlySpan<int> inputShape, out int features)
+    {
+        features = 0;
+        if (Spec?.Input is not [int described] || inputShape.Length <= 2) return false;
+        if (Tensor.ElementCount(inputShape[1..]) != described)
+            throw new ArgumentException($"the network's input is [{described}] per example, got a batch [{string.Join(", ", inputShape.ToArray())}]");
+        features = described;
+        return true;
     }
 
     /// <summary>
@@ -89,10 +111,8 @@ public sealed class Sequential
 
     private Tensor AsNetworkInput(Tensor input)
     {
-        if (Spec?.Input is not [int features] || input.Rank <= 2) return input;
+        if (!ReadsImagesFlattened(input.Shape, out int features)) return input;
         int n = input.Dim(0);
-        if (input.Length != (long)n * features)
-            throw new ArgumentException($"the network's input is [{features}] per example, got a batch {input.ShapeText}");
         if (_flatInput is null || !_flatInput.SharesStorageWith(input) || _flatInput.Dim(0) != n) _flatInput = input.View(n, features);
         return _flatInput;
     }

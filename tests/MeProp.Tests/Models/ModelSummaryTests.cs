@@ -4,7 +4,7 @@ using MeProp.Tensors;
 
 namespace MeProp.Tests.Models;
 
-/// <summary>The summary counts what the model runs: the backward the layers do.</summary>
+/// <summary>The summary counts what the model runs: the backward the layers do, on the input the model's Forward takes.</summary>
 public class ModelSummaryTests
 {
     /// <summary>Batch norm has parameters, so it is the first layer that skips dL/dx and conv1 computes one.</summary>
@@ -22,6 +22,11 @@ public class ModelSummaryTests
                        {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}],
             "shortcut": [{"type": "conv2d", "out_channels": 4, "kernel_size": 1}]},
           {"type": "globalavgpool"}, {"type": "linear", "out_features": 10}]}
+        """;
+
+    private const string Flat = """
+        {"input": [784], "classes": 10, "layers": [
+          {"type": "linear", "out_features": 32}, {"type": "relu"}, {"type": "linear", "out_features": 10}]}
         """;
 
     private static Sequential Build(string json, ComputeContext compute) => NetworkFactory.Build(NetworkSpec.Parse(json, "net.json"), compute, seed: 1);
@@ -52,5 +57,21 @@ public class ModelSummaryTests
             Assert.True(layer.Counters.DenseBackwardMacs == summarised,
                 $"{layer.Name}: the backward counted {layer.Counters.DenseBackwardMacs} multiply-adds, the summary {summarised}");
         }
+    }
+
+    [Fact]
+    public void ANetworkWithFlatInputIsSummarisedForTheImagesItsForwardTakes()
+    {
+        using var compute = new ComputeContext(1);
+        var model = Build(Flat, compute);
+        Assert.Equal([1, 10], model.Forward(new Tensor(1, 1, 28, 28), training: false).ShapeArray());
+        var fromImages = new ModelSummary(model, [1, 28, 28]);
+        var fromFeatures = new ModelSummary(model, [784]);
+        Assert.Equal(fromFeatures.Rows.Select(r => (r.Name, r.ForwardMacs, r.BackwardMacs, string.Join(",", r.OutputShape))),
+            fromImages.Rows.Select(r => (r.Name, r.ForwardMacs, r.BackwardMacs, string.Join(",", r.OutputShape))));
+        Assert.Equal(784L * 32 + 32L * 10, fromImages.ForwardMacs);
+        // Images of another size are refused as Forward refuses them.
+        var error = Assert.Throws<ArgumentException>(() => new ModelSummary(model, [3, 32, 32]));
+        Assert.Contains("the network's input is [784] per example", error.Message);
     }
 }
