@@ -51,6 +51,8 @@ public static class ModelBuilder
     {
         if (options.Network is { } network)
         {
+            // A network file may lack its input or layers; say so before reading them.
+            NetworkFactory.CheckInputClassesAndLayers(network, $"{options.Model}: ");
             int[] data = network.Input.Length == 1 ? [channels * height * width] : [channels, height, width];
             if (!network.Input.AsSpan().SequenceEqual(data))
                 throw new ModelSpecException($"{options.Model}: the network's input is [{string.Join(", ", network.Input)}] but the data's images are [{channels}, {height}, {width}]");

@@ -17,10 +17,7 @@ public static class NetworkFactory
 
     public static Sequential Build(NetworkSpec spec, ComputeContext compute, ulong seed)
     {
-        if (spec.Input is not { Length: 1 or 3 } || spec.Input.Any(d => d < 1))
-            throw new ModelSpecException($"input must be [C, H, W] (or [features]) with positive sizes, got [{string.Join(", ", spec.Input ?? [])}]");
-        if (spec.Classes < 1) throw new ModelSpecException($"classes must be positive, got {spec.Classes}");
-        if (spec.Layers is not { Count: > 0 }) throw new ModelSpecException("the network has no layers");
+        CheckInputClassesAndLayers(spec, "");
         var context = new BuildContext(compute, Rng.ForStream(seed, InitStream), seed);
         var shape = spec.Input;
         var layers = BuildLayers(spec.Layers, "", ref shape, context);
@@ -29,6 +26,19 @@ public static class NetworkFactory
         var model = new Sequential(layers) { Spec = spec };
         AttachMeProp(model, context.MeProp, seed);
         return model;
+    }
+
+    /// <summary>
+    /// Checks the spec's input shape, classes and layer list, which a file may also give as null, before
+    /// anything reads them; <paramref name="where"/> ("net.json: " or "") starts the error.
+    /// </summary>
+    internal static void CheckInputClassesAndLayers(NetworkSpec spec, string where)
+    {
+        if (spec.Input is null) throw new ModelSpecException($"{where}input is missing; it must be [C, H, W] or [features]");
+        if (spec.Input is not { Length: 1 or 3 } || spec.Input.Any(d => d < 1))
+            throw new ModelSpecException($"{where}input must be [C, H, W] or [features] with positive sizes, got [{string.Join(", ", spec.Input)}]");
+        if (spec.Classes < 1) throw new ModelSpecException($"{where}classes must be positive, got {spec.Classes}");
+        if (spec.Layers is not { Count: > 0 }) throw new ModelSpecException($"{where}the network has no layers");
     }
 
     /// <summary>

@@ -104,4 +104,19 @@ public class ModelBuilderTests
         var small = Assert.Throws<ModelSpecException>(() => ModelBuilder.Build(new ModelOptions(), 1, 3, 3, 10, compute, 1));
         Assert.Contains("pool2", small.Message); // 3x3 -> pool1 -> 1x1, too small for the second pooling
     }
+
+    [Theory]
+    [InlineData("""{"input": null, "classes": 10, "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 10}]}""", "net.json: input is missing; it must be [C, H, W] or [features]")]
+    [InlineData("""{"input": [28, 28], "classes": 10, "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 10}]}""", "net.json: input must be [C, H, W] or [features] with positive sizes, got [28, 28]")]
+    [InlineData("""{"input": [1, 28, 28], "classes": 10, "layers": null}""", "net.json: the network has no layers")]
+    public void ANetworkFileWithoutInputOrLayersFailsWithOneLine(string json, string expected)
+    {
+        var options = new ModelOptions { Model = "net.json", Network = NetworkSpec.Parse(json, "net.json") };
+        // With input normalisation, a normalize layer is put in front of the file's layers.
+        foreach (var normalization in new[] { null, new InputNormalization([0.5f], [0.25f]) })
+        {
+            var error = Assert.Throws<ModelSpecException>(() => ModelBuilder.Spec(options with { Normalization = normalization }, 1, 28, 28, 10));
+            Assert.Equal(expected, error.Message);
+        }
+    }
 }
