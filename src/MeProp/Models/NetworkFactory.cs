@@ -83,6 +83,8 @@ public static class NetworkFactory
         public Rng InitRng { get; } = initRng;
         public ulong Seed { get; } = seed;
         public int Dropouts { get; set; }
+        /// <summary>The names of the layers built so far, blocks' children included: a layer name is a checkpoint prefix and must be unique.</summary>
+        public HashSet<string> Names { get; } = [];
         /// <summary>The layers built with "meprop", in layer order.</summary>
         public List<(IMePropLayer Layer, LayerMePropSpec Spec)> MeProp { get; } = [];
     }
@@ -96,6 +98,8 @@ public static class NetworkFactory
         {
             if (spec is null) throw new ModelSpecException($"{prefix}layers: an entry is null, not a layer");
             string name = LayerName(spec, prefix, counters);
+            if (!context.Names.Add(name))
+                throw new ModelSpecException($"{name}: another layer has this name; give each layer its own (unnamed layers get their kind and number: conv1, fc1, ...)");
             var layer = BuildLayer(spec, name, ref shape, context);
             if (spec.MeProp is not null) context.MeProp.Add(((IMePropLayer)layer, spec.MeProp));
             layers.Add(layer);
@@ -176,7 +180,7 @@ public static class NetworkFactory
                 Allow(spec, name, "out_channels", "kernel_size", "stride", "padding", "meprop");
                 NeedImages(name, spec.Type, shape);
                 int kernel = Required(spec.KernelSize, name, "kernel_size");
-                int stride = spec.Stride ?? 1;
+                int stride = Positive(spec.Stride ?? 1, name, "stride");
                 layer = new Conv2d(name, shape[0], Required(spec.OutChannels, name, "out_channels"), kernel, stride, ConvPadding(spec, name, kernel, stride), compute, context.InitRng);
                 break;
             case "linear":

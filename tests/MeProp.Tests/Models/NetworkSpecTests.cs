@@ -86,6 +86,11 @@ public class NetworkSpecTests : IDisposable
     [InlineData("""{"type": "normalize", "mean": [0.5, 0.5], "std": [0.2, 0.2]}""", "normalize: normalize takes images [C, H, W] with a mean and std per channel; got [1, 6, 6] and 2 mean(s)")]
     [InlineData("""{"type": "flatten"}, {"type": "normalize", "mean": [0.5], "std": [0.2]}""", "normalize: normalize takes images [C, H, W]")]
     [InlineData("""{"type": "residual", "layers": [null]}""", "res1.layers: an entry is null")]
+    [InlineData("""{"type": "conv2d", "out_channels": 2, "kernel_size": 3, "stride": 0}""", "conv1: 'stride' must be >= 1, got 0")]
+    [InlineData("""{"type": "conv2d", "out_channels": 2, "kernel_size": 3, "stride": -2}""", "conv1: 'stride' must be >= 1, got -2")]
+    [InlineData("""{"type": "relu", "name": "same"}, {"type": "flatten", "name": "same"}""", "same: another layer has this name")]
+    [InlineData("""{"type": "conv2d", "name": "conv2", "out_channels": 2, "kernel_size": 1}, {"type": "conv2d", "out_channels": 2, "kernel_size": 1}""", "conv2: another layer has this name")]
+    [InlineData("""{"type": "relu", "name": "res1.act1"}, {"type": "residual", "layers": [{"type": "relu"}]}""", "res1.act1: another layer has this name")]
     public void BadLayersFailWithTheLayersName(string layers, string expected)
     {
         string json = $$"""{"input": [1, 6, 6], "classes": 10, "layers": [{{layers}}]}""";
