@@ -43,6 +43,10 @@ public static class ModelBuilder
     {
         var spec = NetworkWithoutNormalization(options, channels, height, width, classes);
         if (options.Normalization is not { } norm) return spec;
+        // The normalize layer works per channel of images; a network that takes flat features has no channels,
+        // and the layer's own error would name a 'normalize' layer the user never wrote.
+        if (spec.Input is not { Length: 3 })
+            throw new ModelSpecException($"{options.Model}: --normalize (or --mean and --std) needs image input [C, H, W]; the network's input is [{string.Join(", ", spec.Input)}] features");
         var normalize = new LayerSpec { Type = "normalize", Mean = norm.Mean, Std = norm.Std };
         return spec with { Layers = [normalize, .. spec.Layers] };
     }

@@ -83,7 +83,7 @@ public class PredictAndNormalizeTests
         File.WriteAllText(own, """{"input": [1, 8, 8], "classes": 10, "layers": [{"type": "normalize", "mean": [0.5], "std": [0.25]}, {"type": "flatten"}, {"type": "linear", "out_features": 10}]}""");
         File.WriteAllText(flat, """{"input": [64], "classes": 10, "layers": [{"type": "linear", "out_features": 10}]}""");
         Assert.Contains("twice", AssertOneLineError(Run("train", "--data", data.Path, "--out", output.File("a"), "--model", own, "--dev-size", "12", "--threads", "1", "--normalize"), 1));
-        Assert.Contains("normalize takes images [C, H, W]", AssertOneLineError(Run("train", "--data", data.Path, "--out", output.File("b"), "--model", flat, "--dev-size", "12", "--threads", "1", "--normalize"), 1));
+        Assert.Contains("flat.json: --normalize (or --mean and --std) needs image input [C, H, W]", AssertOneLineError(Run("train", "--data", data.Path, "--out", output.File("b"), "--model", flat, "--dev-size", "12", "--threads", "1", "--normalize"), 1));
         Assert.Equal(0, Run("train", "--data", data.Path, "--out", output.File("c"), "--model", own, "--dev-size", "12", "--threads", "1").Code);
     }
 }

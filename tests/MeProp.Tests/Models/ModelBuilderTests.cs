@@ -119,4 +119,13 @@ public class ModelBuilderTests
             Assert.Equal(expected, error.Message);
         }
     }
+
+    [Fact]
+    public void InputNormalisationOfANetworkWithFlatInputIsRefusedAsSuch()
+    {
+        var flat = NetworkSpec.Parse("""{"input": [784], "classes": 10, "layers": [{"type": "linear", "out_features": 10}]}""", "flat.json");
+        var options = new ModelOptions { Model = "flat.json", Network = flat, Normalization = new InputNormalization([0.13f], [0.31f]) };
+        var error = Assert.Throws<ModelSpecException>(() => ModelBuilder.Spec(options, 1, 28, 28, 10));
+        Assert.Equal("flat.json: --normalize (or --mean and --std) needs image input [C, H, W]; the network's input is [784] features", error.Message);
+    }
 }
