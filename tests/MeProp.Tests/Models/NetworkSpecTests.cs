@@ -1,5 +1,6 @@
 using MeProp.Layers;
 using MeProp.Models;
+using MeProp.Sparsity;
 
 namespace MeProp.Tests.Models;
 
@@ -69,6 +70,77 @@ public class NetworkSpecTests : IDisposable
         dy.Span.Fill(0.1f);
         model.Backward(dy);
         Assert.All(model.Parameters.Where(p => p.Name.EndsWith(".weight")), p => Assert.Contains(p.Gradient.Span.ToArray(), g => g != 0));
+    }
+
+    /// <summary>Every field the format has, each away from its default (batch norm's epsilon and momentum are not in the format).</summary>
+    private const string EveryOption = """
+        {"input": [3, 12, 12], "classes": 10, "layers": [
+          {"type": "normalize", "name": "norm", "mean": [0.1, 0.2, 0.3], "std": [0.5, 0.6, 0.7]},
+          {"type": "conv2d", "name": "stem", "out_channels": 4, "kernel_size": 3, "padding": "same",
+           "meprop": {"ratio": 0.3, "decay": 0.6, "selection": "per-example-channel", "decay_shape": "channel-position"}},
+          {"type": "batchnorm", "name": "stem_bn"}, {"type": "tanh"},
+          {"type": "maxpool", "kernel_size": 3, "stride": 1},
+          {"type": "residual", "name": "block",
+           "layers": [{"type": "conv2d", "out_channels": 8, "kernel_size": 3, "stride": 2, "padding": 1,
+                       "meprop": {"ratio": 0.25, "selection": "per-channel", "mass_fraction": 0.9, "zero_mean": true}},
+                      {"type": "batchnorm"}, {"type": "relu"}, {"type": "conv2d", "name": "last", "out_channels": 8, "kernel_size": 3, "padding": 1}],
+           "shortcut": [{"type": "conv2d", "out_channels": 8, "kernel_size": 1, "stride": 2, "meprop": {"ratio": 0.5, "selection": "channel"}},
+                        {"type": "batchnorm"}]},
+          {"type": "sigmoid"}, {"type": "avgpool", "kernel_size": 2, "stride": 1}, {"type": "globalavgpool"}, {"type": "flatten"},
+          {"type": "dropout", "p": 0.3},
+          {"type": "linear", "name": "hidden", "out_features": 16, "meprop": {"ratio": 0.2, "decay": 0.5, "selection": "unified"}},
+          {"type": "relu"}, {"type": "linear", "name": "head", "out_features": 10}]}
+        """;
+
+    /// <summary>What a built layer was configured with, as text, so two builds can be compared layer by layer.</summary>
+    private static string Settings(ILayer layer) => layer.Name + ": " + layer switch
+    {
+        Conv2d conv => $"conv2d {conv.InChannels}->{conv.OutChannels} kernel {conv.KernelSize} stride {conv.Stride} padding {conv.Padding}, {MePropSettings(conv)}",
+        Linear linear => $"linear {linear.InFeatures}->{linear.OutFeatures}, {MePropSettings(linear)}",
+        BatchNorm bn => $"batchnorm {bn.Features} epsilon {bn.Epsilon} momentum {bn.Momentum} values per example {bn.ValuesPerExample}",
+        Activation activation => $"{activation.Kind}",
+        MaxPool2d pool => $"maxpool kernel {pool.KernelSize} stride {pool.Stride}",
+        AvgPool2d pool => $"avgpool kernel {pool.KernelSize} stride {pool.Stride}",
+        GlobalAvgPool2d => "globalavgpool",
+        Flatten => "flatten",
+        Dropout dropout => $"dropout p {dropout.Probability}",
+        Normalize normalize => $"normalize mean [{string.Join(", ", normalize.Mean.ToArray())}] std [{string.Join(", ", normalize.Std.ToArray())}]",
+        Residual block => $"residual of {block.Body.Count} layers, shortcut of {block.Shortcut.Count}",
+        _ => throw new ArgumentException($"{layer.Name}: no settings written for {layer.GetType().Name}"),
+    };
+
+    private static string MePropSettings(IMePropLayer layer) => layer.Sparsifier is { } sparsifier ? sparsifier.Options.ToString() : "dense";
+
+    [Fact]
+    public void EveryLayerSettingSurvivesTheJsonFormat()
+    {
+        using var compute = new ComputeContext(1);
+        var spec = NetworkSpec.Parse(EveryOption, "net.json");
+        var original = NetworkFactory.Build(spec, compute, seed: 1);
+        var rebuilt = NetworkFactory.Build(NetworkSpec.Parse(spec.ToJson(), "round trip"), compute, seed: 1);
+        Assert.Equal(original.AllLayers.Select(l => l.Name), rebuilt.AllLayers.Select(l => l.Name));
+        foreach (var (before, after) in original.AllLayers.Zip(rebuilt.AllLayers)) Assert.Equal(Settings(before), Settings(after));
+        // The settings compared are the file's, not defaults that both builds would share.
+        Assert.Equal(["norm", "stem", "stem_bn", "act1", "pool1", "block", "block.conv1", "block.bn1", "block.act1", "block.last",
+                      "block.shortcut.conv1", "block.shortcut.bn1", "act2", "pool2", "gap1", "flatten", "dropout1", "hidden", "act3", "head"],
+            rebuilt.AllLayers.Select(l => l.Name));
+        Assert.Equal([0.1f, 0.2f, 0.3f], ((Normalize)rebuilt.Layer("norm")).Mean.ToArray());
+        Assert.Equal([0.5f, 0.6f, 0.7f], ((Normalize)rebuilt.Layer("norm")).Std.ToArray());
+        Assert.Equal(1, ((Conv2d)rebuilt.Layer("stem")).Padding);
+        var strided = (Conv2d)rebuilt.Layer("block.conv1");
+        Assert.Equal((2, 1), (strided.Stride, strided.Padding));
+        Assert.Equal(new MePropOptions { Ratio = 0.25, Selection = SelectionPolicy.PerChannel, MassFraction = 0.9, ZeroMean = true }, strided.Sparsifier!.Options);
+        Assert.Equal(new MePropOptions { Ratio = 0.3, Decay = 0.6, Selection = SelectionPolicy.PerExampleChannel, DecayShape = DecayShape.ChannelPosition },
+            ((Conv2d)rebuilt.Layer("stem")).Sparsifier!.Options);
+        Assert.Equal(SelectionPolicy.Channel, ((Conv2d)rebuilt.Layer("block.shortcut.conv1")).Sparsifier!.Options.Selection);
+        Assert.Equal(new MePropOptions { Ratio = 0.2, Decay = 0.5, Selection = SelectionPolicy.Unified }, ((Linear)rebuilt.Layer("hidden")).Sparsifier!.Options);
+        Assert.Null(((Conv2d)rebuilt.Layer("block.last")).Sparsifier);
+        Assert.Equal((3, 1), (((MaxPool2d)rebuilt.Layer("pool1")).KernelSize, ((MaxPool2d)rebuilt.Layer("pool1")).Stride));
+        Assert.Equal((2, 1), (((AvgPool2d)rebuilt.Layer("pool2")).KernelSize, ((AvgPool2d)rebuilt.Layer("pool2")).Stride));
+        Assert.Equal(0.3f, ((Dropout)rebuilt.Layer("dropout1")).Probability);
+        Assert.Equal([ActivationKind.Tanh, ActivationKind.Relu, ActivationKind.Sigmoid, ActivationKind.Relu],
+            rebuilt.AllLayers.OfType<Activation>().Select(a => a.Kind));
+        Assert.False(((Residual)rebuilt.Layer("block")).IdentityShortcut);
     }
 
     [Theory]
