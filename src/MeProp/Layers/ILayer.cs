@@ -28,6 +28,6 @@ public interface ILayer
     /// </summary>
     Tensor? Backward(Tensor outputGradient);
 
-    /// <summary>Whether Backward computes dL/dx. The model turns it off for its first layer.</summary>
+    /// <summary>Whether Backward computes dL/dx. The model turns it off for its layers up to the first with parameters.</summary>
     bool ComputeInputGradient { get; set; }
 }
