@@ -16,8 +16,9 @@ namespace MeProp.Sparsity;
 /// running average run = decay·run + (1-decay)·|dy| (<see cref="GradientScorer"/>), shaped like dy
 /// (Full, one slot per batch position) or [U, P] averaged over the batch (ChannelPosition: positions
 /// chosen per unit are then kept for every example). Kept values are always the current dy. This
-/// object holds what outlives a step: the running gradient, the random stream and the scratch; work
-/// is split over units, each taken by the next free worker.
+/// object holds what outlives a step: the running gradient, the random stream and the scratch. The
+/// per-channel, per-example-channel and channel policies split their work over units, each taken by the
+/// next free worker; the others run on the calling thread.
 /// </summary>
 public sealed unsafe class GradientSparsifier
 {
@@ -35,7 +36,7 @@ public sealed unsafe class GradientSparsifier
         options.Validate();
         bool linearPolicy = options.Selection is SelectionPolicy.PerExample or SelectionPolicy.Unified;
         if (convolutional && linearPolicy)
-            throw new ArgumentException($"{layerName}: selection '{options.Selection}' is for linear layers; a convolution takes per-channel, per-example-channel, channel or random");
+            throw new ArgumentException($"{layerName}: selection '{System.Text.Json.JsonNamingPolicy.KebabCaseLower.ConvertName(options.Selection.ToString())}' is for linear layers; a convolution takes per-channel, per-example-channel, channel or random");
         if (!convolutional && options.Selection is SelectionPolicy.PerExampleChannel or SelectionPolicy.Channel)
             throw new ArgumentException($"{layerName}: selection '{System.Text.Json.JsonNamingPolicy.KebabCaseLower.ConvertName(options.Selection.ToString())}' is for convolutions; a linear layer takes per-example, unified, per-channel or random");
         _layerName = layerName;
@@ -123,7 +124,8 @@ public sealed unsafe class GradientSparsifier
     /// <summary>Selects the kept entries of dy [N, U, P]; the result stays valid until the next call.</summary>
     public SparseGradient Sparsify(ReadOnlySpan<float> dy, int n, int units, int plane, WorkerPool pool)
     {
-        if (dy.Length < n * units * plane) throw new ArgumentException($"{_layerName}: gradient span too short");
+        if (n < 1 || units < 1 || plane < 1) throw new ArgumentException($"{_layerName}: gradient shape [{n}, {units}, {plane}] must be positive");
+        if (dy.Length < (long)n * units * plane) throw new ArgumentException($"{_layerName}: gradient span too short");
         bool decay = Options.Decay > 0;
         if (decay) PrepareRunning(n, units, plane, channelPosition: Options.DecayShape == DecayShape.ChannelPosition);
         _scratch.Ensure(pool.ThreadCount, n * Math.Max(units, plane), units);

@@ -4,9 +4,10 @@ namespace MeProp.Sparsity;
 
 /// <summary>
 /// One way of choosing which entries of a layer's dL/dy meProp keeps: a pool of entries and how many of
-/// it to keep. Every policy scores entries with the shared <see cref="GradientScorer"/> (|dy|, or the
-/// running average), ranks them with TopKSelection, and writes the kept entries through the shared
-/// <see cref="SelectionScratch"/>; it is called once per layer and step. The policies: per-channel
+/// it to keep. Every policy but random scores entries with the shared <see cref="GradientScorer"/> (|dy|,
+/// or the running average) and ranks them with TopKSelection (random draws positions from the layer's
+/// stream); all write the kept entries through the shared <see cref="SelectionScratch"/>; a policy is
+/// called once per layer and step. The policies: per-channel
 /// (<see cref="PerChannelSelection"/>), per-example-channel, channel (<see cref="ChannelSelection"/>), per-example, unified, random, and the
 /// batch-averaged running gradient's channel-position selection. A new policy is a new type
 /// implementing this, a member of <see cref="SelectionPolicy"/> (its name on the command line and in

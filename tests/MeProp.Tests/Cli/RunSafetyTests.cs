@@ -77,6 +77,22 @@ public class RunSafetyTests
     }
 
     [Fact]
+    public void ResumeOfAnSgdRunEqualsTheUninterruptedRun()
+    {
+        // SGD's momentum buffers and step count come back from the checkpoint as Adam's moments do.
+        using var data = TinyData();
+        using var root = new TempDirectory();
+        string whole = root.File("whole"), parts = root.File("parts");
+        string[] sgd = ["--optimizer", "sgd", "--momentum", "0.8", "--lr", "0.05"];
+        Assert.Equal(0, Run(Train(data.Path, whole, [.. sgd, "--epochs", "3"])).Code);
+        Assert.Equal(0, Run(Train(data.Path, parts, [.. sgd, "--epochs", "1"])).Code);
+        var resumed = Run("train", "--resume", parts, "--epochs", "3", "--data", data.Path);
+        Assert.True(resumed.Code == 0, resumed.Stderr);
+        AssertSameRun(whole, parts, "after resume");
+        Assert.Contains(SafeTensorsFile.Load(Path.Combine(parts, Trainer.LastCheckpoint)).Names, n => n.EndsWith(".momentum_buffer"));
+    }
+
+    [Fact]
     public void ResumingAFinishedRunWithoutItsSummaryWritesIt()
     {
         using var data = TinyData();

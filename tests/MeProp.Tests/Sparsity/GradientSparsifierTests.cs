@@ -432,6 +432,19 @@ public class GradientSparsifierTests
     }
 
     [Fact]
+    public void ABadGradientShapeIsRefusedBeforeAnythingIsRead()
+    {
+        using var pool = new WorkerPool(1);
+        var s = new GradientSparsifier("conv", new MePropOptions { Ratio = 0.1 }, convolutional: true, seed: 1);
+        // 65537² + 1 overflows an int to 131073: the span must be checked against the true product.
+        Assert.Throws<ArgumentException>(() => s.Sparsify(new float[131073], 1, 65537, 65537, pool));
+        Assert.Throws<ArgumentException>(() => s.Sparsify(new float[4], -1, 2, -2, pool));
+        Assert.Throws<ArgumentException>(() => s.Sparsify(new float[4], 0, 2, 2, pool));
+        var linear = Assert.Throws<ArgumentException>(() => new GradientSparsifier("conv", new MePropOptions { Ratio = 0.1, Selection = SelectionPolicy.PerExample }, convolutional: true, seed: 1));
+        Assert.Contains("'per-example'", linear.Message);
+    }
+
+    [Fact]
     public void RandomSelectionWithADecayIsRefused()
     {
         var error = Assert.Throws<ArgumentException>(() => new GradientSparsifier("conv", new MePropOptions { Ratio = 0.1, Decay = 0.6, Selection = SelectionPolicy.Random }, convolutional: true, seed: 1));
