@@ -291,36 +291,43 @@ public sealed unsafe class Conv2d : IMePropLayer, IStatefulLayer
         {
             if (!_channelsLastCopiesCurrent)
                 throw new InvalidOperationException($"{Name}: meProp or exact sparsity was switched on between Forward and Backward");
-            // A meProp layer's counters record its selection, whichever products run.
-            bool countDense = true;
+            // A selection that keeps every entry (ratio 1: a schedule's dense epochs) ran only for its running
+            // gradient and random stream: the backward below is a dense layer's, to the bit (with exact
+            // sparsity on; off, a dense layer runs the patch-matrix products, equal to rounding). The counters
+            // then record that selection with the multiply-adds the products below do.
+            SparseGradient? everyEntry = null;
             if (Sparsifier is not null)
             {
                 var selected = Sparsifier.Sparsify(outputGradient.Span, g.N, OutChannels, plane, _compute.Pool);
-                if (Sparsifier.Options.Selection == SelectionPolicy.Channel && KeptChannelsAreDense(selected, out int kept) && !Sparsifier.KeepsEveryEntry)
+                if (Sparsifier.KeepsEveryEntry) everyEntry = selected;
+                else if (Sparsifier.Options.Selection == SelectionPolicy.Channel && KeptChannelsAreDense(selected, out int kept))
                 {
                     Counters.AddSparse(selected, (ComputeInputGradient ? 2 : 1) * (long)kept * positions * k, denseMacs);
                     return KeptChannelsBackward(outputGradient, selected, kept, g);
                 }
-                Counters.AddSparse(selected, (ComputeInputGradient ? 2 : 1) * selected.Count * k, denseMacs);
-                // When every entry is kept (ratio 1: a schedule's dense epochs) the selection ran only for its
-                // running gradient and random stream: the backward below is a dense layer's, to the bit (with
-                // exact sparsity on; off, a dense layer runs the patch-matrix products, equal to rounding).
-                if (!Sparsifier.KeepsEveryEntry) return SparseBackwardPass(selected, g);
-                countDense = false;
+                else
+                {
+                    Counters.AddSparse(selected, (ComputeInputGradient ? 2 : 1) * selected.Count * k, denseMacs);
+                    return SparseBackwardPass(selected, g);
+                }
             }
             if (ExactSparsity == ExactSparsity.Off)
             {
-                if (countDense) Counters.AddDense(outputGradient.Span, denseMacs);
+                if (everyEntry is null) Counters.AddDense(outputGradient.Span, denseMacs);
+                else Counters.AddSparse(everyEntry, denseMacs, denseMacs);
                 return ChannelsLastDenseBackward(outputGradient, g);
             }
             long nonZero = NonZeroGradient.Count(outputGradient.Span);
             if (ExactSparsity == ExactSparsity.Always || nonZero <= ExactSparsityThresholds.Convolution * outputGradient.Length)
             {
                 NonZeroGradient.Gather(outputGradient.Span, g.N, OutChannels, plane, _nonZeros, _compute.Pool);
-                if (countDense) Counters.AddExact(_nonZeros, (ComputeInputGradient ? 2 : 1) * nonZero * k, denseMacs);
+                long macs = (ComputeInputGradient ? 2 : 1) * nonZero * k;
+                if (everyEntry is null) Counters.AddExact(_nonZeros, macs, denseMacs);
+                else Counters.AddSparse(everyEntry, macs, denseMacs);
                 return SparseBackwardPass(_nonZeros, g);
             }
-            if (countDense) Counters.AddDense(outputGradient.Length, nonZero, denseMacs);
+            if (everyEntry is null) Counters.AddDense(outputGradient.Length, nonZero, denseMacs);
+            else Counters.AddSparse(everyEntry, denseMacs, denseMacs);
             return ChannelsLastDenseBackward(outputGradient, g);
         }
         if (!_colsHoldPatches)

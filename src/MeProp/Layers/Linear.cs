@@ -119,16 +119,19 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
         if (!outputGradient.SameShape([n, OutFeatures]))
             throw new ArgumentException($"{Name}: gradient shape {outputGradient.ShapeText} does not match the output");
         long denseMacs = (long)n * OutFeatures * InFeatures * (ComputeInputGradient ? 2 : 1);
-        // A meProp layer's counters record its selection, whichever products run.
-        bool countDense = true;
+        // A selection that keeps every entry (ratio 1: a schedule's dense epochs) ran only for its running
+        // gradient and random stream: the backward below is a dense layer's, to the bit. The counters then
+        // record that selection with the multiply-adds the products below do.
+        SparseGradient? everyEntry = null;
         if (Sparsifier is not null)
         {
             var selected = Sparsifier.Sparsify(outputGradient.Span, n, OutFeatures, 1, _compute.Pool);
-            Counters.AddSparse(selected, (ComputeInputGradient ? 2 : 1) * selected.Count * InFeatures, denseMacs);
-            // When every entry is kept (ratio 1: a schedule's dense epochs) the selection ran only for its
-            // running gradient and random stream: the backward below is a dense layer's, to the bit.
-            if (!Sparsifier.KeepsEveryEntry) return SparseBackwardPass(selected, input, n);
-            countDense = false;
+            if (!Sparsifier.KeepsEveryEntry)
+            {
+                Counters.AddSparse(selected, (ComputeInputGradient ? 2 : 1) * selected.Count * InFeatures, denseMacs);
+                return SparseBackwardPass(selected, input, n);
+            }
+            everyEntry = selected;
         }
         var dy = outputGradient.Span;
         if (ComputeInputGradient) _inputGradient.Reshape(n, InFeatures);
@@ -138,7 +141,8 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
         bool fused = ExactSparsity != ExactSparsity.Always && Weight.GradientHook?.TryFuseLinearBackward(Weight, dy, input.Span, n, dx) == true;
         if (fused || ExactSparsity == ExactSparsity.Off)
         {
-            if (countDense) Counters.AddDense(dy, denseMacs);
+            if (everyEntry is null) Counters.AddDense(dy, denseMacs);
+            else Counters.AddSparse(everyEntry, denseMacs, denseMacs);
         }
         else
         {
@@ -146,10 +150,13 @@ public sealed class Linear : IMePropLayer, IStatefulLayer
             if (ExactSparsity == ExactSparsity.Always || nonZero <= ExactSparsityThresholds.Linear * dy.Length)
             {
                 NonZeroGradient.Gather(dy, n, OutFeatures, 1, _nonZeros, _compute.Pool);
-                if (countDense) Counters.AddExact(_nonZeros, (ComputeInputGradient ? 2 : 1) * nonZero * InFeatures, denseMacs);
+                long macs = (ComputeInputGradient ? 2 : 1) * nonZero * InFeatures;
+                if (everyEntry is null) Counters.AddExact(_nonZeros, macs, denseMacs);
+                else Counters.AddSparse(everyEntry, macs, denseMacs);
                 return SparseBackwardPass(_nonZeros, input, n);
             }
-            if (countDense) Counters.AddDense(dy.Length, nonZero, denseMacs);
+            if (everyEntry is null) Counters.AddDense(dy.Length, nonZero, denseMacs);
+            else Counters.AddSparse(everyEntry, denseMacs, denseMacs);
         }
         if (!fused && _forwardFromNonZeros)
             // The forward found the input sparse: dW from its non-zeros too.

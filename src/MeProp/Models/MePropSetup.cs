@@ -45,7 +45,9 @@ public static class MePropSetup
             names = model.AllLayers.Select(l => l.Name).Where(layerRatios.ContainsKey).ToArray();
         }
         else names = DefaultLayers(model, output);
-        if (names.Count == 0) throw new ArgumentException("meProp has no layer to sparsify: the model's only conv or linear layer is its output layer");
+        if (names.Count == 0)
+            throw new ArgumentException(layerNames is not null ? "meProp layers: the list names no layer"
+                : "meProp has no layer to sparsify: the model has no conv or linear layer but its output layer");
         if (layerRatios is not null)
             foreach (string name in layerRatios.Keys)
                 if (!names.Contains(name))

@@ -32,8 +32,12 @@ public sealed unsafe class WorkerPool : IDisposable
     private int _sleepers;
     private long _naps;
     private volatile bool _stopping;
-    /// <summary>1 while a run is in progress: a second Run (from a task, or from another thread) is refused.</summary>
-    private int _running;
+    /// <summary>
+    /// <see cref="Idle"/>, <see cref="Running"/> (a second Run, from a task or another thread, is refused) or
+    /// <see cref="Disposed"/>; Dispose takes the pool from Idle only, so it never stops the workers under a run.
+    /// </summary>
+    private int _state;
+    private const int Idle = 0, Running = 1, Disposed = 2;
     /// <summary>Each worker's exception in the current run (slot 0 the caller's); cleared after a run that had one.</summary>
     private readonly Exception?[] _failures;
     private volatile bool _failed;
@@ -66,12 +70,13 @@ public sealed unsafe class WorkerPool : IDisposable
     /// </summary>
     internal void Run(int taskCount, delegate*<void*, int, void> body, void* args)
     {
-        ObjectDisposedException.ThrowIf(_stopping, this);
-        if (taskCount <= 0) return;
-        if (Interlocked.Exchange(ref _running, 1) != 0)
+        int state = Interlocked.CompareExchange(ref _state, Running, Idle);
+        ObjectDisposedException.ThrowIf(state == Disposed, this);
+        if (state == Running)
             throw new InvalidOperationException("WorkerPool.Run while a run is in progress: a task must not start a run on its own pool, nor two threads share one");
         try
         {
+            if (taskCount <= 0) return;
             if (ThreadCount == 1 || taskCount == 1)
             {
                 for (int t = 0; t < taskCount; t++) body(args, t);
@@ -81,7 +86,7 @@ public sealed unsafe class WorkerPool : IDisposable
         }
         finally
         {
-            Volatile.Write(ref _running, 0);
+            Volatile.Write(ref _state, Idle);
         }
     }
 
@@ -185,8 +190,8 @@ public sealed unsafe class WorkerPool : IDisposable
                 spinStart = Stopwatch.GetTimestamp();
                 spins = 0;
             }
-            // A generation started before the pool was told to stop is still served, so that its Run returns.
-            if (Volatile.Read(ref _generation) == seen) return;
+            // Dispose stops the workers only between runs, so no generation is left unserved.
+            if (_stopping) return;
             seen = Volatile.Read(ref _generation);
             try
             {
@@ -209,9 +214,15 @@ public sealed unsafe class WorkerPool : IDisposable
     /// <summary>How many times a worker has gone to sleep (tests: an idle pool sleeps, it does not spin).</summary>
     internal long Naps => Volatile.Read(ref _naps);
 
-    /// <summary>Stops the workers; a run in progress on another thread ends first. Later runs throw <see cref="ObjectDisposedException"/>.</summary>
+    /// <summary>
+    /// Stops the workers once a run in progress on another thread has ended (not to be called from a task);
+    /// later runs throw <see cref="ObjectDisposedException"/>.
+    /// </summary>
     public void Dispose()
     {
+        var wait = new SpinWait();
+        for (int state; (state = Interlocked.CompareExchange(ref _state, Disposed, Idle)) != Idle; wait.SpinOnce())
+            if (state == Disposed) return;
         _stopping = true;
         WakeSleepers();
         foreach (var t in _threads) t.Join();

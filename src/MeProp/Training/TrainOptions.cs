@@ -56,7 +56,7 @@ public sealed record TrainOptions
     /// <summary>Selection policy; null gives per-channel for conv layers and per-example for linear ones.
     /// A conv policy applies to the conv layers, a linear one to the linear layers, random to both.</summary>
     public SelectionPolicy? Selection { get; init; }
-    /// <summary>Layers whose backward is sparsified; null means <see cref="MePropSetup.DefaultLayers(Sequential)"/> (every conv layer but the output layer, the paper's setting).</summary>
+    /// <summary>Layers whose backward is sparsified; null means <see cref="MePropSetup.DefaultLayers(Sequential)"/> (every conv layer but the output layer, the paper's setting; in a network without one, every linear layer but the output layer).</summary>
     public string[]? MePropLayers { get; init; }
     /// <summary>
     /// meProp ratio per layer name (`--topk conv1=0.1,conv2=0.05`), each in (0, 1]: overrides

@@ -176,6 +176,9 @@ public sealed class Trainer
             throw new ArgumentException($"{checkpointPath}: written by a run whose {string.Join(", ", differing)} differ from this trainer's; resuming it exactly needs the run's configuration");
         _progress = Checkpoint.Load(checkpointPath, _model, _optimizer)
             ?? throw new CheckpointFormatException($"{checkpointPath}: no training progress in the metadata; it cannot be resumed");
+        // A checkpoint is taken between steps, where every gradient is zero; a step that threw may have left
+        // some added into (an optimizer that does not fuse its update clears them only when it updates).
+        foreach (var p in _model.Parameters) p.Gradient.Clear();
         _interruptedEpoch = null;
         if (_outDirectory is not null) TrimMetrics(Path.Combine(_outDirectory, MetricsFile), _progress.EpochsCompleted);
     }
@@ -191,7 +194,7 @@ public sealed class Trainer
             Directory.CreateDirectory(_outDirectory);
         }
         if (_interruptedEpoch is int interrupted)
-            throw new InvalidOperationException($"this trainer's last run stopped part-way through epoch {interrupted}, which left the model and optimizer part-way through it: Resume from a checkpoint before running again");
+            throw new InvalidOperationException($"this trainer's last run stopped part-way through epoch {interrupted}, which left the model and optimizer part-way through it: Resume from a checkpoint before running again (or, with none, train a new model with a new trainer)");
         var loader = new BatchLoader(_split.Train, _options.BatchSize, shuffle: true, _options.Seed);
         var images = new Tensor(0);
         var labels = new int[_options.BatchSize];

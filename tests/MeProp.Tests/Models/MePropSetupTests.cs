@@ -198,6 +198,8 @@ public class MePropSetupTests : IDisposable
         var model = new Sequential([new Flatten("flatten"), new Linear("fc", 64, 10, _compute, new Rng(1))]);
         var e = Assert.Throws<ArgumentException>(() => MePropSetup.Attach(model, 0.1, 0, DecayShape.Full, null, null, seed: 1));
         Assert.Contains("output layer", e.Message);
+        var empty = Assert.Throws<ArgumentException>(() => MePropSetup.Attach(Model(), 0.1, 0, DecayShape.Full, null, [], seed: 1));
+        Assert.Contains("names no layer", empty.Message);
     }
 
     [Fact]

@@ -192,6 +192,49 @@ public class SparseLayerBackwardTests
     }
 
     [Theory]
+    [InlineData(0.0)]
+    [InlineData(0.8)]
+    public void AtRatioOneTheCountersRecordTheSelectionAndTheWorkOfTheDenseBackward(double zeroFraction)
+    {
+        // With most of dL/dy zero (after ReLU and pooling) the dense layer takes the exact-sparsity products:
+        // the ratio-1 layer does the same work, and says so, while its kept entries are the selection's.
+        using var compute = new ComputeContext(2);
+        var denseConv = new Conv2d("conv", 3, 6, 3, 1, 1, compute, new Rng(5)) { ExactSparsity = ExactSparsity.Auto };
+        var sparseConv = new Conv2d("conv", 3, 6, 3, 1, 1, compute, new Rng(5)) { ExactSparsity = ExactSparsity.Auto };
+        sparseConv.Sparsifier = new GradientSparsifier("conv", new MePropOptions { Ratio = 1.0 }, convolutional: true, seed: 1);
+        var denseLinear = new Linear("fc", 40, 30, compute, new Rng(6)) { ExactSparsity = ExactSparsity.Auto };
+        var sparseLinear = new Linear("fc", 40, 30, compute, new Rng(6)) { ExactSparsity = ExactSparsity.Auto };
+        sparseLinear.Sparsifier = new GradientSparsifier("fc", new MePropOptions { Ratio = 1.0 }, convolutional: false, seed: 1);
+        var rng = new Rng(8);
+        Tensor WithZeros(params int[] shape)
+        {
+            var t = TestData.UniformTensor(rng, shape);
+            for (int i = 0; i < t.Length; i++) if (rng.NextUniform(0, 1) < zeroFraction) t.Span[i] = 0;
+            return t;
+        }
+        var x = TestData.UniformTensor(rng, 4, 3, 8, 8);
+        denseConv.Forward(x, true);
+        sparseConv.Forward(x, true);
+        var dy = WithZeros(4, 6, 8, 8);
+        denseConv.Backward(dy);
+        sparseConv.Backward(dy);
+        var features = TestData.UniformTensor(rng, 4, 40);
+        denseLinear.Forward(features, true);
+        sparseLinear.Forward(features, true);
+        var dyLinear = WithZeros(4, 30);
+        denseLinear.Backward(dyLinear);
+        sparseLinear.Backward(dyLinear);
+        foreach (var (dense, sparse) in new (IMePropLayer, IMePropLayer)[] { (denseConv, sparseConv), (denseLinear, sparseLinear) })
+        {
+            Assert.Equal(dense.Counters.BackwardMacs, sparse.Counters.BackwardMacs);
+            Assert.Equal(dense.Counters.DenseBackwardMacs, sparse.Counters.DenseBackwardMacs);
+            Assert.Equal(sparse.Sparsifier!.Result.Selected, sparse.Counters.Gradient.Kept);
+            Assert.Equal(sparse.Sparsifier.Result.DenseCount, sparse.Counters.Gradient.Kept);
+        }
+        if (zeroFraction > 0) Assert.True(denseConv.Counters.BackwardMacs < denseConv.Counters.DenseBackwardMacs, "the exact-sparsity path was not taken: the test proves less than it says");
+    }
+
+    [Theory]
     [InlineData(SelectionPolicy.PerExample, 0.0)]
     [InlineData(SelectionPolicy.Unified, 0.6)]
     [InlineData(SelectionPolicy.Random, 0.0)]

@@ -180,4 +180,33 @@ public unsafe class WorkerPoolTests
         Assert.IsType<ObjectDisposedException>(caught);
         Assert.All(counts, n => Assert.Equal(0, n));
     }
+
+    private static void SlowTask(void* args, int task)
+    {
+        Thread.Sleep(20);
+        Interlocked.Increment(ref ((int*)args)[task]);
+    }
+
+    [Fact]
+    public void DisposeWaitsForARunInProgressOnAnotherThread()
+    {
+        var pool = new WorkerPool(3);
+        var counts = new int[12];
+        using var started = new ManualResetEventSlim();
+        var run = new Thread(() =>
+        {
+            fixed (int* c = counts)
+            {
+                started.Set();
+                pool.Run(counts.Length, &SlowTask, c);
+            }
+        });
+        run.Start();
+        started.Wait();
+        Thread.Sleep(5);
+        pool.Dispose();
+        Assert.True(run.Join(TimeSpan.FromSeconds(10)), "the run did not end");
+        Assert.All(counts, n => Assert.Equal(1, n));
+        pool.Dispose();
+    }
 }
