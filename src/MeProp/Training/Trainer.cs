@@ -183,8 +183,27 @@ public sealed class Trainer
         if (_outDirectory is not null) TrimMetrics(Path.Combine(_outDirectory, MetricsFile), _progress.EpochsCompleted);
     }
 
-    /// <summary>Trains the remaining epochs and returns the summary.</summary>
+    /// <summary>
+    /// Trains the remaining epochs and returns the summary. A top-k schedule sets the meProp layers' ratios
+    /// epoch by epoch; afterwards (or when an epoch throws) each layer has its own ratio again, as built.
+    /// </summary>
     public TrainSummary Run(ITrainingObserver? observer = null)
+    {
+        try
+        {
+            return RunEpochs(observer);
+        }
+        finally
+        {
+            foreach (var (_, sparsifier, own) in _scheduled)
+            {
+                sparsifier.Ratio = own;
+                sparsifier.KeepAll = false;
+            }
+        }
+    }
+
+    private TrainSummary RunEpochs(ITrainingObserver? observer)
     {
         if (_outDirectory is not null)
         {

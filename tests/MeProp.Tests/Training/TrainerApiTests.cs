@@ -262,4 +262,25 @@ public class TrainerApiTests
         more.Resume(last);
         Assert.Equal(2, more.Run().EpochsCompleted);
     }
+
+    [Fact]
+    public void AfterAScheduledRunEachLayerHasItsOwnRatioAgainAndAResumeWithTheModelIsTheSameRun()
+    {
+        var (data, mnist, split) = TinyMnist();
+        using var _ = data;
+        using var compute = new ComputeContext(1);
+        var model = new NetworkBuilder(1, 8, 8).Conv2d(4, 3, padding: 1).ReLU().Flatten().Linear(10).Build(classes: 10, compute, seed: 6);
+        var conv = (Conv2d)model.Layer("conv1");
+        conv.Sparsifier = new GradientSparsifier("conv1", new MePropOptions { Ratio = 0.5 }, convolutional: true, seed: 6);
+        var options = new TrainOptions { Epochs = 2, BatchSize = 5, Seed = 6, Threads = 1, DevSize = 10, TopKSchedule = TopKSchedule.Parse("linear:0.4:0.1") with { DenseWarmup = 1 } };
+        using var output = new TempDirectory();
+        var adam = new Adam(model.Parameters, compute.Pool);
+        new Trainer(model, adam, options, compute, split, mnist.Test, output.Path).Run();
+        Assert.Equal(0.5, conv.Sparsifier.Ratio);
+        Assert.False(conv.Sparsifier.KeepAll);
+        // The same model in a new trainer is the run's configuration, so its checkpoint resumes.
+        var longer = new Trainer(model, adam, options with { Epochs = 3 }, compute, split, mnist.Test, null);
+        longer.Resume(Path.Combine(output.Path, Trainer.LastCheckpoint));
+        Assert.Equal(3, longer.Run().EpochsCompleted);
+    }
 }
