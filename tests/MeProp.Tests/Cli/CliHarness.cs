@@ -53,6 +53,12 @@ internal static class CliHarness
     public static void AssertSameRun(string expected, string actual, string what = "")
     {
         Assert.Equal(MetricsWithoutTimes(expected), MetricsWithoutTimes(actual));
+        AssertSameCheckpointTensors(expected, actual, what);
+    }
+
+    /// <summary>Asserts the two run directories' last checkpoints hold the same float32 tensors, bit for bit.</summary>
+    public static void AssertSameCheckpointTensors(string expected, string actual, string what = "")
+    {
         var a = SafeTensorsFile.Load(Path.Combine(expected, Trainer.LastCheckpoint));
         var b = SafeTensorsFile.Load(Path.Combine(actual, Trainer.LastCheckpoint));
         Assert.Equal(a.Names, b.Names);

@@ -82,11 +82,7 @@ public class TopKScheduleCliTests
             return metrics.RootElement.GetProperty("train_loss").GetDouble();
         }
         Assert.Equal(Loss(dense), Loss(warm));
-        var a = SafeTensorsFile.Load(Path.Combine(dense, Trainer.LastCheckpoint));
-        var b = SafeTensorsFile.Load(Path.Combine(warm, Trainer.LastCheckpoint));
-        Assert.Equal(a.Names, b.Names);
-        foreach (string name in a.Names.Where(n => a.GetDType(n) == SafeTensorsDType.F32))
-            Assert.True(a.GetFloat32(name).Span.SequenceEqual(b.GetFloat32(name).Span), $"{name} differs");
+        AssertSameCheckpointTensors(dense, warm, "after a dense warm-up epoch");
     }
 
     [Fact]

@@ -261,12 +261,7 @@ public class SparseBackwardTests
         SparseBackwardReference.ConvGradients(g, geometry, xPadded, dwTwin, dbTwin, weightHwc, dxTwin);
         TestData.AssertClose(dwDense, dwTwin, 1e-5, 1e-5, "twin dW vs dense product");
         TestData.AssertClose(dxDense, dxTwin, 1e-5, 1e-5, "twin dx vs col2im");
-        for (int u = 0; u < units; u++)
-        {
-            double sum = 0;
-            for (int p = 0; p < positions; p++) sum += dense[p * units + u];
-            Assert.Equal((float)sum, dbTwin[u], 1e-5f);
-        }
+        AssertColumnSums(dense, positions, units, dbTwin);
 
         using var pool = new WorkerPool(2);
         var (dw, db, dx) = (new float[units * k], new float[units], new float[dxDense.Length]);
@@ -295,6 +290,12 @@ public class SparseBackwardTests
         SparseBackwardReference.RowInputGradient(g, w, k, dx);
         TestData.AssertClose(dwDense, dw, 1e-5, 1e-5, "dW");
         TestData.AssertClose(dxDense, dx, 1e-5, 1e-5, "dx");
+        AssertColumnSums(dense, positions, units, db);
+    }
+
+    /// <summary>db[u] is the sum of column u of the dense [P, U] rows.</summary>
+    private static void AssertColumnSums(float[] dense, int positions, int units, float[] db)
+    {
         for (int u = 0; u < units; u++)
         {
             double sum = 0;
